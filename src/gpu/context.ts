@@ -1,0 +1,444 @@
+/**
+ * The engine's handle on one GPU device: buffer pool, pipeline cache, command batching, uniform
+ * arena, profiler, error surfacing and tensor scopes. Every kernel dispatch goes through `run`.
+ */
+import { BufferPool, type PoolStats } from './buffer-pool.js';
+import { debugFlags } from './debug.js';
+import { acquireDevice, describeAdapter, type AdapterDescription, type DeviceOptions } from './device.js';
+import { BYTES, type DType, fromF16Array, toF16Array } from './dtype.js';
+import { GpuError, ShapeError, fmtShape } from './errors.js';
+import type { KernelConfig, KernelDef } from './kernel.js';
+import { PipelineCache } from './pipeline-cache.js';
+import { type KernelCost, Profiler } from './profiler.js';
+import { Storage, type StorageOwner, Tensor, numel } from './tensor.js';
+import type { UniformDecl, UniformValues } from './uniforms.js';
+
+/** Bind part of a tensor's storage (for tensors larger than one binding allows). */
+export interface BindingRange {
+  tensor: Tensor;
+  /** Multiple of the device's minStorageBufferOffsetAlignment (256). */
+  byteOffset: number;
+  byteSize: number;
+}
+
+export type Bindable = Tensor | BindingRange;
+
+export interface ContextOptions extends DeviceOptions {
+  /** Time every dispatch with timestamp queries (needs `timestamp-query`). */
+  profile?: boolean;
+  /** Use f16 storage where the adapter allows it (`shader-f16`). Models read this as their default. */
+  preferF16?: boolean;
+}
+
+const UNIFORM_CHUNK = 64 * 1024;
+const MAX_PENDING_DISPATCHES = 256;
+
+type TypedData = Float32Array | Uint16Array | Int32Array | Uint32Array;
+
+export class GpuContext implements StorageOwner {
+  readonly pool: BufferPool;
+  readonly pipelines: PipelineCache;
+  profiler: Profiler | null = null;
+  readonly limits: { maxStorageBufferBindingSize: number; maxBufferSize: number; maxWorkgroupStorage: number; maxInvocations: number; maxWorkgroupsPerDim: number; minStorageOffsetAlignment: number };
+
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private pendingDispatches = 0;
+  private batchKernels: string[] = [];
+  private readonly errorChecks: Promise<GpuError | null>[] = [];
+  private readonly asyncErrors: GpuError[] = [];
+  private lost: GpuError | null = null;
+  private destroyed = false;
+  private readonly scopes: Tensor[][] = [];
+  private readonly stagePath: string[] = [];
+  private uniformChunks: { buffer: GPUBuffer; data: ArrayBuffer; used: number }[] = [];
+  private readonly freeUniformBuffers: GPUBuffer[] = [];
+  dispatchCount = 0;
+
+  constructor(
+    readonly device: GPUDevice,
+    readonly adapterInfo: AdapterDescription,
+    readonly features: { f16: boolean; timestamps: boolean; subgroups: boolean },
+    readonly options: ContextOptions = {},
+  ) {
+    const l = device.limits;
+    this.limits = {
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxBufferSize: l.maxBufferSize,
+      maxWorkgroupStorage: l.maxComputeWorkgroupStorageSize,
+      maxInvocations: l.maxComputeInvocationsPerWorkgroup,
+      maxWorkgroupsPerDim: l.maxComputeWorkgroupsPerDimension,
+      minStorageOffsetAlignment: l.minStorageBufferOffsetAlignment,
+    };
+    this.pool = new BufferPool(device, l.maxBufferSize);
+    this.pipelines = new PipelineCache(device);
+    device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {
+      ev.preventDefault?.();
+      this.asyncErrors.push(new GpuError(`GPU error: ${ev.error.message}`));
+    };
+    void device.lost.then((info) => {
+      if (!this.destroyed) this.lost = new GpuError(`GPU device lost (${info.reason}): ${info.message}`);
+    });
+    if ((options.profile || debugFlags.profile) && features.timestamps) this.profiler = new Profiler(device);
+  }
+
+  static async create(options: ContextOptions = {}): Promise<GpuContext> {
+    const acq = await acquireDevice(options);
+    return new GpuContext(acq.device, acq.info, acq.features, options);
+  }
+
+  get description(): string {
+    return describeAdapter(this.adapterInfo);
+  }
+
+  /** Whether models should store weights/activations in f16 by default. */
+  get useF16(): boolean {
+    return !!this.options.preferF16 && this.features.f16;
+  }
+
+  // ---------------------------------------------------------------- tensors
+
+  empty(shape: readonly number[], dtype: DType = 'f32'): Tensor {
+    this.assertUsable();
+    const bytes = Math.max(4, Math.ceil((numel(shape) * BYTES[dtype]) / 4) * 4);
+    if (bytes > this.limits.maxBufferSize) {
+      throw new ShapeError(
+        `tensor ${fmtShape(shape)} ${dtype} needs ${bytes} bytes, over the adapter's maxBufferSize ${this.limits.maxBufferSize}`,
+      );
+    }
+    const buffer = this.pool.acquire(bytes);
+    return new Tensor(new Storage(buffer, bytes, this), shape, dtype);
+  }
+
+  /** Upload host data. f32 data into an f16 tensor is converted on the way. */
+  upload(data: TypedData | number[], shape: readonly number[], dtype: DType = 'f32'): Tensor {
+    const n = numel(shape);
+    if (data.length !== n) {
+      throw new ShapeError(`upload: ${data.length} values for shape ${fmtShape(shape)} (${n} expected)`);
+    }
+    const t = this.empty(shape, dtype);
+    this.write(t, data);
+    return t;
+  }
+
+  /** Overwrite a contiguous tensor's contents from the host. */
+  write(t: Tensor, data: TypedData | number[]): void {
+    if (!t.isContiguous) throw new ShapeError(`write: ${t} is a strided view`);
+    if (data.length !== t.size) throw new ShapeError(`write: ${data.length} values for ${t}`);
+    let bytes: ArrayBufferView;
+    if (t.dtype === 'f16') bytes = data instanceof Uint16Array ? data : toF16Array(data);
+    else if (t.dtype === 'f32') bytes = data instanceof Float32Array ? data : new Float32Array(data);
+    else if (t.dtype === 'i32') bytes = data instanceof Int32Array ? data : new Int32Array(data);
+    else bytes = data instanceof Uint32Array ? data : new Uint32Array(data);
+    this.writeBytes(t, bytes, t.offset * BYTES[t.dtype]);
+  }
+
+  /** Raw byte upload at a byte offset of the tensor's storage. */
+  writeBytes(t: Tensor, bytes: ArrayBufferView, byteOffset = 0): void {
+    // writeBuffer bypasses the command stream: drain it first so a recycled buffer is not
+    // overwritten before earlier, still unsubmitted commands have read it.
+    this.flush();
+    const head = byteOffset % 4;
+    const src = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    if (head === 0 && src.byteLength % 4 === 0) {
+      this.device.queue.writeBuffer(t.buffer, byteOffset, src);
+      return;
+    }
+    throw new ShapeError(`write: byte offset ${byteOffset} / length ${src.byteLength} not 4-byte aligned`);
+  }
+
+  /** Download a contiguous tensor (f16 is widened to f32). */
+  async read(t: Tensor): Promise<Float32Array | Int32Array | Uint32Array> {
+    if (!t.isContiguous) throw new ShapeError(`read: ${t} is a strided view; make it contiguous first`);
+    const elem = BYTES[t.dtype];
+    const start = t.offset * elem;
+    const end = start + t.size * elem;
+    const a0 = Math.floor(start / 4) * 4;
+    const a1 = Math.max(a0 + 4, Math.ceil(end / 4) * 4);
+    const staging = this.device.createBuffer({
+      size: a1 - a0,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      label: 'readback',
+    });
+    this.endPass();
+    this.ensureEncoder().copyBufferToBuffer(t.buffer, a0, staging, 0, a1 - a0);
+    this.flush();
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+    } catch (e) {
+      await this.sync();
+      throw new GpuError(`readback of ${t} failed: ${(e as Error).message}`);
+    }
+    const raw = staging.getMappedRange().slice(start - a0, end - a0);
+    staging.destroy();
+    await this.sync();
+    if (t.dtype === 'f16') return fromF16Array(new Uint16Array(raw));
+    if (t.dtype === 'f32') return new Float32Array(raw);
+    if (t.dtype === 'i32') return new Int32Array(raw);
+    return new Uint32Array(raw);
+  }
+
+  releaseStorage(s: Storage): void {
+    this.pool.release(s.buffer);
+  }
+
+  track(t: Tensor): void {
+    this.scopes[this.scopes.length - 1]?.push(t);
+  }
+
+  /**
+   * Run `fn`; every tensor created inside and not part of its result is disposed at the end.
+   * Tensors in the result (a tensor, or arrays / plain objects holding tensors) move to the parent scope.
+   */
+  scope<T>(fn: () => T): T {
+    this.scopes.push([]);
+    let result: T;
+    try {
+      result = fn();
+    } catch (e) {
+      this.closeScope(undefined);
+      throw e;
+    }
+    if (result instanceof Promise) {
+      throw new Error('scope(): use scopeAsync for async functions');
+    }
+    this.closeScope(result);
+    return result;
+  }
+
+  async scopeAsync<T>(fn: () => Promise<T>): Promise<T> {
+    // Async scopes must not interleave with other scopes on this context; they are meant for
+    // sequential pipelines (encode, read back, continue).
+    this.scopes.push([]);
+    const depth = this.scopes.length;
+    let result: T;
+    try {
+      result = await fn();
+    } catch (e) {
+      this.closeScope(undefined);
+      throw e;
+    }
+    if (this.scopes.length !== depth) throw new Error('scopeAsync: interleaved scopes');
+    this.closeScope(result);
+    return result;
+  }
+
+  private closeScope(result: unknown): void {
+    const created = this.scopes.pop()!;
+    const keep = new Set<Tensor>();
+    collectTensors(result, keep, 0);
+    const parent = this.scopes[this.scopes.length - 1];
+    for (const t of created) {
+      if (keep.has(t) || t.persistent) parent?.push(t);
+      else t.dispose();
+    }
+  }
+
+  /** Label dispatches encoded inside `fn` with a stage name (profiler tables and traces). */
+  stage<T>(name: string, fn: () => T): T {
+    this.stagePath.push(name);
+    try {
+      return fn();
+    } finally {
+      this.stagePath.pop();
+    }
+  }
+
+  // ---------------------------------------------------------------- dispatch
+
+  run<C extends KernelConfig, U extends UniformDecl>(
+    def: KernelDef<C, U>,
+    config: C,
+    bindings: Readonly<Record<string, Bindable>>,
+    uniforms: UniformValues<U>,
+    workgroups: readonly [number, number, number],
+    cost: KernelCost = {},
+  ): void {
+    this.assertUsable();
+    const decls = def.bindings(config);
+    const cached = this.pipelines.get(def, config);
+    for (const w of workgroups) {
+      if (!Number.isInteger(w) || w < 0 || w > this.limits.maxWorkgroupsPerDim) {
+        throw new ShapeError(`${def.name}: workgroup count ${fmtShape(workgroups)} outside [0, ${this.limits.maxWorkgroupsPerDim}]`);
+      }
+    }
+    if (workgroups[0] * workgroups[1] * workgroups[2] === 0) return;
+
+    const entries: GPUBindGroupEntry[] = decls.map((d, i) => {
+      const b = bindings[d.name];
+      if (!b) throw new ShapeError(`${def.name}: binding '${d.name}' not supplied`);
+      const t = b instanceof Tensor ? b : b.tensor;
+      const scalar = d.type.replace(/^vec[234]<(\w+)>$/, '$1');
+      if (scalar !== t.dtype) {
+        throw new ShapeError(`${def.name}: binding '${d.name}' expects ${scalar}, got ${t}`);
+      }
+      const offset = b instanceof Tensor ? 0 : b.byteOffset;
+      const size = b instanceof Tensor ? Math.ceil(t.storage.byteLength / 16) * 16 : b.byteSize;
+      if (size > this.limits.maxStorageBufferBindingSize) {
+        throw new ShapeError(
+          `${def.name}: binding '${d.name}' (${t}) spans ${size} bytes, over the adapter's ` +
+            `maxStorageBufferBindingSize ${this.limits.maxStorageBufferBindingSize}; split it`,
+        );
+      }
+      return { binding: i, resource: { buffer: t.buffer, offset, size: Math.min(size, t.buffer.size - offset) } };
+    });
+    const u = this.allocUniform(def.uniforms.byteSize);
+    def.uniforms.pack(uniforms, new DataView(u.chunk.data), u.offset);
+    entries.push({
+      binding: decls.length,
+      resource: { buffer: u.chunk.buffer, offset: u.offset, size: def.uniforms.byteSize },
+    });
+
+    if (debugFlags.sync) this.flush();
+    if (this.profiler?.full) this.flush();
+    this.openBatch();
+    const bindGroup = this.device.createBindGroup({ layout: cached.layout, entries, label: cached.key });
+    const stage = this.stagePath.join('/');
+    let pass: GPUComputePassEncoder;
+    if (this.profiler) {
+      this.endPass();
+      pass = this.ensureEncoder().beginComputePass({
+        label: cached.key,
+        timestampWrites: this.profiler.passTimestamps(def.name, cached.key, stage, cost),
+      });
+    } else {
+      pass = this.pass ??= this.ensureEncoder().beginComputePass({ label: 'samclip' });
+    }
+    pass.setPipeline(cached.pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
+    if (this.profiler) pass.end();
+    this.dispatchCount++;
+    this.batchKernels.push(def.name);
+    if (debugFlags.level >= 2) console.error(`[samclip] dispatch ${cached.key} ${fmtShape(workgroups)} ${stage}`);
+    if (++this.pendingDispatches >= MAX_PENDING_DISPATCHES || debugFlags.sync) this.flush();
+  }
+
+  /** Submit everything encoded so far. */
+  flush(): void {
+    if (!this.encoder) return;
+    this.endPass();
+    const enc = this.encoder;
+    this.encoder = null;
+    this.profiler?.resolve(enc);
+    for (const c of this.uniformChunks) {
+      if (c.used > 0) this.device.queue.writeBuffer(c.buffer, 0, c.data, 0, c.used);
+    }
+    this.device.queue.submit([enc.finish()]);
+    for (const c of this.uniformChunks) this.freeUniformBuffers.push(c.buffer);
+    this.uniformChunks = [];
+    this.pendingDispatches = 0;
+    const kernels = this.batchKernels;
+    this.batchKernels = [];
+    const oom = this.device.popErrorScope();
+    const validation = this.device.popErrorScope();
+    this.errorChecks.push(
+      Promise.all([validation, oom]).then(([v, o]) => {
+        const e = v ?? o;
+        if (!e) return null;
+        const names = [...new Set(kernels)].join(', ');
+        return new GpuError(`GPU error in a batch running [${names}]: ${e.message}`);
+      }),
+    );
+  }
+
+  /** Flush, wait for the GPU, and raise any compile, validation or device-loss error. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.pipelines.checkCompiles();
+    await this.device.queue.onSubmittedWorkDone();
+    const checks = await Promise.all(this.errorChecks.splice(0));
+    const err = checks.find((e) => e !== null) ?? this.asyncErrors.shift() ?? this.lost;
+    if (err) throw err;
+    if (this.profiler) {
+      await this.profiler.collect();
+      if (debugFlags.level >= 1 && this.profiler.records.length) {
+        console.error(this.profiler.formatTable());
+        this.profiler.clear();
+      }
+    }
+  }
+
+  enableProfiling(): Profiler {
+    if (!this.features.timestamps) {
+      throw new GpuError(`profiling needs the 'timestamp-query' feature, which ${this.description} does not offer`);
+    }
+    this.flush();
+    this.profiler ??= new Profiler(this.device);
+    return this.profiler;
+  }
+
+  poolStats(): Readonly<PoolStats> {
+    return this.pool.getStats();
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.flush();
+    this.destroyed = true;
+    this.profiler?.destroy();
+    this.pool.trim();
+    this.device.destroy();
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private assertUsable(): void {
+    if (this.destroyed) throw new GpuError('the GPU context was destroyed');
+    if (this.lost) throw this.lost;
+  }
+
+  private openBatch(): void {
+    if (this.encoder) return;
+    this.device.pushErrorScope('validation');
+    this.device.pushErrorScope('out-of-memory');
+    this.encoder = this.device.createCommandEncoder({ label: 'samclip' });
+  }
+
+  private ensureEncoder(): GPUCommandEncoder {
+    this.openBatch();
+    return this.encoder!;
+  }
+
+  private endPass(): void {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+  }
+
+  private allocUniform(byteSize: number): { chunk: { buffer: GPUBuffer; data: ArrayBuffer; used: number }; offset: number } {
+    const size = Math.ceil(byteSize / 256) * 256;
+    let chunk = this.uniformChunks[this.uniformChunks.length - 1];
+    if (!chunk || chunk.used + size > UNIFORM_CHUNK) {
+      const buffer =
+        this.freeUniformBuffers.pop() ??
+        this.device.createBuffer({
+          size: UNIFORM_CHUNK,
+          usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+          label: 'uniforms',
+        });
+      chunk = { buffer, data: new ArrayBuffer(UNIFORM_CHUNK), used: 0 };
+      this.uniformChunks.push(chunk);
+    }
+    const offset = chunk.used;
+    chunk.used += size;
+    return { chunk, offset };
+  }
+}
+
+function collectTensors(v: unknown, into: Set<Tensor>, depth: number): void {
+  if (depth > 3 || v === null || typeof v !== 'object') return;
+  if (v instanceof Tensor) {
+    into.add(v);
+    return;
+  }
+  if (Array.isArray(v)) {
+    for (const x of v) collectTensors(x, into, depth + 1);
+    return;
+  }
+  if (Object.getPrototypeOf(v) === Object.prototype || v instanceof Map) {
+    const values = v instanceof Map ? [...v.values()] : Object.values(v);
+    for (const x of values) collectTensors(x, into, depth + 1);
+  }
+}

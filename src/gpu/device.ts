@@ -1,0 +1,154 @@
+/**
+ * Device acquisition for browsers (`navigator.gpu`) and Node (Dawn through the optional `webgpu`
+ * package, imported lazily so browser bundles never see it).
+ */
+import { GpuUnavailableError } from './errors.js';
+
+export interface AdapterDescription {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  /** `node-dawn` or `browser`. */
+  runtime: 'node-dawn' | 'browser' | 'custom';
+}
+
+export interface DeviceOptions {
+  /** Use this GPU object instead of discovering one (e.g. a Dawn instance you created). */
+  gpu?: GPU;
+  /** Dawn only: adapter name to pick (see `samclip doctor` for the list). */
+  adapter?: string;
+  /** Dawn only: backend (`vulkan`, `metal`, `d3d12`, ...). */
+  backend?: string;
+  /** Dawn only: toggles to enable / disable. */
+  enableToggles?: string[];
+  disableToggles?: string[];
+  powerPreference?: GPUPowerPreference;
+  /** Optional features to request when offered. Default: shader-f16, timestamp-query, subgroups. */
+  optionalFeatures?: GPUFeatureName[];
+  /** Request no optional features at all (the portable f32 path). */
+  plain?: boolean;
+}
+
+export interface AcquiredDevice {
+  device: GPUDevice;
+  adapter: GPUAdapter;
+  info: AdapterDescription;
+  features: { f16: boolean; timestamps: boolean; subgroups: boolean };
+}
+
+const DEFAULT_FEATURES: GPUFeatureName[] = ['shader-f16', 'timestamp-query', 'subgroups' as GPUFeatureName];
+
+/** Limits the engine wants as high as the adapter allows. */
+const RAISED_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupsPerDimension',
+  'maxStorageBuffersPerShaderStage',
+] as const;
+
+export const NO_ADAPTER_HELP =
+  'No WebGPU adapter was found. In a browser, use a recent Chrome/Edge (or Firefox/Safari with WebGPU ' +
+  'enabled) on a secure origin. On Node, install Dawn with `npm i webgpu` and a Vulkan, Metal or D3D12 ' +
+  'driver; without a GPU on Debian/Ubuntu install Mesa lavapipe >= 24 (Debian 12: enable ' +
+  'bookworm-backports, then `apt-get install -t bookworm-backports mesa-vulkan-drivers`; Ubuntu 24.04: ' +
+  '`apt-get install mesa-vulkan-drivers`). `samclip doctor` checks the setup.';
+
+let dawnModule: Promise<{ create(flags: string[]): GPU; globals: object }> | null = null;
+
+/** Load Dawn's Node binding once and install its WebGPU globals (GPUBufferUsage, ...). */
+export async function loadDawn(): Promise<{ create(flags: string[]): GPU }> {
+  if (!dawnModule) {
+    const name = 'webgpu';
+    dawnModule = (import(/* @vite-ignore */ name) as Promise<{ create(f: string[]): GPU; globals: object }>).then(
+      (m) => {
+        for (const [k, v] of Object.entries(m.globals)) {
+          if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+        }
+        return m;
+      },
+      (e: unknown) => {
+        dawnModule = null;
+        throw new GpuUnavailableError(
+          `WebGPU is not available in this Node process: the optional peer dependency 'webgpu' (Dawn) ` +
+            `could not be loaded (${(e as Error).message}). Install it with \`npm i webgpu\`.`,
+        );
+      },
+    );
+  }
+  return dawnModule;
+}
+
+function isNode(): boolean {
+  return typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node === 'string';
+}
+
+async function findGpu(opts: DeviceOptions): Promise<{ gpu: GPU; runtime: AdapterDescription['runtime'] }> {
+  if (opts.gpu) return { gpu: opts.gpu, runtime: 'custom' };
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  if (nav?.gpu && !isNode()) return { gpu: nav.gpu, runtime: 'browser' };
+  if (!isNode()) throw new GpuUnavailableError(NO_ADAPTER_HELP);
+  const dawn = await loadDawn();
+  const flags: string[] = [];
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env ?? {};
+  const adapter = opts.adapter ?? env.SAMCLIP_ADAPTER;
+  const backend = opts.backend ?? env.SAMCLIP_BACKEND;
+  if (adapter) flags.push(`adapter=${adapter}`);
+  if (backend) flags.push(`backend=${backend}`);
+  // Timestamps are quantised by default (a browser privacy measure); the profiler wants them exact.
+  const disable = ['timestamp_quantization', ...(opts.disableToggles ?? [])];
+  flags.push(`disable-dawn-features=${disable.join(',')}`);
+  if (opts.enableToggles?.length) flags.push(`enable-dawn-features=${opts.enableToggles.join(',')}`);
+  try {
+    return { gpu: dawn.create(flags), runtime: 'node-dawn' };
+  } catch (e) {
+    throw new GpuUnavailableError(`Dawn rejected its options ${JSON.stringify(flags)}: ${(e as Error).message}`);
+  }
+}
+
+export async function acquireDevice(opts: DeviceOptions = {}): Promise<AcquiredDevice> {
+  const { gpu, runtime } = await findGpu(opts);
+  let adapter: GPUAdapter | null = null;
+  try {
+    adapter = await gpu.requestAdapter(
+      opts.powerPreference ? { powerPreference: opts.powerPreference } : undefined,
+    );
+  } catch (e) {
+    throw new GpuUnavailableError(`${NO_ADAPTER_HELP} (requestAdapter failed: ${(e as Error).message})`);
+  }
+  if (!adapter) throw new GpuUnavailableError(NO_ADAPTER_HELP);
+  const wanted = opts.plain ? [] : (opts.optionalFeatures ?? DEFAULT_FEATURES);
+  const requiredFeatures = wanted.filter((f) => adapter!.features.has(f));
+  const requiredLimits: Record<string, number> = {};
+  for (const k of RAISED_LIMITS) {
+    const v = (adapter.limits as unknown as Record<string, number | undefined>)[k];
+    if (typeof v === 'number') requiredLimits[k] = v;
+  }
+  const device = await adapter.requestDevice({ requiredFeatures, requiredLimits, label: 'samclip' });
+  const i = adapter.info;
+  return {
+    device,
+    adapter,
+    info: {
+      vendor: i.vendor,
+      architecture: i.architecture,
+      device: i.device,
+      description: i.description,
+      runtime,
+    },
+    features: {
+      f16: device.features.has('shader-f16'),
+      timestamps: device.features.has('timestamp-query'),
+      subgroups: device.features.has('subgroups'),
+    },
+  };
+}
+
+export function describeAdapter(info: AdapterDescription): string {
+  const parts = [info.vendor, info.architecture, info.device, info.description].filter(Boolean);
+  return `${parts.join(' / ')} (${info.runtime})`;
+}

@@ -1,0 +1,116 @@
+/**
+ * One pipeline cache per device. Pipelines are created synchronously on first use (dispatch is
+ * synchronous); compile diagnostics are collected asynchronously and raised, with the compiler's
+ * line:col messages, the key and the source, at the next synchronisation point. `warmup` compiles
+ * a list of kernels ahead of time with createComputePipelineAsync, de-duplicating in-flight work.
+ */
+import { WgslCompileError } from './errors.js';
+import { type KernelConfig, type KernelDef, pipelineKey, renderWgsl } from './kernel.js';
+import type { UniformDecl } from './uniforms.js';
+import { debugFlags } from './debug.js';
+
+export interface CachedPipeline {
+  readonly key: string;
+  readonly pipeline: GPUComputePipeline;
+  readonly layout: GPUBindGroupLayout;
+  readonly bindingCount: number;
+}
+
+export class PipelineCache {
+  private readonly cache = new Map<string, CachedPipeline>();
+  private readonly inflight = new Map<string, Promise<CachedPipeline>>();
+  private readonly checks: Promise<WgslCompileError | null>[] = [];
+  compiled = 0;
+
+  constructor(private readonly device: GPUDevice) {}
+
+  get<C extends KernelConfig, U extends UniformDecl>(def: KernelDef<C, U>, config: C): CachedPipeline {
+    const key = pipelineKey(def.name, config);
+    const hit = this.cache.get(key);
+    if (hit) return hit;
+    const { module, layout, count } = this.prepare(def, config, key);
+    const pipeline = this.device.createComputePipeline({
+      label: key,
+      layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout], label: key }),
+      compute: { module, entryPoint: 'main' },
+    });
+    const entry: CachedPipeline = { key, pipeline, layout, bindingCount: count };
+    this.cache.set(key, entry);
+    return entry;
+  }
+
+  /** Compile ahead of time (async, parallel where the implementation allows). */
+  async warmup<C extends KernelConfig, U extends UniformDecl>(
+    def: KernelDef<C, U>,
+    config: C,
+  ): Promise<CachedPipeline> {
+    const key = pipelineKey(def.name, config);
+    const hit = this.cache.get(key);
+    if (hit) return hit;
+    let p = this.inflight.get(key);
+    if (!p) {
+      const { module, layout, count } = this.prepare(def, config, key);
+      p = this.device
+        .createComputePipelineAsync({
+          label: key,
+          layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout], label: key }),
+          compute: { module, entryPoint: 'main' },
+        })
+        .then((pipeline) => {
+          const entry: CachedPipeline = { key, pipeline, layout, bindingCount: count };
+          this.cache.set(key, entry);
+          this.inflight.delete(key);
+          return entry;
+        });
+      this.inflight.set(key, p);
+    }
+    return p;
+  }
+
+  /** Resolve pending compile diagnostics; throws the first compile error found. */
+  async checkCompiles(): Promise<void> {
+    if (this.checks.length === 0) return;
+    const results = await Promise.all(this.checks.splice(0));
+    const err = results.find((r) => r !== null);
+    if (err) throw err;
+  }
+
+  get size(): number {
+    return this.cache.size;
+  }
+
+  private prepare<C extends KernelConfig, U extends UniformDecl>(
+    def: KernelDef<C, U>,
+    config: C,
+    key: string,
+  ) {
+    const code = renderWgsl(def, config);
+    if (debugFlags.dumpWgsl) debugFlags.dumpWgsl(key, code);
+    const module = this.device.createShaderModule({ code, label: key });
+    this.compiled++;
+    this.checks.push(
+      module.getCompilationInfo().then((info) => {
+        const errors = info.messages.filter((m) => m.type === 'error');
+        if (errors.length === 0) return null;
+        return new WgslCompileError(
+          key,
+          errors.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`),
+          code,
+        );
+      }),
+    );
+    const bindings = def.bindings(config);
+    const entries: GPUBindGroupLayoutEntry[] = bindings.map((b, i) => ({
+      binding: i,
+      visibility: GPUShaderStage.COMPUTE,
+      buffer: { type: b.access === 'read' ? 'read-only-storage' : 'storage' },
+    }));
+    entries.push({
+      binding: bindings.length,
+      visibility: GPUShaderStage.COMPUTE,
+      buffer: { type: 'uniform' },
+    });
+    const layout = this.device.createBindGroupLayout({ entries, label: key });
+    return { module, layout, count: bindings.length };
+  }
+}

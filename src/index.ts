@@ -1,0 +1,6 @@
+export { GpuContext, type ContextOptions, type BindingRange } from './gpu/context.js';
+export { acquireDevice, loadDawn, describeAdapter, type DeviceOptions, type AdapterDescription } from './gpu/device.js';
+export { Tensor } from './gpu/tensor.js';
+export type { DType } from './gpu/dtype.js';
+export * from './gpu/errors.js';
+export { Profiler, type KernelRow, type ProfileRecord } from './gpu/profiler.js';
