@@ -1,0 +1,23 @@
+import { SamclipError } from '../../gpu/errors.js';
+
+/**
+ * A `.pth` checkpoint that cannot be read: not a torch.save zip, damaged, truncated, or holding
+ * something other than tensors (a pickle that would need arbitrary Python to rebuild).
+ */
+export class PthError extends SamclipError {
+  override name = 'PthError';
+  constructor(
+    /** The file (path or the name given with the bytes). */
+    readonly file: string,
+    detail: string,
+    /** The zip entry or state-dict key concerned, when there is one. */
+    readonly key?: string,
+  ) {
+    super(`pth ${file}: ${detail}`);
+  }
+}
+
+/** The pickle inside a checkpoint uses an opcode or a global outside the allow-list. */
+export class PickleError extends PthError {
+  override name = 'PickleError';
+}
