@@ -1,0 +1,16 @@
+export {
+  ClipTokenizer,
+  CLIP_CONTEXT_LENGTH,
+  CLIP_NUM_MERGES,
+  START_OF_TEXT,
+  END_OF_TEXT,
+  splitWords,
+  type TokenizeOptions,
+  type TokenizedBatch,
+  type DecodeOptions,
+} from './clip-tokenizer.js';
+export { loadClipTokenizer, findPackageAsset, CLIP_BPE_ASSET } from './clip-tokenizer-node.js';
+export { TokenizerError } from './tokenizer-error.js';
+export { clipNormalize, basicClean, whitespaceClean } from './text-cleanup.js';
+export { fixText } from './ftfy.js';
+export { pythonHtmlUnescape } from './html-unescape.js';
