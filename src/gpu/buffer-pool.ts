@@ -8,6 +8,7 @@
  * by a later encoded dispatch. CPU-side writes (`queue.writeBuffer`) bypass the encoder, so the
  * owning context flushes pending work before any upload.
  */
+import { BufferUsage } from './webgpu-constants.js';
 export interface PoolStats {
   liveBytes: number;
   peakLiveBytes: number;
@@ -17,7 +18,7 @@ export interface PoolStats {
   reuses: number;
 }
 
-const STORAGE_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+const STORAGE_USAGE = BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST;
 
 /** Size classes: multiples of 256 B up to 64 KiB, then 8 steps per power of two (waste < 12.5%). */
 export function sizeClass(bytes: number): number {

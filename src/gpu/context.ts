@@ -2,6 +2,7 @@
  * The engine's handle on one GPU device: buffer pool, pipeline cache, command batching, uniform
  * arena, profiler, error surfacing and tensor scopes. Every kernel dispatch goes through `run`.
  */
+import { BufferUsage, MapMode } from './webgpu-constants.js';
 import { BufferPool, type PoolStats } from './buffer-pool.js';
 import { debugFlags } from './debug.js';
 import { acquireDevice, describeAdapter, type AdapterDescription, type DeviceOptions } from './device.js';
@@ -56,6 +57,8 @@ export class GpuContext implements StorageOwner {
   dispatchCount = 0;
 
   constructor(
+    /** Kept referenced for the device's lifetime (see AcquiredDevice.gpu). */
+    readonly gpu: GPU,
     readonly device: GPUDevice,
     readonly adapterInfo: AdapterDescription,
     readonly features: { f16: boolean; timestamps: boolean; subgroups: boolean },
@@ -84,7 +87,7 @@ export class GpuContext implements StorageOwner {
 
   static async create(options: ContextOptions = {}): Promise<GpuContext> {
     const acq = await acquireDevice(options);
-    return new GpuContext(acq.device, acq.info, acq.features, options);
+    return new GpuContext(acq.gpu, acq.device, acq.info, acq.features, options);
   }
 
   get description(): string {
@@ -157,14 +160,14 @@ export class GpuContext implements StorageOwner {
     const a1 = Math.max(a0 + 4, Math.ceil(end / 4) * 4);
     const staging = this.device.createBuffer({
       size: a1 - a0,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST,
       label: 'readback',
     });
     this.endPass();
     this.ensureEncoder().copyBufferToBuffer(t.buffer, a0, staging, 0, a1 - a0);
     this.flush();
     try {
-      await staging.mapAsync(GPUMapMode.READ);
+      await staging.mapAsync(MapMode.READ);
     } catch (e) {
       await this.sync();
       throw new GpuError(`readback of ${t} failed: ${(e as Error).message}`);
@@ -415,7 +418,7 @@ export class GpuContext implements StorageOwner {
         this.freeUniformBuffers.pop() ??
         this.device.createBuffer({
           size: UNIFORM_CHUNK,
-          usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+          usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST,
           label: 'uniforms',
         });
       chunk = { buffer, data: new ArrayBuffer(UNIFORM_CHUNK), used: 0 };

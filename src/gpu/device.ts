@@ -31,6 +31,12 @@ export interface DeviceOptions {
 }
 
 export interface AcquiredDevice {
+  /**
+   * The GPU object the adapter came from. Holders of the device must keep it referenced: when
+   * Dawn's Node instance is garbage-collected it is torn down under the live device (the process
+   * then aborts in a later mapAsync).
+   */
+  gpu: GPU;
   device: GPUDevice;
   adapter: GPUAdapter;
   info: AdapterDescription;
@@ -131,6 +137,7 @@ export async function acquireDevice(opts: DeviceOptions = {}): Promise<AcquiredD
   const device = await adapter.requestDevice({ requiredFeatures, requiredLimits, label: 'samclip' });
   const i = adapter.info;
   return {
+    gpu,
     device,
     adapter,
     info: {

@@ -4,6 +4,7 @@
  * line:col messages, the key and the source, at the next synchronisation point. `warmup` compiles
  * a list of kernels ahead of time with createComputePipelineAsync, de-duplicating in-flight work.
  */
+import { ShaderStage } from './webgpu-constants.js';
 import { WgslCompileError } from './errors.js';
 import { type KernelConfig, type KernelDef, pipelineKey, renderWgsl } from './kernel.js';
 import type { UniformDecl } from './uniforms.js';
@@ -102,12 +103,12 @@ export class PipelineCache {
     const bindings = def.bindings(config);
     const entries: GPUBindGroupLayoutEntry[] = bindings.map((b, i) => ({
       binding: i,
-      visibility: GPUShaderStage.COMPUTE,
+      visibility: ShaderStage.COMPUTE,
       buffer: { type: b.access === 'read' ? 'read-only-storage' : 'storage' },
     }));
     entries.push({
       binding: bindings.length,
-      visibility: GPUShaderStage.COMPUTE,
+      visibility: ShaderStage.COMPUTE,
       buffer: { type: 'uniform' },
     });
     const layout = this.device.createBindGroupLayout({ entries, label: key });

@@ -3,6 +3,7 @@
  * timestamps. Gives a per-kernel table (total, count, mean, share, GFLOP/s, GB/s), per-stage totals,
  * and a Chrome-trace JSON (opens in chrome://tracing and ui.perfetto.dev).
  */
+import { BufferUsage, MapMode } from './webgpu-constants.js';
 export interface KernelCost {
   flops?: number;
   bytes?: number;
@@ -52,7 +53,7 @@ export class Profiler {
     this.querySet = device.createQuerySet({ type: 'timestamp', count: capacity * 2, label: 'profiler' });
     this.resolveBuffer = device.createBuffer({
       size: capacity * 16,
-      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+      usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC,
       label: 'profiler-resolve',
     });
   }
@@ -74,7 +75,7 @@ export class Profiler {
     if (n === 0) return;
     const readback = this.device.createBuffer({
       size: n * 16,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST,
       label: 'profiler-readback',
     });
     encoder.resolveQuerySet(this.querySet, 0, 2 * n, this.resolveBuffer, 0);
@@ -84,7 +85,7 @@ export class Profiler {
     // Mapping resolves once the submission holding the resolve has run.
     this.inflight.push(
       Promise.resolve().then(async () => {
-        await readback.mapAsync(GPUMapMode.READ);
+        await readback.mapAsync(MapMode.READ);
         const t = new BigUint64Array(readback.getMappedRange().slice(0));
         readback.destroy();
         batch.forEach((q, i) => {

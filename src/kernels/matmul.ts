@@ -1,0 +1,300 @@
+/**
+ * Batched matrix multiply with a fused epilogue: out = act(alpha * A @ B + bias) + residual.
+ *
+ * A is [..., M, K] and B is [..., K, N], both arbitrary strided views (a transposed weight is just
+ * a view with swapped strides), with up to two batch dims that broadcast (stride 0). The output is
+ * contiguous [..., M, N]. `linear` is the nn.Linear form: x @ W^T + b with W stored [N, K].
+ *
+ * Variants (`select` picks; tests force each):
+ *  - `tiled`: 64x64 output tile per workgroup, 16x16 invocations each owning a 4x4 block, K staged
+ *    through workgroup memory. The default for anything with M >= 16.
+ *  - `rows`: one invocation per output element group along N, no workgroup memory; small M
+ *    (decoder tokens, pooled vectors) where a 64-row tile would mostly idle.
+ */
+import type { GpuContext } from '../gpu/context.js';
+import { type DType } from '../gpu/dtype.js';
+import { ShapeError, check, fmtShape } from '../gpu/errors.js';
+import { type BindingDecl, defineKernel } from '../gpu/kernel.js';
+import type { Tensor } from '../gpu/tensor.js';
+import { defineUniforms } from '../gpu/uniforms.js';
+import { ACTIVATION_WGSL, type Activation, applyActivation } from './activation.js';
+
+export type MatmulVariant = 'tiled' | 'rows';
+
+export interface MatmulOptions {
+  bias?: Tensor;
+  act?: Activation;
+  /** Added after the activation; same shape as the output, contiguous. */
+  residual?: Tensor;
+  /** Scales A @ B before the bias. */
+  alpha?: number;
+  outDtype?: DType;
+  /** Force an algorithm (tests, benchmarks). */
+  variant?: MatmulVariant;
+}
+
+const uniforms = defineUniforms({
+  M: 'u32',
+  N: 'u32',
+  K: 'u32',
+  batch_inner: 'u32',
+  alpha: 'f32',
+  a_offset: 'u32',
+  b_offset: 'u32',
+  r_offset: 'u32',
+  // strides: x = outer batch, y = inner batch, z = row, w = col
+  a_strides: 'vec4u',
+  b_strides: 'vec4u',
+});
+
+interface MatmulConfig {
+  [k: string]: string | number | boolean;
+  variant: MatmulVariant;
+  a: DType;
+  b: DType;
+  out: DType;
+  bias: DType | 'none';
+  residual: DType | 'none';
+  act: Activation;
+}
+
+const TILE = 64;
+const TK = 16;
+
+function epilogue(c: MatmulConfig, rowExpr: string, colExpr: string, accExpr: string, outIndex: string): string {
+  const bias = c.bias === 'none' ? '' : ` + f32(bias[${colExpr}])`;
+  const res = c.residual === 'none' ? '' : ` + f32(residual[u.r_offset + ${outIndex}])`;
+  return `out[${outIndex}] = ${c.out}(${applyActivation(c.act, `u.alpha * ${accExpr}${bias}`)}${res});`;
+}
+
+function commonBindings(c: MatmulConfig): BindingDecl[] {
+  const list: BindingDecl[] = [
+    { name: 'a', type: c.a, access: 'read' as const },
+    { name: 'b', type: c.b, access: 'read' as const },
+  ];
+  if (c.bias !== 'none') list.push({ name: 'bias', type: c.bias, access: 'read' as const });
+  if (c.residual !== 'none') list.push({ name: 'residual', type: c.residual, access: 'read' as const });
+  list.push({ name: 'out', type: c.out, access: 'read_write' as const });
+  return list;
+}
+
+const BATCH_BASE = /* wgsl */ `
+fn batch_bases(z: u32) -> vec3<u32> {
+  let b_out = z / u.batch_inner;
+  let b_in = z % u.batch_inner;
+  let a0 = u.a_offset + b_out * u.a_strides.x + b_in * u.a_strides.y;
+  let b0 = u.b_offset + b_out * u.b_strides.x + b_in * u.b_strides.y;
+  return vec3<u32>(a0, b0, z * u.M * u.N);
+}
+`;
+
+const tiledKernel = defineKernel({
+  name: 'matmul',
+  uniforms,
+  bindings: commonBindings,
+  source: (c: MatmulConfig) => /* wgsl */ `
+${ACTIVATION_WGSL}
+${BATCH_BASE}
+const TILE: u32 = ${TILE}u;
+const TK: u32 = ${TK}u;
+var<workgroup> tile_a: array<f32, ${TILE * TK}>; // [k][m]
+var<workgroup> tile_b: array<f32, ${TILE * TK}>; // [k][n]
+
+@compute @workgroup_size(16, 16, 1)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let bases = batch_bases(wid.z);
+  let row0 = wid.y * TILE;
+  let col0 = wid.x * TILE;
+  let flat = lid.y * 16u + lid.x;
+  var acc: array<vec4<f32>, 4>;
+  for (var k0 = 0u; k0 < u.K; k0 += TK) {
+    for (var i = 0u; i < 4u; i++) {
+      let idx = flat + i * 256u;
+      // A: consecutive invocations walk k, B: consecutive invocations walk n (the usual
+      // contiguous directions of activations and transposed weights).
+      let am = idx / TK;
+      let ak = idx % TK;
+      let gm = row0 + am;
+      let gk = k0 + ak;
+      var av = 0.0;
+      if (gm < u.M && gk < u.K) { av = f32(a[bases.x + gm * u.a_strides.z + gk * u.a_strides.w]); }
+      tile_a[ak * TILE + am] = av;
+      let bk = idx / TILE;
+      let bn = idx % TILE;
+      let gk2 = k0 + bk;
+      let gn = col0 + bn;
+      var bv = 0.0;
+      if (gk2 < u.K && gn < u.N) { bv = f32(b[bases.y + gk2 * u.b_strides.z + gn * u.b_strides.w]); }
+      tile_b[bk * TILE + bn] = bv;
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < TK; k++) {
+      let av = vec4<f32>(tile_a[k * TILE + lid.y * 4u], tile_a[k * TILE + lid.y * 4u + 1u],
+                         tile_a[k * TILE + lid.y * 4u + 2u], tile_a[k * TILE + lid.y * 4u + 3u]);
+      let bv = vec4<f32>(tile_b[k * TILE + lid.x * 4u], tile_b[k * TILE + lid.x * 4u + 1u],
+                         tile_b[k * TILE + lid.x * 4u + 2u], tile_b[k * TILE + lid.x * 4u + 3u]);
+      acc[0] += av.x * bv;
+      acc[1] += av.y * bv;
+      acc[2] += av.z * bv;
+      acc[3] += av.w * bv;
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let row = row0 + lid.y * 4u + i;
+    if (row >= u.M) { continue; }
+    for (var j = 0u; j < 4u; j++) {
+      let col = col0 + lid.x * 4u + j;
+      if (col >= u.N) { continue; }
+      let o = bases.z + row * u.N + col;
+      ${epilogue(c, 'row', 'col', 'acc[i][j]', 'o')}
+    }
+  }
+}
+`,
+});
+
+const rowsKernel = defineKernel({
+  name: 'matmul',
+  uniforms,
+  bindings: commonBindings,
+  source: (c: MatmulConfig) => /* wgsl */ `
+${ACTIVATION_WGSL}
+${BATCH_BASE}
+// One invocation per 4 adjacent output columns of one row: reads of B along n are shared by the
+// SIMD lanes, reads of A are broadcast.
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let bases = batch_bases(wid.z);
+  let row = wid.y;
+  let col0 = gid.x * 4u;
+  if (col0 >= u.N) { return; }
+  var acc = vec4<f32>(0.0);
+  let arow = bases.x + row * u.a_strides.z;
+  for (var k = 0u; k < u.K; k++) {
+    let av = f32(a[arow + k * u.a_strides.w]);
+    let bk = bases.y + k * u.b_strides.z;
+    var bv = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+      if (col0 + j < u.N) { bv[j] = f32(b[bk + (col0 + j) * u.b_strides.w]); }
+    }
+    acc += av * bv;
+  }
+  for (var j = 0u; j < 4u; j++) {
+    let col = col0 + j;
+    if (col >= u.N) { return; }
+    let o = bases.z + row * u.N + col;
+    ${epilogue(c, 'row', 'col', 'acc[j]', 'o')}
+  }
+}
+`,
+});
+
+/** Which algorithm suits a problem size. */
+export function selectMatmul(M: number): MatmulVariant {
+  return M >= 16 ? 'tiled' : 'rows';
+}
+
+/** Flattened batch dims (at most two, broadcasting) with their strides for A and B. */
+function batchLayout(a: Tensor, b: Tensor) {
+  const ab = a.shape.slice(0, -2);
+  const bb = b.shape.slice(0, -2);
+  const n = Math.max(ab.length, bb.length);
+  if (n > 2) throw new ShapeError(`matmul: at most 2 batch dims, got A ${fmtShape(a.shape)}, B ${fmtShape(b.shape)}`);
+  const dims: number[] = [];
+  const as: number[] = [];
+  const bs: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const da = ab[ab.length - n + i] ?? 1;
+    const db = bb[bb.length - n + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1) {
+      throw new ShapeError(`matmul: batch dims of A ${fmtShape(a.shape)} and B ${fmtShape(b.shape)} do not broadcast`);
+    }
+    dims.push(Math.max(da, db));
+    as.push(da === 1 ? 0 : a.strides[ab.length - n + i]!);
+    bs.push(db === 1 ? 0 : b.strides[bb.length - n + i]!);
+  }
+  while (dims.length < 2) {
+    dims.unshift(1);
+    as.unshift(0);
+    bs.unshift(0);
+  }
+  return { dims, as, bs, batchShape: n === 0 ? [] : dims.slice(2 - n) };
+}
+
+export function matmul(ctx: GpuContext, a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  check(a.ndim >= 2 && b.ndim >= 2, () => `matmul: need 2-D or more, got A ${fmtShape(a.shape)}, B ${fmtShape(b.shape)}`);
+  const M = a.dim(-2);
+  const K = a.dim(-1);
+  const N = b.dim(-1);
+  check(b.dim(-2) === K, () => `matmul: inner dims differ, A ${fmtShape(a.shape)} @ B ${fmtShape(b.shape)}`);
+  const { dims, as, bs, batchShape } = batchLayout(a, b);
+  const outShape = [...batchShape, M, N];
+  if (opts.bias) {
+    check(opts.bias.ndim === 1 && opts.bias.dim(0) === N && opts.bias.isContiguous && opts.bias.offset === 0,
+      () => `matmul: bias must be contiguous [${N}], got ${opts.bias}`);
+  }
+  if (opts.residual) {
+    const r = opts.residual;
+    check(r.isContiguous && r.size === M * N * dims[0]! * dims[1]!,
+      () => `matmul: residual must be contiguous ${fmtShape(outShape)}, got ${r}`);
+  }
+  const variant = opts.variant ?? selectMatmul(M);
+  const config: MatmulConfig = {
+    variant,
+    a: a.dtype,
+    b: b.dtype,
+    out: opts.outDtype ?? a.dtype,
+    bias: opts.bias?.dtype ?? 'none',
+    residual: opts.residual?.dtype ?? 'none',
+    act: opts.act ?? 'none',
+  };
+  const out = ctx.empty(outShape, config.out);
+  const bindings: Record<string, Tensor> = { a, b, out };
+  if (opts.bias) bindings.bias = opts.bias;
+  if (opts.residual) bindings.residual = opts.residual;
+  const values = {
+    M,
+    N,
+    K,
+    batch_inner: dims[1]!,
+    alpha: opts.alpha ?? 1,
+    a_offset: a.offset,
+    b_offset: b.offset,
+    r_offset: opts.residual?.offset ?? 0,
+    a_strides: [as[0]!, as[1]!, a.strides[a.ndim - 2]!, a.strides[a.ndim - 1]!],
+    b_strides: [bs[0]!, bs[1]!, b.strides[b.ndim - 2]!, b.strides[b.ndim - 1]!],
+  };
+  const batch = dims[0]! * dims[1]!;
+  const cost = { flops: 2 * M * N * K * batch, bytes: (a.byteSize + b.byteSize + out.byteSize) };
+  if (variant === 'tiled') {
+    ctx.run(tiledKernel, config, bindings, values, [Math.ceil(N / TILE), Math.ceil(M / TILE), batch], cost);
+  } else {
+    ctx.run(rowsKernel, config, bindings, values, [Math.ceil(N / 256), M, batch], cost);
+  }
+  return out;
+}
+
+/** nn.Linear: x [..., K] @ W^T + b, W stored [N, K]. Leading dims of x are flattened. */
+export function linear(
+  ctx: GpuContext,
+  x: Tensor,
+  weight: Tensor,
+  bias?: Tensor,
+  opts: Omit<MatmulOptions, 'bias'> = {},
+): Tensor {
+  check(weight.ndim === 2, () => `linear: weight must be [out, in], got ${fmtShape(weight.shape)}`);
+  const K = x.dim(-1);
+  check(weight.dim(1) === K, () => `linear: input ${fmtShape(x.shape)} has ${K} features, weight ${fmtShape(weight.shape)} expects ${weight.dim(1)}`);
+  const lead = x.shape.slice(0, -1);
+  const rows = lead.reduce((p, d) => p * d, 1);
+  const x2 = x.isContiguous ? x.reshape([rows, K]) : null;
+  if (!x2) throw new ShapeError(`linear: input ${x} must be contiguous`);
+  const wt = weight.transpose(0, 1);
+  const y = matmul(ctx, x2, wt, { ...opts, bias });
+  x2.dispose();
+  wt.dispose();
+  const out = y.reshape([...lead, weight.dim(0)]);
+  y.dispose();
+  return out;
+}

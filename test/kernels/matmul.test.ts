@@ -1,0 +1,138 @@
+import { describe, expect, it } from 'vitest';
+import { ACTIVATIONS, type Activation } from '../../src/kernels/activation.js';
+import { matmulCpu } from '../../src/kernels/cpu/matmul.js';
+import { linear, matmul, type MatmulVariant } from '../../src/kernels/matmul.js';
+import { expectClose } from '../helpers/compare.js';
+import { useGpu } from '../helpers/gpu.js';
+import { type OnnxConst, type OnnxNode, runOnnx } from '../helpers/onnx.js';
+import { onnxActivation } from '../helpers/onnx-ops.js';
+import { Rng } from '../helpers/random.js';
+
+const gpu = useGpu();
+
+interface Case {
+  name: string;
+  batch: number[];
+  M: number;
+  K: number;
+  N: number;
+  transA?: boolean;
+  transB?: boolean;
+  broadcastB?: boolean;
+  bias?: boolean;
+  act?: Activation;
+  residual?: boolean;
+  scale?: number;
+  alpha?: number;
+  tol: { relL2: number; atol: number; rtol: number };
+}
+
+const f32 = { relL2: 1e-6, atol: 1e-5, rtol: 1e-5 };
+const cases: Case[] = [
+  { name: 'odd 2-D', batch: [], M: 45, K: 65, N: 37, tol: f32 },
+  { name: 'size-1 dims', batch: [1], M: 1, K: 1, N: 1, tol: f32 },
+  { name: 'vector x matrix', batch: [], M: 1, K: 130, N: 77, bias: true, tol: f32 },
+  { name: 'transposed operands', batch: [3], M: 70, K: 33, N: 66, transA: true, transB: true, tol: f32 },
+  { name: 'two batch dims, broadcast B', batch: [2, 3], M: 17, K: 19, N: 23, broadcastB: true, tol: f32 },
+  { name: 'bias gelu residual', batch: [2], M: 67, K: 96, N: 129, bias: true, act: 'gelu', residual: true, tol: f32 },
+  { name: 'quick_gelu', batch: [], M: 31, K: 48, N: 50, bias: true, act: 'quick_gelu', tol: f32 },
+  { name: 'relu alpha', batch: [], M: 20, K: 9, N: 13, act: 'relu', alpha: 0.125, tol: f32 },
+  { name: 'large magnitudes', batch: [], M: 33, K: 257, N: 35, scale: 1e3, bias: true, tol: { relL2: 1e-6, atol: 100, rtol: 0 } }, // outputs ~1e7: f32 sums of 257 terms of 1e6,
+];
+
+async function reference(c: Case, a: Float32Array, b: Float32Array, bias: Float32Array, res: Float32Array): Promise<Float32Array> {
+  const batchN = c.batch.reduce((p, d) => p * d, 1);
+  const aDims = c.transA ? [...c.batch, c.K, c.M] : [...c.batch, c.M, c.K];
+  const bBatch = c.broadcastB ? [] : c.batch;
+  const bDims = c.transB ? [...bBatch, c.N, c.K] : [...bBatch, c.K, c.N];
+  const perm = (n: number) => [...Array.from({ length: n - 2 }, (_, i) => i), n - 1, n - 2];
+  const nodes: OnnxNode[] = [];
+  const consts: OnnxConst[] = [];
+  let A = 'A';
+  let B = 'B';
+  if (c.transA) nodes.push({ op: 'Transpose', inputs: ['A'], outputs: ['At'], attrs: { perm: perm(aDims.length) } }), (A = 'At');
+  if (c.transB) nodes.push({ op: 'Transpose', inputs: ['B'], outputs: ['Bt'], attrs: { perm: perm(bDims.length) } }), (B = 'Bt');
+  nodes.push({ op: 'MatMul', inputs: [A, B], outputs: ['mm'] });
+  let cur = 'mm';
+  if (c.alpha !== undefined) {
+    consts.push({ name: 'alpha', dims: [], data: [c.alpha] });
+    nodes.push({ op: 'Mul', inputs: [cur, 'alpha'], outputs: ['scaled'] });
+    cur = 'scaled';
+  }
+  if (c.bias) nodes.push({ op: 'Add', inputs: [cur, 'bias'], outputs: ['biased'] }), (cur = 'biased');
+  const act = onnxActivation(c.act ?? 'none', cur, 'act_out');
+  nodes.push(...act.nodes);
+  consts.push(...act.consts);
+  cur = 'act_out';
+  if (c.residual) nodes.push({ op: 'Add', inputs: [cur, 'res'], outputs: ['Y'] });
+  else nodes.push({ op: 'Identity', inputs: [cur], outputs: ['Y'] });
+  const outDims = [...c.batch, c.M, c.N];
+  const inputs = [
+    { name: 'A', dims: aDims },
+    { name: 'B', dims: bDims },
+    ...(c.bias ? [{ name: 'bias', dims: [c.N] }] : []),
+    ...(c.residual ? [{ name: 'res', dims: outDims }] : []),
+  ];
+  const feeds: Record<string, { data: Float32Array; dims: number[] }> = { A: { data: a, dims: aDims }, B: { data: b, dims: bDims } };
+  if (c.bias) feeds.bias = { data: bias, dims: [c.N] };
+  if (c.residual) feeds.res = { data: res, dims: outDims };
+  void batchN;
+  return runOnnx({ nodes, inputs, outputs: ['Y'], initializers: consts }, feeds);
+}
+
+describe('matmul vs onnxruntime', () => {
+  for (const variant of ['tiled', 'rows'] as MatmulVariant[]) {
+    for (const c of cases) {
+      it(`${variant}: ${c.name}`, async () => {
+        const ctx = gpu();
+        const rng = new Rng(c.M * 1000 + c.K * 10 + c.N);
+        const batchN = c.batch.reduce((p, d) => p * d, 1);
+        const scale = c.scale ?? 1;
+        const a = rng.randn(batchN * c.M * c.K, scale);
+        const b = rng.randn((c.broadcastB ? 1 : batchN) * c.K * c.N, scale);
+        const bias = rng.randn(c.N, scale);
+        const res = rng.randn(batchN * c.M * c.N);
+        const bBatch = c.broadcastB ? [] : c.batch;
+        const ta = ctx.upload(a, c.transA ? [...c.batch, c.K, c.M] : [...c.batch, c.M, c.K]);
+        const tb = ctx.upload(b, c.transB ? [...bBatch, c.N, c.K] : [...bBatch, c.K, c.N]);
+        const A = c.transA ? ta.transpose(-1, -2) : ta;
+        const B = c.transB ? tb.transpose(-1, -2) : tb;
+        const out = matmul(ctx, A, B, {
+          variant,
+          act: c.act,
+          alpha: c.alpha,
+          bias: c.bias ? ctx.upload(bias, [c.N]) : undefined,
+          residual: c.residual ? ctx.upload(res, [...c.batch, c.M, c.N]) : undefined,
+        });
+        expect(out.shape).toEqual([...c.batch, c.M, c.N]);
+        const got = await ctx.read(out);
+        const want = await reference(c, a, b, bias, res);
+        expectClose(got, want, c.tol, `matmul ${variant} ${c.name}`, out.shape);
+      });
+    }
+  }
+
+  it('matches the CPU reference (double precision) on every activation', async () => {
+    const ctx = gpu();
+    const rng = new Rng(7);
+    const [M, K, N] = [19, 41, 27];
+    const a = rng.randn(M * K);
+    const w = rng.randn(N * K);
+    const bias = rng.randn(N);
+    for (const act of ACTIVATIONS) {
+      const y = linear(ctx, ctx.upload(a, [M, K]), ctx.upload(w, [N, K]), ctx.upload(bias, [N]), { act });
+      const wt = new Float32Array(K * N);
+      for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) wt[k * N + n] = w[n * K + k]!;
+      const want = matmulCpu(a, wt, 1, M, K, N, { bias, act });
+      expectClose(await ctx.read(y), want, { relL2: 1e-6, atol: 1e-5, rtol: 1e-5 }, `linear ${act}`, y.shape);
+    }
+  });
+
+  it('rejects mismatched shapes before dispatch', () => {
+    const ctx = gpu();
+    const a = ctx.empty([3, 4]);
+    const b = ctx.empty([5, 6]);
+    expect(() => matmul(ctx, a, b)).toThrow(/inner dims differ, A \[3, 4\] @ B \[5, 6\]/);
+    expect(() => linear(ctx, a, ctx.empty([6, 5]))).toThrow(/has 4 features/);
+  });
+});
