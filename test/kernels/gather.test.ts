@@ -77,12 +77,30 @@ describe('gatherRows vs onnxruntime', () => {
       const idArr = Int32Array.from(c.ids);
       const idShape = c.idShape ?? [c.ids.length];
       const ids = c.gpuIds ? ctx.upload(idArr, idShape, 'i32') : idArr;
-      const before = ctx.dispatchCount;
-      const y = gatherRows(ctx, table, ids, { outDtype: c.outDtype, maxChunkBytes: c.maxChunkBytes });
-      // The chunked cases must really take several bindings.
-      const chunks = ctx.dispatchCount - before;
-      if (c.maxChunkBytes) expect(chunks).toBeGreaterThan(5);
-      else expect(chunks).toBe(1);
+      // Record the table bindings: chunked cases must take several, each within maxChunkBytes and
+      // starting at an aligned byte offset.
+      const ranges: { byteOffset: number; byteSize: number }[] = [];
+      const run = ctx.run;
+      ctx.run = ((def, config, bindings, values, groups, cost) => {
+        const t = bindings.table!;
+        ranges.push('byteOffset' in t ? t : { byteOffset: 0, byteSize: t.storage.byteLength });
+        return run.call(ctx, def, config, bindings, values, groups, cost);
+      }) as typeof ctx.run;
+      let y: Tensor;
+      try {
+        y = gatherRows(ctx, table, ids, { outDtype: c.outDtype, maxChunkBytes: c.maxChunkBytes });
+      } finally {
+        ctx.run = run;
+      }
+      if (c.maxChunkBytes) {
+        expect(ranges.length).toBeGreaterThan(5);
+        for (const r of ranges) {
+          expect(r.byteSize).toBeLessThanOrEqual(c.maxChunkBytes);
+          expect(r.byteOffset % ctx.limits.minStorageOffsetAlignment).toBe(0);
+        }
+      } else {
+        expect(ranges.length).toBe(1);
+      }
       expect(y.shape).toEqual([...idShape, c.D]);
       expect(y.dtype).toBe(c.outDtype ?? dt);
       const want = await reference(tableData, c.V, c.D, idArr, idShape);

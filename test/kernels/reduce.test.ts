@@ -53,19 +53,23 @@ interface Case {
   keepdim?: boolean;
   dtype?: DType;
   scale?: number;
-  /** Round values to multiples of 1/2 so that argmax has ties. */
-  ties?: boolean;
+  /** Round values to multiples of 1/ties so that argmax has ties. */
+  ties?: number;
+  /** Then clamp to [-clampTo, clampTo] (few levels, so each invocation sees repeated maxima). */
+  clampTo?: number;
 }
 
 const cases: Case[] = [
   { name: 'max over tokens of [B, N, C] along N', stored: [2, 300, 37], dim: 1 },
-  { name: 'over classes of [C, H, W] along 0, with ties', stored: [5, 17, 19], dim: 0, ties: true },
+  { name: 'over classes of [C, H, W] along 0, with ties', stored: [5, 17, 19], dim: 0, ties: 2 },
   { name: 'last dim of [13, 513], keepdim', stored: [13, 513], dim: -1, keepdim: true },
   { name: 'size-1 reduced dim', stored: [4, 1, 6], dim: 1 },
   { name: 'single element', stored: [1], dim: 0 },
   { name: 'permuted input, reduce the middle dim', stored: [6, 7, 8], perm: [2, 0, 1], dim: 1 },
   { name: 'large magnitudes (1e6)', stored: [3, 1000], dim: 1, scale: 1e6 },
-  { name: 'f16 storage, ties', stored: [9, 65], dim: 1, dtype: 'f16', ties: true },
+  { name: 'f16 storage, ties', stored: [9, 65], dim: 1, dtype: 'f16', ties: 2 },
+  // Integers: the maximum repeats within one invocation's share of a long row (workgroup variant).
+  { name: 'long rows with many ties', stored: [4, 700], dim: 1, ties: 1, clampTo: 1 },
 ];
 
 const OPS: ReduceOp[] = ['max', 'mean', 'sum', 'argmax'];
@@ -85,7 +89,8 @@ describe('reductions vs onnxruntime', () => {
         const ctx = gpu();
         const rng = new Rng(400 + idx);
         let x = rng.randn(numel(c.stored), c.scale ?? 1);
-        if (c.ties) x = x.map((v) => Math.round(v * 2) / 2);
+        if (c.ties) x = x.map((v) => Math.round(v * c.ties!) / c.ties!);
+        if (c.clampTo) x = x.map((v) => Math.min(c.clampTo!, Math.max(-c.clampTo!, v)));
         if (c.dtype === 'f16') x = roundF16(x);
         let X = upload(ctx, x, c.stored, c.dtype);
         if (c.perm) X = X.permute(c.perm);

@@ -41,6 +41,7 @@ interface Case {
   perm?: number[];
   scale?: number;
   xScale?: number;
+  xShift?: number;
   dtype?: DType;
   /** Set entries to -Inf: every `k`-th element, and whole rows listed. */
   negInfEvery?: number;
@@ -58,6 +59,7 @@ const cases: Case[] = [
   { name: 'permuted input', stored: [33, 9], perm: [1, 0], tol: f32 },
   { name: 'permuted 3-D input with scale', stored: [5, 7, 6], perm: [2, 0, 1], scale: -1.7, tol: f32 },
   { name: 'large logits (|x| ~ 1e4, max-subtraction)', stored: [6, 40], xScale: 1e4, tol: f32 },
+  { name: 'all logits near -1000 (exp underflows without max-subtraction)', stored: [5, 23], xShift: -1000, tol: f32 },
   { name: 'logit-scale 100 (CLIP classification)', stored: [4, 1000], scale: 100, tol: f32 },
   { name: '-Inf entries (masked)', stored: [5, 31], negInfEvery: 3, tol: f32 },
   { name: 'fully -Inf row gives NaN, like ORT', stored: [4, 17], negInfRows: [2], tol: f32 },
@@ -73,7 +75,7 @@ describe('softmax vs onnxruntime', () => {
       const rng = new Rng(200 + idx);
       const shape = c.perm ? c.perm.map((p) => c.stored[p]!) : c.stored;
       const n = c.stored[c.stored.length - 1]!;
-      let x = rng.randn(numel(c.stored), c.xScale ?? 2);
+      let x = rng.randn(numel(c.stored), c.xScale ?? 2, c.xShift ?? 0);
       if (c.negInfEvery) for (let i = 0; i < x.length; i += c.negInfEvery) x[i] = -Infinity;
       for (const r of c.negInfRows ?? []) x.fill(-Infinity, r * n, (r + 1) * n);
       if (c.dtype === 'f16') x = roundF16(x);
