@@ -103,7 +103,7 @@ export class GpuContext implements StorageOwner {
 
   empty(shape: readonly number[], dtype: DType = 'f32'): Tensor {
     this.assertUsable();
-    const bytes = Math.max(4, Math.ceil((numel(shape) * BYTES[dtype]) / 4) * 4);
+    const bytes = numel(shape) * BYTES[dtype];
     if (bytes > this.limits.maxBufferSize) {
       throw new ShapeError(
         `tensor ${fmtShape(shape)} ${dtype} needs ${bytes} bytes, over the adapter's maxBufferSize ${this.limits.maxBufferSize}`,
@@ -141,13 +141,24 @@ export class GpuContext implements StorageOwner {
     // writeBuffer bypasses the command stream: drain it first so a recycled buffer is not
     // overwritten before earlier, still unsubmitted commands have read it.
     this.flush();
-    const head = byteOffset % 4;
     const src = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    if (head === 0 && src.byteLength % 4 === 0) {
+    if (byteOffset % 4 !== 0) {
+      throw new ShapeError(`write: ${t} starts at byte ${byteOffset}, not 4-byte aligned (an odd f16 offset); write the whole tensor instead`);
+    }
+    const end = byteOffset + src.byteLength;
+    if (end % 4 === 0) {
       this.device.queue.writeBuffer(t.buffer, byteOffset, src);
       return;
     }
-    throw new ShapeError(`write: byte offset ${byteOffset} / length ${src.byteLength} not 4-byte aligned`);
+    // writeBuffer moves whole 4-byte words: an odd number of f16 values needs its last word
+    // padded. Only allowed where that padding falls outside every element of the storage.
+    const padded = Math.ceil(end / 4) * 4;
+    if (end < t.storage.byteLength) {
+      throw new ShapeError(`write: ${t} ends at byte ${end}, inside a 4-byte word shared with other elements`);
+    }
+    const tmp = new Uint8Array(padded - byteOffset);
+    tmp.set(src);
+    this.device.queue.writeBuffer(t.buffer, byteOffset, tmp);
   }
 
   /** Download a contiguous tensor (f16 is widened to f32). */

@@ -15,7 +15,7 @@ export class Storage {
   refs = 1;
   constructor(
     readonly buffer: GPUBuffer,
-    /** Bytes the data occupies (the buffer may be larger: pool size classes). */
+    /** Bytes the elements occupy, exactly (the buffer is larger: 4-byte words, pool size classes). */
     readonly byteLength: number,
     readonly owner: StorageOwner,
   ) {}
@@ -152,6 +152,17 @@ export class Tensor {
     shape.splice(d, 0, 1);
     strides.splice(d, 0, (this.strides[d] ?? 1) * (this.shape[d] ?? 1));
     return this.derive(shape, strides, this.offset);
+  }
+
+  /** A view with explicit shape, element strides and element offset over the same storage. */
+  asStrided(shape: readonly number[], strides: readonly number[], offset: number): Tensor {
+    if (shape.length !== strides.length) throw new ShapeError(`asStrided: shape ${fmtShape(shape)} and strides ${fmtShape(strides)} differ in rank`);
+    let last = offset;
+    for (let i = 0; i < shape.length; i++) last += (shape[i]! - 1) * strides[i]!;
+    if (offset < 0 || (numel(shape) > 0 && (last + 1) * BYTES[this.dtype] > this.storage.byteLength)) {
+      throw new ShapeError(`asStrided: view ${fmtShape(shape)} strides ${fmtShape(strides)} offset ${offset} runs past the storage`);
+    }
+    return this.derive(shape, strides, offset);
   }
 
   /** Another handle to the same view (the caller owns it and must dispose it). */

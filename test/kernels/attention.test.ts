@@ -1,0 +1,289 @@
+import { describe, expect, it } from 'vitest';
+import { attention, gridSelfAttention } from '../../src/kernels/attention.js';
+import { attentionCpu } from '../../src/kernels/cpu/attention.js';
+import { expectClose } from '../helpers/compare.js';
+import { useGpu } from '../helpers/gpu.js';
+import { type OnnxConst, type OnnxNode, runOnnx } from '../helpers/onnx.js';
+import { Rng } from '../helpers/random.js';
+
+const gpu = useGpu();
+
+interface RefCase {
+  B: number;
+  H: number;
+  Nq: number;
+  Nk: number;
+  D: number;
+  scale: number;
+  causal?: boolean;
+  /** Full [B, H, Nq, Nk] bias. */
+  bias?: Float32Array;
+  relPos?: { h: Float32Array; w: Float32Array; grid: [number, number] };
+}
+
+/**
+ * ONNX composition of the same attention: MatMul / Mul / Add / Softmax / MatMul, with SAM's
+ * decomposed rel-pos as batched MatMuls against gathered tables. Output [B, Nq, H, D].
+ */
+async function onnxAttention(c: RefCase, q: Float32Array, k: Float32Array, v: Float32Array): Promise<Float32Array> {
+  const { B, H, Nq, Nk, D } = c;
+  const nodes: OnnxNode[] = [];
+  const consts: OnnxConst[] = [{ name: 'scale', dims: [], data: [c.scale] }];
+  nodes.push({ op: 'Transpose', inputs: ['K'], outputs: ['Kt'], attrs: { perm: [0, 1, 3, 2] } });
+  nodes.push({ op: 'MatMul', inputs: ['Q', 'Kt'], outputs: ['qk'] });
+  nodes.push({ op: 'Mul', inputs: ['qk', 'scale'], outputs: ['s0'] });
+  let s = 's0';
+  if (c.bias) {
+    consts.push({ name: 'bias', dims: [B, H, Nq, Nk], data: c.bias });
+    nodes.push({ op: 'Add', inputs: [s, 'bias'], outputs: ['s1'] });
+    s = 's1';
+  }
+  if (c.causal) {
+    const mask = new Float32Array(Nq * Nk);
+    for (let i = 0; i < Nq; i++) for (let j = i + 1; j < Nk; j++) mask[i * Nk + j] = -1e30;
+    consts.push({ name: 'mask', dims: [Nq, Nk], data: mask });
+    nodes.push({ op: 'Add', inputs: [s, 'mask'], outputs: ['s2'] });
+    s = 's2';
+  }
+  if (c.relPos) {
+    const [gh, gw] = c.relPos.grid;
+    // Rh^T[y] = table rows (y - kh + gh - 1), laid out [gh, D, gh] for a batched MatMul over y.
+    const rhT = new Float32Array(gh * D * gh);
+    for (let y = 0; y < gh; y++) for (let kh = 0; kh < gh; kh++) for (let d = 0; d < D; d++) rhT[(y * D + d) * gh + kh] = c.relPos.h[(y - kh + gh - 1) * D + d]!;
+    const rwT = new Float32Array(gw * D * gw);
+    for (let x = 0; x < gw; x++) for (let kw = 0; kw < gw; kw++) for (let d = 0; d < D; d++) rwT[(x * D + d) * gw + kw] = c.relPos.w[(x - kw + gw - 1) * D + d]!;
+    consts.push(
+      { name: 'rhT', dims: [gh, D, gh], data: rhT },
+      { name: 'rwT', dims: [gw, D, gw], data: rwT },
+      { name: 'shape5', dims: [5], data: [B, H, gh, gw, D], type: 'int64' },
+      { name: 'shape6', dims: [6], data: [B, H, gh, gw, gh, gw], type: 'int64' },
+      { name: 'shape4', dims: [4], data: [B, H, Nq, Nk], type: 'int64' },
+      { name: 'ax_last', dims: [1], data: [-1], type: 'int64' },
+      { name: 'ax_m2', dims: [1], data: [-2], type: 'int64' },
+    );
+    nodes.push(
+      { op: 'Reshape', inputs: ['Q', 'shape5'], outputs: ['q5'] },
+      { op: 'MatMul', inputs: ['q5', 'rhT'], outputs: ['relh'] }, // [B,H,gh,gw,gh]
+      { op: 'Transpose', inputs: ['q5'], outputs: ['q5t'], attrs: { perm: [0, 1, 3, 2, 4] } },
+      { op: 'MatMul', inputs: ['q5t', 'rwT'], outputs: ['relw_t'] }, // [B,H,gw,gh,gw]
+      { op: 'Transpose', inputs: ['relw_t'], outputs: ['relw'], attrs: { perm: [0, 1, 3, 2, 4] } },
+      { op: 'Unsqueeze', inputs: ['relh', 'ax_last'], outputs: ['relh6'] },
+      { op: 'Unsqueeze', inputs: ['relw', 'ax_m2'], outputs: ['relw6'] },
+      { op: 'Reshape', inputs: [s, 'shape6'], outputs: ['s6'] },
+      { op: 'Add', inputs: ['s6', 'relh6'], outputs: ['s6a'] },
+      { op: 'Add', inputs: ['s6a', 'relw6'], outputs: ['s6b'] },
+      { op: 'Reshape', inputs: ['s6b', 'shape4'], outputs: ['s3'] },
+    );
+    s = 's3';
+  }
+  nodes.push({ op: 'Softmax', inputs: [s], outputs: ['p'], attrs: { axis: -1 } });
+  nodes.push({ op: 'MatMul', inputs: ['p', 'V'], outputs: ['o'] });
+  nodes.push({ op: 'Transpose', inputs: ['o'], outputs: ['Y'], attrs: { perm: [0, 2, 1, 3] } });
+  return runOnnx(
+    {
+      nodes,
+      inputs: [
+        { name: 'Q', dims: [B, H, Nq, D] },
+        { name: 'K', dims: [B, H, Nk, D] },
+        { name: 'V', dims: [B, H, Nk, D] },
+      ],
+      outputs: ['Y'],
+      initializers: consts,
+    },
+    { Q: { data: q, dims: [B, H, Nq, D] }, K: { data: k, dims: [B, H, Nk, D] }, V: { data: v, dims: [B, H, Nk, D] } },
+  );
+}
+
+const TOL = { relL2: 1e-5, atol: 1e-4, rtol: 1e-4 };
+
+describe('fused attention vs onnxruntime', () => {
+  const shapes = [
+    { name: 'cross-attention odd sizes', B: 2, H: 3, Nq: 37, Nk: 53, D: 32 },
+    { name: 'head dim 16 (SAM decoder cross-attn)', B: 1, H: 8, Nq: 7, Nk: 67, D: 16 },
+    { name: 'head dim 64', B: 1, H: 2, Nq: 65, Nk: 65, D: 64 },
+    { name: 'head dim 80 (ViT-H)', B: 1, H: 2, Nq: 19, Nk: 33, D: 80 },
+    { name: 'head dim 128', B: 1, H: 1, Nq: 33, Nk: 70, D: 128 },
+    { name: 'single key', B: 1, H: 1, Nq: 5, Nk: 1, D: 8 },
+  ];
+  for (const sh of shapes) {
+    // Small key blocks exercise the block loop and tails; one head dim is enough for that (every
+    // extra config is another pipeline to compile, which costs seconds on a CPU adapter).
+    for (const blockKeys of sh.D === 32 || sh.D === 8 ? [undefined, 4] : [undefined]) {
+      it(`${sh.name}${blockKeys ? ', 4-key blocks' : ''}`, async () => {
+        const ctx = gpu();
+        const rng = new Rng(sh.Nq * 31 + sh.D);
+        const { B, H, Nq, Nk, D } = sh;
+        const q = rng.randn(B * H * Nq * D);
+        const k = rng.randn(B * H * Nk * D);
+        const v = rng.randn(B * H * Nk * D);
+        const out = attention(ctx, ctx.upload(q, [B, H, Nq, D]), ctx.upload(k, [B, H, Nk, D]), ctx.upload(v, [B, H, Nk, D]), { blockKeys });
+        expect(out.shape).toEqual([B, Nq, H, D]);
+        const want = await onnxAttention({ ...sh, scale: 1 / Math.sqrt(D) }, q, k, v);
+        expectClose(await ctx.read(out), want, TOL, sh.name, out.shape);
+      });
+    }
+  }
+
+  it('causal mask (CLIP text: 77 tokens)', async () => {
+    const ctx = gpu();
+    const rng = new Rng(77);
+    const [B, H, N, D] = [2, 2, 77, 32];
+    const q = rng.randn(B * H * N * D);
+    const k = rng.randn(B * H * N * D);
+    const v = rng.randn(B * H * N * D);
+    const out = attention(ctx, ctx.upload(q, [B, H, N, D]), ctx.upload(k, [B, H, N, D]), ctx.upload(v, [B, H, N, D]), { causal: true, blockKeys: 16 });
+    const want = await onnxAttention({ B, H, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D), causal: true }, q, k, v);
+    expectClose(await ctx.read(out), want, TOL, 'causal', out.shape);
+  });
+
+  it('broadcast additive bias and large magnitudes (peaked softmax)', async () => {
+    const ctx = gpu();
+    const rng = new Rng(5);
+    const [B, H, Nq, Nk, D] = [2, 3, 21, 29, 16];
+    const q = rng.randn(B * H * Nq * D, 4);
+    const k = rng.randn(B * H * Nk * D, 4);
+    const v = rng.randn(B * H * Nk * D, 100);
+    const biasSmall = rng.randn(H * Nk, 3); // [H, 1, Nk]
+    const full = new Float32Array(B * H * Nq * Nk);
+    for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let i = 0; i < Nq; i++) for (let j = 0; j < Nk; j++) full[((b * H + h) * Nq + i) * Nk + j] = biasSmall[h * Nk + j]!;
+    const out = attention(ctx, ctx.upload(q, [B, H, Nq, D]), ctx.upload(k, [B, H, Nk, D]), ctx.upload(v, [B, H, Nk, D]), {
+      bias: ctx.upload(biasSmall, [H, 1, Nk]),
+    });
+    const want = await onnxAttention({ B, H, Nq, Nk, D, scale: 0.25, bias: full }, q, k, v);
+    expectClose(await ctx.read(out), want, { relL2: 1e-5, atol: 5e-3, rtol: 1e-4 }, 'bias', out.shape);
+  });
+
+  it('q, k, v as strided views of a fused qkv projection', async () => {
+    const ctx = gpu();
+    const rng = new Rng(9);
+    const [B, N, H, D] = [2, 23, 3, 8];
+    const C = H * D;
+    const qkv = rng.randn(B * N * 3 * C);
+    const t = ctx.upload(qkv, [B, N, 3 * C]);
+    // [B, N, 3, H, D] -> q/k/v [B, H, N, D] views.
+    const view = (i: number) => t.asStrided([B, H, N, D], [N * 3 * C, D, 3 * C, 1], i * C);
+    const out = attention(ctx, view(0), view(1), view(2));
+    const split = (i: number) => {
+      const a = new Float32Array(B * H * N * D);
+      for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let n = 0; n < N; n++) for (let d = 0; d < D; d++) a[((b * H + h) * N + n) * D + d] = qkv[(b * N + n) * 3 * C + i * C + h * D + d]!;
+      return a;
+    };
+    const want = await onnxAttention({ B, H, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D) }, split(0), split(1), split(2));
+    expectClose(await ctx.read(out), want, TOL, 'strided qkv', out.shape);
+  });
+
+  it('SAM decomposed relative position on a rectangular grid', async () => {
+    const ctx = gpu();
+    const rng = new Rng(11);
+    const [B, H, gh, gw, D] = [1, 2, 5, 7, 16];
+    const N = gh * gw;
+    const q = rng.randn(B * H * N * D);
+    const k = rng.randn(B * H * N * D);
+    const v = rng.randn(B * H * N * D);
+    const rh = rng.randn((2 * gh - 1) * D, 0.5);
+    const rw = rng.randn((2 * gw - 1) * D, 0.5);
+    const out = attention(ctx, ctx.upload(q, [B, H, N, D]), ctx.upload(k, [B, H, N, D]), ctx.upload(v, [B, H, N, D]), {
+      relPos: { h: ctx.upload(rh, [2 * gh - 1, D]), w: ctx.upload(rw, [2 * gw - 1, D]), grid: [gh, gw] },
+      blockKeys: 8,
+    });
+    const c = { B, H, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D), relPos: { h: rh, w: rw, grid: [gh, gw] as [number, number] } };
+    const got = await ctx.read(out);
+    expectClose(got, await onnxAttention(c, q, k, v), TOL, 'rel-pos vs onnx', out.shape);
+    expectClose(got, attentionCpu({ ...c, q, k, v }), TOL, 'rel-pos vs cpu', out.shape);
+  });
+
+  it('windowed grid attention (SAM window blocks) equals per-window attention', async () => {
+    const ctx = gpu();
+    const rng = new Rng(13);
+    const [B, Hg, Wg, heads, D, win] = [2, 14, 21, 2, 8, 7];
+    const C = heads * D;
+    const qkv = rng.randn(B * Hg * Wg * 3 * C);
+    const rh = rng.randn((2 * win - 1) * D, 0.5);
+    const rw = rng.randn((2 * win - 1) * D, 0.5);
+    const out = gridSelfAttention(ctx, ctx.upload(qkv, [B, Hg, Wg, 3 * C]), heads, {
+      window: win,
+      relPos: { h: ctx.upload(rh, [2 * win - 1, D]), w: ctx.upload(rw, [2 * win - 1, D]) },
+    });
+    const got = await ctx.read(out);
+    // Reference: partition into windows on the CPU and run the ONNX composition per batch of windows.
+    const nW = (Hg / win) * (Wg / win);
+    const N = win * win;
+    const part = (i: number) => {
+      const a = new Float32Array(B * nW * heads * N * D);
+      for (let b = 0; b < B; b++) for (let wy = 0; wy < Hg / win; wy++) for (let wx = 0; wx < Wg / win; wx++) {
+        const z = (b * (Hg / win) + wy) * (Wg / win) + wx;
+        for (let h = 0; h < heads; h++) for (let n = 0; n < N; n++) for (let d = 0; d < D; d++) {
+          const y = wy * win + Math.floor(n / win);
+          const x = wx * win + (n % win);
+          a[((z * heads + h) * N + n) * D + d] = qkv[((b * Hg + y) * Wg + x) * 3 * C + i * C + h * D + d]!;
+        }
+      }
+      return a;
+    };
+    const ref = await onnxAttention(
+      { B: B * nW, H: heads, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D), relPos: { h: rh, w: rw, grid: [win, win] } },
+      part(0), part(1), part(2),
+    );
+    const want = new Float32Array(B * Hg * Wg * C);
+    for (let b = 0; b < B; b++) for (let wy = 0; wy < Hg / win; wy++) for (let wx = 0; wx < Wg / win; wx++) {
+      const z = (b * (Hg / win) + wy) * (Wg / win) + wx;
+      for (let n = 0; n < N; n++) for (let h = 0; h < heads; h++) for (let d = 0; d < D; d++) {
+        const y = wy * win + Math.floor(n / win);
+        const x = wx * win + (n % win);
+        want[((b * Hg + y) * Wg + x) * C + h * D + d] = ref[((z * N + n) * heads + h) * D + d]!;
+      }
+    }
+    expectClose(got, want, TOL, 'windowed', out.shape);
+  });
+
+  it('f16 storage stays within the f16 tolerance', async () => {
+    const ctx = gpu();
+    if (!ctx.features.f16) return expect(ctx.features.f16).toBe(false);
+    const rng = new Rng(17);
+    const [B, H, N, D] = [1, 2, 40, 32];
+    const q = rng.randn(B * H * N * D);
+    const k = rng.randn(B * H * N * D);
+    const v = rng.randn(B * H * N * D);
+    const out = attention(ctx, ctx.upload(q, [B, H, N, D], 'f16'), ctx.upload(k, [B, H, N, D], 'f16'), ctx.upload(v, [B, H, N, D], 'f16'));
+    expect(out.dtype).toBe('f16');
+    const want = await onnxAttention({ B, H, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D) }, q, k, v);
+    expectClose(await ctx.read(out), want, { relL2: 1e-2, atol: 5e-2, rtol: 5e-2 }, 'f16', out.shape);
+  });
+
+  it('rejects bad shapes with the shapes in the message', () => {
+    const ctx = gpu();
+    const q = ctx.empty([1, 2, 5, 8]);
+    expect(() => attention(ctx, q, ctx.empty([1, 2, 6, 8]), ctx.empty([1, 2, 7, 8]))).toThrow(/v \[1, 2, 7, 8\] does not match \[1, 2, 6, 8\]/);
+    expect(() => attention(ctx, ctx.empty([1, 1, 4, 6]), ctx.empty([1, 1, 4, 6]), ctx.empty([1, 1, 4, 6]))).toThrow(/head dim 6 must be a multiple of 4/);
+    expect(() => attention(ctx, q, q, q, { relPos: { h: ctx.empty([3, 8]), w: ctx.empty([3, 8]), grid: [2, 2] } })).toThrow(/grid 2x2 does not cover 5/);
+  });
+});
+
+describe('fused attention at SAM ViT-B global-block size', () => {
+  it('4096 tokens x 64 head dim with rel-pos: rel L2 <= 1e-5 vs onnxruntime, no N x N buffer', async () => {
+    const ctx = gpu();
+    const rng = new Rng(4096);
+    const [B, H, g, D] = [1, 1, 64, 64];
+    const N = g * g;
+    const q = rng.randn(B * H * N * D);
+    const k = rng.randn(B * H * N * D);
+    const v = rng.randn(B * H * N * D);
+    const rh = rng.randn((2 * g - 1) * D, 0.5);
+    const rw = rng.randn((2 * g - 1) * D, 0.5);
+    const tq = ctx.upload(q, [B, H, N, D]);
+    const tk = ctx.upload(k, [B, H, N, D]);
+    const tv = ctx.upload(v, [B, H, N, D]);
+    const trh = ctx.upload(rh, [2 * g - 1, D]);
+    const trw = ctx.upload(rw, [2 * g - 1, D]);
+    await ctx.sync();
+    ctx.pool.resetPeak();
+    const before = ctx.poolStats().liveBytes;
+    const out = attention(ctx, tq, tk, tv, { relPos: { h: trh, w: trw, grid: [g, g] } });
+    const got = await ctx.read(out);
+    const extra = ctx.poolStats().peakLiveBytes - before;
+    expect(extra).toBeLessThan(N * N * 4 / 16); // only the output: 1 MiB, far below one 64 MiB score matrix
+    const want = await onnxAttention({ B, H, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D), relPos: { h: rh, w: rw, grid: [g, g] } }, q, k, v);
+    const c = expectClose(got, want, { relL2: 1e-5, atol: 1e-3, rtol: 1e-3 }, '4096-token attention', out.shape);
+    console.log(`4096x64 rel-pos attention: rel L2 ${c.relL2.toExponential(2)}, max abs ${c.maxAbs.toExponential(2)}, extra GPU bytes ${extra}`);
+  });
+});
