@@ -356,20 +356,23 @@ export class GpuContext implements StorageOwner {
     );
   }
 
-  /** Flush, wait for the GPU, and raise any compile, validation or device-loss error. */
+  /**
+   * Flush, wait for the GPU, and raise any compile, validation or device-loss error. Every pending
+   * error is consumed: the most specific one (a WGSL compile error) is thrown, the others, which
+   * are usually its consequences, are dropped, so the context is clean afterwards.
+   */
   async sync(): Promise<void> {
     this.flush();
-    await this.pipelines.checkCompiles();
+    const compile = await this.pipelines.checkCompiles().then(() => null, (e: unknown) => e as Error);
     await this.device.queue.onSubmittedWorkDone();
     const checks = await Promise.all(this.errorChecks.splice(0));
-    const err = checks.find((e) => e !== null) ?? this.asyncErrors.shift() ?? this.lost;
+    const asyncErr = this.asyncErrors.splice(0)[0];
+    const err = compile ?? checks.find((e) => e !== null) ?? asyncErr ?? this.lost;
+    if (this.profiler) await this.profiler.collect().catch(() => undefined);
     if (err) throw err;
-    if (this.profiler) {
-      await this.profiler.collect();
-      if (debugFlags.level >= 1 && this.profiler.records.length) {
-        console.error(this.profiler.formatTable());
-        this.profiler.clear();
-      }
+    if (this.profiler && debugFlags.level >= 1 && this.profiler.records.length) {
+      console.error(this.profiler.formatTable());
+      this.profiler.clear();
     }
   }
 

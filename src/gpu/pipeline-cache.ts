@@ -29,12 +29,19 @@ export class PipelineCache {
     const key = pipelineKey(def.name, config);
     const hit = this.cache.get(key);
     if (hit) return hit;
-    const { module, layout, count } = this.prepare(def, config, key);
+    // Creation errors go to a scope of their own (reported by checkCompiles) rather than to
+    // whatever batch happens to be open, or to the device's uncaptured-error handler.
+    this.device.pushErrorScope('validation');
+    const { module, layout, count, code } = this.prepare(def, config, key);
     const pipeline = this.device.createComputePipeline({
       label: key,
       layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout], label: key }),
       compute: { module, entryPoint: 'main' },
     });
+    const scope = this.device.popErrorScope();
+    this.checks.push(
+      scope.then((e) => (e && !/parsing WGSL|WGSL/.test(e.message) ? new WgslCompileError(key, [e.message], code) : null)),
+    );
     const entry: CachedPipeline = { key, pipeline, layout, bindingCount: count };
     this.cache.set(key, entry);
     return entry;
@@ -72,7 +79,8 @@ export class PipelineCache {
   async checkCompiles(): Promise<void> {
     if (this.checks.length === 0) return;
     const results = await Promise.all(this.checks.splice(0));
-    const err = results.find((r) => r !== null);
+    // A WGSL error also invalidates the pipeline: prefer the compiler's message over that echo.
+    const err = results.find((r) => r !== null && !r.messages[0]?.includes('Invalid ShaderModule')) ?? results.find((r) => r !== null);
     if (err) throw err;
   }
 
@@ -112,6 +120,6 @@ export class PipelineCache {
       buffer: { type: 'uniform' },
     });
     const layout = this.device.createBindGroupLayout({ entries, label: key });
-    return { module, layout, count: bindings.length };
+    return { module, layout, count: bindings.length, code };
   }
 }

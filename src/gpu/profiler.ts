@@ -48,7 +48,7 @@ export class Profiler {
 
   constructor(
     private readonly device: GPUDevice,
-    readonly capacity = 4096,
+    readonly capacity = 2048, // WebGPU caps a query set at 4096 queries: two per dispatch
   ) {
     this.querySet = device.createQuerySet({ type: 'timestamp', count: capacity * 2, label: 'profiler' });
     this.resolveBuffer = device.createBuffer({
