@@ -128,6 +128,29 @@ describe('matmul vs onnxruntime', () => {
     }
   });
 
+  for (const variant of ['tiled', 'rows'] as MatmulVariant[]) {
+    it(`${variant}: f16 weights and f16 activations, f32 accumulation`, async () => {
+      const ctx = gpu();
+      if (!ctx.features.f16) return expect(ctx.features.f16).toBe(false);
+      const rng = new Rng(99);
+      const [M, K, N] = [37, 70, 45];
+      const x = rng.randn(M * K);
+      const w = rng.randn(N * K);
+      const bias = rng.randn(N);
+      const wt = new Float32Array(K * N);
+      for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) wt[k * N + n] = w[n * K + k]!;
+      const want = matmulCpu(x, wt, 1, M, K, N, { bias, act: 'gelu' });
+      // f32 activations x f16 weights (the weights-only f16 path models use)
+      const y1 = linear(ctx, ctx.upload(x, [M, K]), ctx.upload(w, [N, K], 'f16'), ctx.upload(bias, [N]), { act: 'gelu', variant });
+      expect(y1.dtype).toBe('f32');
+      expectClose(await ctx.read(y1), want, { relL2: 1e-2, atol: 5e-2, rtol: 2e-2 }, 'f16 weights', y1.shape);
+      // all f16 storage
+      const y2 = linear(ctx, ctx.upload(x, [M, K], 'f16'), ctx.upload(w, [N, K], 'f16'), ctx.upload(bias, [N], 'f16'), { act: 'gelu', variant });
+      expect(y2.dtype).toBe('f16');
+      expectClose(await ctx.read(y2), want, { relL2: 1e-2, atol: 1e-1, rtol: 2e-2 }, 'f16 storage', y2.shape);
+    });
+  }
+
   it('rejects mismatched shapes before dispatch', () => {
     const ctx = gpu();
     const a = ctx.empty([3, 4]);
