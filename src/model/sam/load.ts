@@ -1,0 +1,115 @@
+/**
+ * Loading a SAM checkpoint: detect the family from the key names (official segment-anything,
+ * Hugging Face `SamModel`, or a SAM-CLIP bundle, whose SAM part uses official names), rename to
+ * official names, check the complete key set against the shapes the derived configuration implies
+ * (a missing, unexpected or wrongly shaped tensor is an error naming the key and both shapes), and
+ * upload. F32 / F16 / BF16 stored tensors are read; matrices are kept as f32 or f16 (`dtype`).
+ */
+import type { GpuContext } from '../../gpu/context.js';
+import { fmtShape } from '../../gpu/errors.js';
+import { type Family, detectFamily } from '../../weights/families.js';
+import { samHfRenameTable } from '../../weights/families/sam-hf.js';
+import { SafetensorsFile } from '../../weights/safetensors.js';
+import { type RenameTable, WeightError, Weights } from '../../weights/weights.js';
+import { type SamConfig, type WeightShapes, samConfigFromWeights, samTensorSpec } from './config.js';
+
+export interface LoadSamOptions {
+  /** Storage of matrices and convolution kernels (vectors stay f32). Default 'f32'. */
+  dtype?: 'f32' | 'f16';
+  /** Skip detection. */
+  family?: Family;
+  /** Hyper-parameters the shapes cannot tell (the mask decoder's head count), if the file lacks metadata. */
+  overrides?: Partial<SamConfig>;
+}
+
+const SAM_PARTS = /^(image_encoder|prompt_encoder|mask_decoder)\./;
+
+const FAMILY_NAMES: Record<Family, string> = {
+  sam: 'official SAM',
+  'sam-hf': 'Hugging Face SAM',
+  samclip: 'SAM-CLIP bundle',
+  clip: 'OpenAI / OpenCLIP CLIP',
+  'clip-hf': 'Hugging Face CLIP',
+};
+
+async function openSource(src: string | SafetensorsFile): Promise<{ file: SafetensorsFile; owned: boolean }> {
+  if (typeof src !== 'string') return { file: src, owned: false };
+  const file = /^https?:\/\//.test(src) ? await SafetensorsFile.fromUrl(src) : await SafetensorsFile.open(src);
+  return { file, owned: true };
+}
+
+/** Rename table and key filter for a family, or a clear error for a checkpoint of another model. */
+export function samLoadPlan(file: SafetensorsFile, family: Family): { table: RenameTable | null; include?: (k: string) => boolean } {
+  switch (family) {
+    case 'sam':
+      return { table: null };
+    case 'sam-hf':
+      return { table: samHfRenameTable(file.keys()) };
+    case 'samclip':
+      // The bundle's SAM half is a complete official SAM; its CLIP head and text tower are not ours.
+      return { table: null, include: (k) => SAM_PARTS.test(k) };
+    default:
+      throw new WeightError(
+        `${file.name}: this is a ${FAMILY_NAMES[family]} checkpoint, not a SAM one ` +
+          `(expected official 'image_encoder.*' / 'mask_decoder.*' keys or Hugging Face 'vision_encoder.*' / 'shared_image_embedding.*')`,
+      );
+  }
+}
+
+/** Strictness against the configuration: every expected tensor present with its shape, nothing else. */
+export function checkSamWeights(w: WeightShapes, cfg: SamConfig): void {
+  const spec = samTensorSpec(cfg);
+  const expected = new Set<string>();
+  for (const s of spec) {
+    expected.add(s.name);
+    const got = w.shape(s.name);
+    if (!got) throw new WeightError(`${w.file} (${w.family}): missing tensor '${s.name}' ${fmtShape(s.shape)}`);
+    if (fmtShape(got) !== fmtShape(s.shape)) {
+      throw new WeightError(`${w.file} (${w.family}): tensor '${s.name}' has shape ${fmtShape(got)}, expected ${fmtShape(s.shape)}`);
+    }
+  }
+  const extra = w.keys().filter((k) => !expected.has(k));
+  if (extra.length) {
+    const shown = extra.slice(0, 8).map((k) => `'${k}' ${fmtShape(w.shape(k)!)}`);
+    throw new WeightError(`${w.file} (${w.family}): ${extra.length} unexpected tensor(s) for SAM: ${shown.join(', ')}${extra.length > 8 ? ', ...' : ''}`);
+  }
+}
+
+/** Canonical names and shapes a load would produce, read from the header alone. */
+export function plannedShapes(file: SafetensorsFile, family: string, table: RenameTable | null, include?: (k: string) => boolean): WeightShapes {
+  const plan = Weights.plan(file, table);
+  const shapes = new Map<string, readonly number[]>();
+  for (const [k, p] of plan) if (!include || include(k)) shapes.set(k, p.shape);
+  return {
+    file: file.name,
+    family,
+    metadata: file.metadata,
+    has: (k) => shapes.has(k),
+    shape: (k) => shapes.get(k),
+    keys: () => [...shapes.keys()],
+  };
+}
+
+/**
+ * Load a SAM checkpoint (path, URL or an open SafetensorsFile) under official names, with its
+ * configuration derived from the shapes.
+ */
+export async function loadSamWeights(
+  ctx: GpuContext,
+  src: string | SafetensorsFile,
+  opts: LoadSamOptions = {},
+): Promise<{ weights: Weights; config: SamConfig }> {
+  const { file, owned } = await openSource(src);
+  try {
+    const family = opts.family ?? detectFamily(file.keys(), file.name);
+    const { table, include } = samLoadPlan(file, family);
+    // Names, shapes and the configuration come from the header: a bad file fails before any upload.
+    const shapes = plannedShapes(file, family, table, include);
+    const config = samConfigFromWeights(shapes, opts.overrides);
+    checkSamWeights(shapes, config);
+    const weights = await Weights.load(ctx, file, table, { dtype: opts.dtype ?? 'f32', include });
+    return { weights, config };
+  } finally {
+    if (owned) await file.close();
+  }
+}
