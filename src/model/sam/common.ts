@@ -1,0 +1,111 @@
+/**
+ * Building blocks shared by SAM's prompt encoder and mask decoder (segment_anything/modeling/
+ * common.py and the MLP of mask_decoder.py): a Linear layer that accepts strided inputs, the
+ * two-layer MLPBlock of the two-way transformer, the N-layer MLP of the hypernetworks and IoU head,
+ * and LayerNorm2d (eps 1e-6, over C of NCHW).
+ *
+ * Every class pulls its tensors from the weight set by their official names at construction, so
+ * a missing or misshaped tensor fails there with the key and both shapes.
+ */
+import type { GpuContext } from '../../gpu/context.js';
+import type { Tensor } from '../../gpu/tensor.js';
+import type { Activation } from '../../kernels/activation.js';
+import { layerNorm2d } from '../../kernels/layernorm.js';
+import { matmul } from '../../kernels/matmul.js';
+import type { Weights } from '../../weights/weights.js';
+
+/** SAM's LayerNorm2d default (common.py); the decoder's nn.LayerNorm uses torch's 1e-5. */
+export const LAYER_NORM_2D_EPS = 1e-6;
+export const LAYER_NORM_EPS = 1e-5;
+
+/** nn.Linear(inDim, outDim) stored [out, in]. */
+export class Linear {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+
+  constructor(w: Weights, prefix: string, readonly inDim: number, readonly outDim: number) {
+    this.weight = w.get(`${prefix}.weight`, [outDim, inDim]);
+    this.bias = w.get(`${prefix}.bias`, [outDim]);
+  }
+
+  /**
+   * x [..., in] (any strided view with at most 3 dims, e.g. one token row sliced out of the
+   * decoder's output tokens) -> contiguous [..., out]. A residual (contiguous, output-shaped) is
+   * added after the activation.
+   */
+  forward(ctx: GpuContext, x: Tensor, opts: { act?: Activation; residual?: Tensor } = {}): Tensor {
+    // The [in, out] operand is a transposed view of the stored weight: matmul reads it through
+    // strides, so no transposed copy is ever made.
+    return ctx.scope(() => {
+      const wt = this.weight.transpose(0, 1);
+      if (x.ndim !== 1) return matmul(ctx, x, wt, { bias: this.bias, act: opts.act, residual: opts.residual });
+      const y = matmul(ctx, x.unsqueeze(0), wt, { bias: this.bias, act: opts.act, residual: opts.residual });
+      return y.reshape([this.outDim]);
+    });
+  }
+}
+
+/** common.MLPBlock: lin2(act(lin1(x))). The two-way transformer uses ReLU. */
+export class MlpBlock {
+  readonly lin1: Linear;
+  readonly lin2: Linear;
+
+  constructor(w: Weights, prefix: string, embeddingDim: number, mlpDim: number, readonly act: Activation = 'relu') {
+    this.lin1 = new Linear(w, `${prefix}.lin1`, embeddingDim, mlpDim);
+    this.lin2 = new Linear(w, `${prefix}.lin2`, mlpDim, embeddingDim);
+  }
+
+  forward(ctx: GpuContext, x: Tensor): Tensor {
+    return ctx.scope(() => this.lin2.forward(ctx, this.lin1.forward(ctx, x, { act: this.act })));
+  }
+}
+
+/**
+ * mask_decoder.MLP: `numLayers` Linears (`layers.{i}`), ReLU after every one but the last
+ * (no sigmoid: SAM builds both of its MLPs with sigmoid_output false).
+ */
+export class Mlp {
+  readonly layers: Linear[];
+
+  constructor(w: Weights, prefix: string, inputDim: number, hiddenDim: number, outputDim: number, numLayers: number) {
+    const dims = [inputDim, ...new Array<number>(numLayers - 1).fill(hiddenDim), outputDim];
+    this.layers = [];
+    for (let i = 0; i < numLayers; i++) this.layers.push(new Linear(w, `${prefix}.layers.${i}`, dims[i]!, dims[i + 1]!));
+  }
+
+  forward(ctx: GpuContext, x: Tensor): Tensor {
+    return ctx.scope(() => {
+      let h = x;
+      this.layers.forEach((l, i) => {
+        h = l.forward(ctx, h, { act: i < this.layers.length - 1 ? 'relu' : 'none' });
+      });
+      return h;
+    });
+  }
+}
+
+/** common.LayerNorm2d: per-pixel normalisation over the channels of NCHW, eps 1e-6. */
+export class LayerNorm2d {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+
+  constructor(w: Weights, prefix: string, channels: number, readonly eps = LAYER_NORM_2D_EPS) {
+    this.weight = w.get(`${prefix}.weight`, [channels]);
+    this.bias = w.get(`${prefix}.bias`, [channels]);
+  }
+
+  forward(ctx: GpuContext, x: Tensor): Tensor {
+    return layerNorm2d(ctx, x, this.weight, this.bias, this.eps);
+  }
+}
+
+/** nn.LayerNorm(dim) weights (the decoder's norms; eps 1e-5). */
+export class LayerNormParams {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+
+  constructor(w: Weights, prefix: string, dim: number, readonly eps = LAYER_NORM_EPS) {
+    this.weight = w.get(`${prefix}.weight`, [dim]);
+    this.bias = w.get(`${prefix}.bias`, [dim]);
+  }
+}

@@ -1,0 +1,185 @@
+/**
+ * SAM's two-way transformer (segment_anything/modeling/transformer.py): prompt tokens and image
+ * tokens attend to each other, `depth` blocks, then a final token-to-image attention.
+ *
+ * Layout: queries [B, T, C] (T = 5 output tokens + prompt tokens), keys [Bk, HW, C] token-major,
+ * positional encodings broadcast over the batch. `Bk` may be 1 while B > 1: when the dense
+ * prompt is the broadcast `no_mask_embed`, every prompt set starts from the same image tokens, so
+ * the first block's key-side projections (k/v of token-to-image, q of image-to-token) are computed
+ * once and read by every prompt set through a stride-0 batch view. The maths is unchanged; only
+ * repeated work is skipped.
+ *
+ * Attention: q/k/v projections to the internal width (C, or C / 2 for the cross attentions:
+ * `attention_downsample_rate` 2), heads split as [B, H, N, D] views of the projections, fused
+ * flash attention (scale 1/sqrt(D)), out projection back to C.
+ *
+ * The first block skips the positional encoding AND the residual of its self-attention
+ * (`skip_first_layer_pe`): queries = self_attn(q, q, q), then norm1.
+ */
+import type { GpuContext } from '../../gpu/context.js';
+import type { Tensor } from '../../gpu/tensor.js';
+import { attention } from '../../kernels/attention.js';
+import { add } from '../../kernels/elementwise.js';
+import { layerNorm } from '../../kernels/layernorm.js';
+import type { Weights } from '../../weights/weights.js';
+import { LayerNormParams, Linear, MlpBlock } from './common.js';
+
+/** The fields of SamConfig the transformer reads. */
+export interface TwoWayTransformerConfig {
+  readonly promptEmbedDim: number;
+  readonly decoderDepth: number;
+  readonly decoderHeads: number;
+  readonly decoderMlpDim: number;
+}
+
+/** A [B, N, C] tensor seen with batch `b` (stride-0 batch when it holds one shared row set). */
+function batchView(t: Tensor, b: number): Tensor {
+  if (t.dim(0) === b) return t.ref();
+  if (t.dim(0) !== 1) throw new Error(`two-way transformer: batch ${t.dim(0)} cannot be broadcast to ${b}`);
+  return t.asStrided([b, ...t.shape.slice(1)], [0, ...t.strides.slice(1)], t.offset);
+}
+
+/** transformer.Attention: projections with an internal width, multi-head attention, out projection. */
+export class Attention {
+  readonly qProj: Linear;
+  readonly kProj: Linear;
+  readonly vProj: Linear;
+  readonly outProj: Linear;
+  readonly internalDim: number;
+
+  constructor(w: Weights, prefix: string, readonly embeddingDim: number, readonly numHeads: number, downsampleRate = 1) {
+    this.internalDim = Math.floor(embeddingDim / downsampleRate);
+    if (this.internalDim % numHeads !== 0) {
+      throw new Error(`${prefix}: ${numHeads} heads do not divide the internal width ${this.internalDim}`);
+    }
+    this.qProj = new Linear(w, `${prefix}.q_proj`, embeddingDim, this.internalDim);
+    this.kProj = new Linear(w, `${prefix}.k_proj`, embeddingDim, this.internalDim);
+    this.vProj = new Linear(w, `${prefix}.v_proj`, embeddingDim, this.internalDim);
+    this.outProj = new Linear(w, `${prefix}.out_proj`, this.internalDim, embeddingDim);
+  }
+
+  /** [B, N, Ci] -> [B, H, N, D] view (the head dim stays contiguous). */
+  private heads(t: Tensor, b: number): Tensor {
+    const [, n, ci] = t.shape as [number, number, number];
+    const h = this.numHeads;
+    const d = ci / h;
+    const s = t.strides;
+    return t.asStrided([b, h, n, d], [t.dim(0) === 1 ? 0 : s[0]!, d * s[2]!, s[1]!, s[2]!], t.offset);
+  }
+
+  /**
+   * q [Bq, Nq, C], k [Bk, Nk, C], v [Bk, Nk, C] (batches 1 or B) -> [B, Nq, C]. `projected`
+   * skips a projection already done (first block's shared key side).
+   */
+  forward(ctx: GpuContext, q: Tensor, k: Tensor, v: Tensor, projected: { q?: Tensor; k?: Tensor; v?: Tensor } = {}): Tensor {
+    return ctx.scope(() => {
+      const qp = projected.q ?? this.qProj.forward(ctx, q);
+      const kp = projected.k ?? this.kProj.forward(ctx, k);
+      const vp = projected.v ?? this.vProj.forward(ctx, v);
+      const b = Math.max(qp.dim(0), kp.dim(0), vp.dim(0));
+      const o = attention(ctx, this.heads(qp, b), this.heads(kp, b), this.heads(vp, b));
+      return this.outProj.forward(ctx, o.reshape([b, qp.dim(1), this.internalDim]));
+    });
+  }
+}
+
+/** transformer.TwoWayAttentionBlock. */
+export class TwoWayAttentionBlock {
+  readonly selfAttn: Attention;
+  readonly norm1: LayerNormParams;
+  readonly crossAttnTokenToImage: Attention;
+  readonly norm2: LayerNormParams;
+  readonly mlp: MlpBlock;
+  readonly norm3: LayerNormParams;
+  readonly norm4: LayerNormParams;
+  readonly crossAttnImageToToken: Attention;
+
+  constructor(w: Weights, prefix: string, cfg: TwoWayTransformerConfig, readonly skipFirstLayerPe: boolean) {
+    const C = cfg.promptEmbedDim;
+    const H = cfg.decoderHeads;
+    this.selfAttn = new Attention(w, `${prefix}.self_attn`, C, H);
+    this.norm1 = new LayerNormParams(w, `${prefix}.norm1`, C);
+    this.crossAttnTokenToImage = new Attention(w, `${prefix}.cross_attn_token_to_image`, C, H, 2);
+    this.norm2 = new LayerNormParams(w, `${prefix}.norm2`, C);
+    this.mlp = new MlpBlock(w, `${prefix}.mlp`, C, cfg.decoderMlpDim, 'relu');
+    this.norm3 = new LayerNormParams(w, `${prefix}.norm3`, C);
+    this.norm4 = new LayerNormParams(w, `${prefix}.norm4`, C);
+    this.crossAttnImageToToken = new Attention(w, `${prefix}.cross_attn_image_to_token`, C, H, 2);
+  }
+
+  /** queries [B, T, C], keys [Bk, HW, C] (Bk 1 or B), queryPe [B, T, C], keyPe [1, HW, C]. */
+  forward(ctx: GpuContext, queries: Tensor, keys: Tensor, queryPe: Tensor, keyPe: Tensor): { queries: Tensor; keys: Tensor } {
+    return ctx.scope(() => {
+      const ln = (x: Tensor, p: LayerNormParams, residual?: Tensor) => layerNorm(ctx, x, p.weight, p.bias, p.eps, { residual });
+      const B = queries.dim(0);
+      // (1) self-attention of the tokens.
+      let q: Tensor;
+      if (this.skipFirstLayerPe) {
+        q = ln(this.selfAttn.forward(ctx, queries, queries, queries), this.norm1);
+      } else {
+        const qpe = add(ctx, queries, queryPe);
+        q = ln(this.selfAttn.forward(ctx, qpe, qpe, queries), this.norm1, queries);
+      }
+      // (2) tokens attend to the image. keys + keyPe keeps the keys' batch (often 1).
+      const kpe = add(ctx, keys, keyPe);
+      q = ln(this.crossAttnTokenToImage.forward(ctx, add(ctx, q, queryPe), kpe, keys), this.norm2, q);
+      // (3) MLP on the tokens.
+      q = ln(this.mlp.forward(ctx, q), this.norm3, q);
+      // (4) the image attends to the tokens: queries are the image tokens.
+      const attnOut = this.crossAttnImageToToken.forward(ctx, kpe, add(ctx, q, queryPe), q);
+      const keysB = batchView(keys, B);
+      const k = ln(attnOut, this.norm4, keysB);
+      return { queries: q, keys: k };
+    });
+  }
+}
+
+export interface TwoWayOutputs {
+  /** Processed tokens [B, T, C]. */
+  queries: Tensor;
+  /** Processed image tokens [B, HW, C]. */
+  keys: Tensor;
+}
+
+/** transformer.TwoWayTransformer. */
+export class TwoWayTransformer {
+  readonly layers: TwoWayAttentionBlock[];
+  readonly finalAttnTokenToImage: Attention;
+  readonly normFinalAttn: LayerNormParams;
+
+  constructor(w: Weights, prefix: string, readonly cfg: TwoWayTransformerConfig) {
+    this.layers = [];
+    for (let i = 0; i < cfg.decoderDepth; i++) {
+      this.layers.push(new TwoWayAttentionBlock(w, `${prefix}.layers.${i}`, cfg, i === 0));
+    }
+    this.finalAttnTokenToImage = new Attention(w, `${prefix}.final_attn_token_to_image`, cfg.promptEmbedDim, cfg.decoderHeads, 2);
+    this.normFinalAttn = new LayerNormParams(w, `${prefix}.norm_final_attn`, cfg.promptEmbedDim);
+  }
+
+  /**
+   * imageTokens [Bk, HW, C] (image embedding + dense prompt, token-major; Bk 1 or B),
+   * imagePe [1, HW, C], pointEmbedding [B, T, C].
+   */
+  forward(ctx: GpuContext, imageTokens: Tensor, imagePe: Tensor, pointEmbedding: Tensor): TwoWayOutputs {
+    return ctx.scope(() => {
+      let queries = pointEmbedding;
+      let keys = imageTokens;
+      this.layers.forEach((layer, i) => {
+        const out = ctx.stage(`layer${i}`, () => layer.forward(ctx, queries, keys, pointEmbedding, imagePe));
+        // Free the previous block's outputs now rather than at the end of the scope: with many
+        // prompt sets the image tokens are the largest tensors of the decoder.
+        if (queries !== pointEmbedding) queries.dispose();
+        if (keys !== imageTokens) keys.dispose();
+        ({ queries, keys } = out);
+      });
+      return ctx.stage('final_attn', () => {
+        const a = this.finalAttnTokenToImage;
+        const q = add(ctx, queries, pointEmbedding);
+        const k = add(ctx, keys, imagePe);
+        const out = a.forward(ctx, q, k, keys);
+        const n = this.normFinalAttn;
+        return { queries: layerNorm(ctx, out, n.weight, n.bias, n.eps, { residual: queries }), keys };
+      });
+    });
+  }
+}
