@@ -1,0 +1,54 @@
+/**
+ * Loading a CLIP model from a safetensors checkpoint: the family (OpenAI / OpenCLIP names, or
+ * Hugging Face `CLIPModel` names) is detected from the keys or forced, HF files go through the
+ * declarative rename table (src/weights/families/clip-hf.ts), and the model is built strictly.
+ * F32, F16 and BF16 files are read; `dtype: 'f16'` stores matrices in f16 on the GPU.
+ */
+import type { GpuContext } from '../../gpu/context.js';
+import { detectFamily, type Family } from '../../weights/families.js';
+import { CLIP_HF_TABLE } from '../../weights/families/clip-hf.js';
+import type { SafetensorsFile } from '../../weights/safetensors.js';
+import { Weights } from '../../weights/weights.js';
+import { ClipModel, type ClipModelOptions } from './clip.js';
+import { ClipError } from './config.js';
+
+export type ClipFamily = 'clip' | 'clip-hf';
+
+export interface LoadClipOptions extends ClipModelOptions {
+  /** Force the key layout instead of detecting it. */
+  family?: ClipFamily;
+  /** GPU storage of matrices (vectors stay f32). Default: f16 when the context prefers it. */
+  dtype?: 'f32' | 'f16';
+}
+
+const WHAT: Record<Family, string> = {
+  sam: 'an official SAM checkpoint',
+  'sam-hf': 'a Hugging Face SAM checkpoint',
+  samclip: 'a SAM-CLIP bundle',
+  clip: 'an OpenAI / OpenCLIP CLIP checkpoint',
+  'clip-hf': 'a Hugging Face CLIPModel checkpoint',
+};
+
+/** The CLIP key family of `source`, or a ClipError saying what the file is instead. */
+export function clipFamilyOf(source: SafetensorsFile): ClipFamily {
+  const family = detectFamily(source.keys(), source.name);
+  if (family !== 'clip' && family !== 'clip-hf') {
+    throw new ClipError(
+      `${source.name}: this is ${WHAT[family]}, not a CLIP checkpoint (expected OpenAI names such as 'visual.conv1.weight' + 'token_embedding.weight', or Hugging Face 'vision_model.*' + 'text_model.*')`,
+    );
+  }
+  return family;
+}
+
+export async function loadClip(ctx: GpuContext, source: SafetensorsFile, opts: LoadClipOptions = {}): Promise<ClipModel> {
+  const family = opts.family ?? clipFamilyOf(source);
+  if (family !== 'clip' && family !== 'clip-hf') throw new ClipError(`loadClip: unknown family '${String(family)}' (use 'clip' or 'clip-hf')`);
+  const dtype = opts.dtype ?? (ctx.useF16 ? 'f16' : 'f32');
+  const w = await Weights.load(ctx, source, family === 'clip-hf' ? CLIP_HF_TABLE : null, { dtype });
+  try {
+    return await ClipModel.create(ctx, w, opts, `${source.name}|${source.dataBytes}|${family}|${dtype}`);
+  } catch (e) {
+    w.dispose();
+    throw e;
+  }
+}
