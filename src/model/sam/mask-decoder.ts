@@ -25,15 +25,12 @@ import { layerNorm } from '../../kernels/layernorm.js';
 import { matmul } from '../../kernels/matmul.js';
 import type { Weights } from '../../weights/weights.js';
 import { LAYER_NORM_2D_EPS, Mlp } from './common.js';
+import type { SamConfig } from './config.js';
 import { PromptError } from './prompt-encoder.js';
 import { TwoWayTransformer, type TwoWayTransformerConfig } from './two-way-transformer.js';
 
 /** The fields of SamConfig the mask decoder reads. */
-export interface MaskDecoderConfig extends TwoWayTransformerConfig {
-  readonly numMultimaskOutputs: number;
-  readonly iouHeadDepth: number;
-  readonly iouHeadHiddenDim: number;
-}
+export type MaskDecoderConfig = TwoWayTransformerConfig & Pick<SamConfig, 'numMultimaskOutputs' | 'iouHeadDepth' | 'iouHeadHiddenDim'>;
 
 export interface MaskDecoderInputs {
   /** [1, C, h, w]: one image's embedding, shared by every prompt set. */
@@ -125,6 +122,12 @@ export class MaskDecoder {
       this.outputTokens = t;
     }
     return this.outputTokens;
+  }
+
+  /** Free the token table this decoder made (its weights belong to their Weights set). */
+  dispose(): void {
+    this.outputTokens?.dispose();
+    this.outputTokens = null;
   }
 
   /** MaskDecoder.predict_masks for one chunk of prompt sets. */

@@ -26,6 +26,7 @@ import { conv2d } from '../../kernels/conv2d.js';
 import { activate } from '../../kernels/elementwise.js';
 import type { Weights } from '../../weights/weights.js';
 import { LayerNorm2d } from './common.js';
+import type { SamConfig } from './config.js';
 
 /** A prompt the model cannot take: wrong sizes, labels, counts, or coordinates. */
 export class PromptError extends SamclipError {
@@ -33,16 +34,7 @@ export class PromptError extends SamclipError {
 }
 
 /** The fields of SamConfig the prompt encoder reads. */
-export interface PromptEncoderConfig {
-  /** C: width of every prompt token (256 for SAM B/L/H). */
-  readonly promptEmbedDim: number;
-  /** Side of the image-embedding grid (64 at 1024 px). */
-  readonly imageEmbeddingSize: number;
-  /** Side of the padded square encoder input (1024). */
-  readonly imgSize: number;
-  /** Hidden channels of the mask downscaling (16). */
-  readonly maskInChans: number;
-}
+export type PromptEncoderConfig = Pick<SamConfig, 'promptEmbedDim' | 'imageEmbeddingSize' | 'imgSize' | 'maskInChans'>;
 
 const fr = Math.fround;
 /** `2 * np.pi * coords` multiplies a float32 tensor by a Python float: the scalar becomes float32. */
@@ -300,6 +292,12 @@ export class PromptEncoder {
         return conv2d(ctx, x, md.conv6.weight, md.conv6.bias);
       }),
     );
+  }
+
+  /** Free the GPU table this encoder made (its weights belong to their Weights set). */
+  dispose(): void {
+    this.densePeTokens?.dispose();
+    this.densePeTokens = null;
   }
 
   /**

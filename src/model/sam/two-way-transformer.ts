@@ -23,14 +23,10 @@ import { add } from '../../kernels/elementwise.js';
 import { layerNorm } from '../../kernels/layernorm.js';
 import type { Weights } from '../../weights/weights.js';
 import { LayerNormParams, Linear, MlpBlock } from './common.js';
+import type { SamConfig } from './config.js';
 
 /** The fields of SamConfig the transformer reads. */
-export interface TwoWayTransformerConfig {
-  readonly promptEmbedDim: number;
-  readonly decoderDepth: number;
-  readonly decoderHeads: number;
-  readonly decoderMlpDim: number;
-}
+export type TwoWayTransformerConfig = Pick<SamConfig, 'promptEmbedDim' | 'decoderDepth' | 'decoderHeads' | 'decoderMlpDim'>;
 
 /** A [B, N, C] tensor seen with batch `b` (stride-0 batch when it holds one shared row set). */
 function batchView(t: Tensor, b: number): Tensor {
