@@ -40,9 +40,19 @@ export function clipFamilyOf(source: SafetensorsFile): ClipFamily {
   return family;
 }
 
+/** Keys that a forced family must have at least one of (a tower's first tensor). */
+const FORCED_SIGNATURE: Record<ClipFamily, RegExp> = {
+  clip: /^(visual\.conv1\.weight|token_embedding\.weight)$/,
+  'clip-hf': /^(vision_model\.embeddings\.patch_embedding\.weight|text_model\.embeddings\.token_embedding\.weight)$/,
+};
+
 export async function loadClip(ctx: GpuContext, source: SafetensorsFile, opts: LoadClipOptions = {}): Promise<ClipModel> {
   const family = opts.family ?? clipFamilyOf(source);
   if (family !== 'clip' && family !== 'clip-hf') throw new ClipError(`loadClip: unknown family '${String(family)}' (use 'clip' or 'clip-hf')`);
+  // A forced family skips detection (for files whose other keys confuse it), not the sanity check.
+  if (opts.family && !source.keys().some((k) => FORCED_SIGNATURE[family].test(k))) {
+    throw new ClipError(`${source.name}: family '${family}' was forced, but the file has none of its tower keys (${FORCED_SIGNATURE[family].source}); first keys: ${source.keys().slice(0, 4).join(', ')}`);
+  }
   const dtype = opts.dtype ?? (ctx.useF16 ? 'f16' : 'f32');
   const w = await Weights.load(ctx, source, family === 'clip-hf' ? CLIP_HF_TABLE : null, { dtype });
   try {
