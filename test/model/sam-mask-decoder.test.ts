@@ -7,6 +7,8 @@
  *
  * Tolerance: the fixtures' rule (expectReference); measured numbers are printed.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { GpuContext } from '../../src/gpu/context.js';
 import type { Tensor } from '../../src/gpu/tensor.js';
@@ -15,7 +17,10 @@ import { MaskDecoder } from '../../src/model/sam/mask-decoder.js';
 import { PromptEncoder } from '../../src/model/sam/prompt-encoder.js';
 import type { Weights } from '../../src/weights/weights.js';
 import { useGpu } from '../helpers/gpu.js';
-import { expectReference } from '../helpers/reference.js';
+import { expectClose } from '../helpers/compare.js';
+import { runModel } from '../helpers/onnx.js';
+import { Rng } from '../helpers/random.js';
+import { FIXTURES, expectReference } from '../helpers/reference.js';
 import { PhotoRef, SAM_PHOTOS, type SamCase, loadTinyWeights, logStage, tinySamConfigFromManifest, transformedPrompts } from '../pipelines/sam-fixture.js';
 
 const gpu = useGpu();
@@ -109,6 +114,55 @@ describe('MaskDecoder: shared-keys and chunked paths', () => {
           await check(ctx, ref, c, 'low_res_logits', out.masks, `${photo.name}/${name} (maxBatch ${maxBatch ?? 'auto'})`);
           await check(ctx, ref, c, 'iou_predictions', out.iouPred, `${photo.name}/${name} (maxBatch ${maxBatch ?? 'auto'})`);
         }
+      });
+    });
+  }
+});
+
+/**
+ * The ONNX layer (DESIGN.md 7.2): ONNX Runtime (CPU) on the committed export of the mask decoder
+ * (tools/export-onnx-sam-decoder.py; its PyTorch re-implementation matches the reference fixtures,
+ * see test/fixtures/onnx/sam-decoder/export.json) vs the engine on seeded inputs: every output and
+ * intermediate, per-set dense prompts and the broadcast (shared-keys) path.
+ * Tolerance: rel L2 <= 2e-5 per tensor (f32 both; the reference fixtures' noise for these stages
+ * is 1e-6 .. 6e-6), |d| <= 1e-3.
+ */
+describe('ONNX Runtime on the exported mask decoder vs the engine', () => {
+  const model = () => new Uint8Array(readFileSync(join(FIXTURES, 'onnx', 'sam-decoder', 'sam_tiny_mask_decoder.onnx')));
+  for (const [B, N, broadcast] of [[3, 4, false], [2, 2, true], [1, 7, false]] as const) {
+    it(`B=${B}, N=${N}${broadcast ? ', broadcast dense (no mask input)' : ''}`, async () => {
+      const ctx = gpu();
+      const rng = new Rng(100 * B + N);
+      const emb = rng.randn(C * G * G);
+      const pe = rng.uniformArray(C * G * G, -1, 1);
+      const sparse = rng.randn(B * N * C);
+      const denseOne = rng.randn(C, 0.5);
+      const dense = broadcast ? new Float32Array(B * C * G * G).map((_, i) => denseOne[Math.floor(i / (G * G)) % C]!) : rng.randn(B * C * G * G);
+      const ort = await runModel(model(), {
+        image_embeddings: { data: emb, dims: [1, C, G, G] },
+        image_pe: { data: pe, dims: [1, C, G, G] },
+        sparse: { data: sparse, dims: [B, N, C] },
+        dense: { data: dense, dims: [B, C, G, G] },
+      });
+      await ctx.scopeAsync(async () => {
+        const d1 = ctx.upload(denseOne, [1, C, 1, 1]);
+        const inp = {
+          imageEmbeddings: ctx.upload(emb, [1, C, G, G]),
+          imagePeTokens: ctx.upload(toTokens(pe, C, G * G), [1, G * G, C]),
+          sparse: ctx.upload(sparse, [B, N, C]),
+          dense: broadcast ? d1.asStrided([B, C, G, G], [0, 1, 0, 0], 0) : ctx.upload(dense, [B, C, G, G]),
+          batch: B,
+        };
+        const all = dec.predictMasks(ctx, inp, { capture: true });
+        const tol = { relL2: 2e-5, atol: 1e-3 };
+        const parts: string[] = [];
+        for (const [name, t] of [['masks_all', all.masksAll], ['iou_all', all.iouAll], ['hs', all.hs!], ['keys', all.keys!], ['upscaled', all.upscaled!]] as const) {
+          const o = ort[name]!;
+          expect([...t.shape], `${name} shape`).toEqual(o.dims);
+          const c = expectClose(await readTensor(ctx, t), o.data, tol, `${name} vs ORT`, o.dims);
+          parts.push(`${name} ${c.relL2.toExponential(2)}`);
+        }
+        console.log(`mask decoder vs ORT (B=${B}, N=${N}${broadcast ? ', broadcast' : ''}): rel_l2 ${parts.join(', ')}`);
       });
     });
   }

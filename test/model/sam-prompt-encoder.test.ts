@@ -6,12 +6,17 @@
  * Tolerance: the fixtures' rule (rel_l2 <= max(1e-4, 20 x fp32-vs-fp64 noise), max_abs gate), via
  * expectReference; the measured numbers are printed.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Weights } from '../../src/weights/weights.js';
 import { readTensor } from '../../src/kernels/copy.js';
 import { PositionEmbeddingRandom, PromptEncoder, PromptError } from '../../src/model/sam/prompt-encoder.js';
 import { useGpu } from '../helpers/gpu.js';
-import { expectReference } from '../helpers/reference.js';
+import { expectClose } from '../helpers/compare.js';
+import { runModel } from '../helpers/onnx.js';
+import { Rng } from '../helpers/random.js';
+import { FIXTURES, expectReference } from '../helpers/reference.js';
 import { PhotoRef, SAM_PHOTOS, loadTinyWeights, logStage, tinySamConfigFromManifest, transformedPrompts } from '../pipelines/sam-fixture.js';
 
 const gpu = useGpu();
@@ -93,5 +98,56 @@ describe('PromptEncoder errors', () => {
     const m = ctx.upload(new Float32Array(32 * 32), [1, 1, 32, 32]);
     expect(() => enc.forward(ctx, { batch: 1, masks: m })).toThrow(/mask input must be \[1, 1, 64, 64\].*got \[1, 1, 32, 32\]/);
     m.dispose();
+  });
+});
+
+/**
+ * The ONNX layer (DESIGN.md 7.2): ONNX Runtime (CPU) on the committed export of the prompt encoder
+ * (tools/export-onnx-sam-decoder.py, a PyTorch re-implementation checked against the reference
+ * fixtures) vs the engine, on seeded inputs: points with every label (the padding point included
+ * as an ordinary -1 point), boxes, mask inputs. Tolerance: rel L2 <= 1e-5, |d| <= 1e-4 (f32 both;
+ * the engine's Fourier features are float32-rounded arguments with sin/cos in double).
+ */
+describe('ONNX Runtime on the exported prompt encoder vs the engine', () => {
+  it('points (labels 1/0/-1), boxes, mask input, image_pe', async () => {
+    const ctx = gpu();
+    const rng = new Rng(31);
+    const B = 2;
+    const N = 4;
+    const S = cfg.imgSize;
+    const L = 4 * cfg.imageEmbeddingSize;
+    const coords = rng.uniformArray(B * N * 2, 0, S);
+    const labels = Float32Array.from([1, 0, -1, 1, 0, 0, 1, -1]);
+    const boxes = new Float32Array(B * 4);
+    for (let b = 0; b < B; b++) {
+      const [x0, x1] = [rng.uniform(0, S), rng.uniform(0, S)].sort((a, c) => a - c);
+      const [y0, y1] = [rng.uniform(0, S), rng.uniform(0, S)].sort((a, c) => a - c);
+      boxes.set([x0!, y0!, x1!, y1!], 4 * b);
+    }
+    const mask = rng.randn(B * L * L, 3);
+    const model = new Uint8Array(readFileSync(join(FIXTURES, 'onnx', 'sam-decoder', 'sam_tiny_prompt_encoder.onnx')));
+    const ort = await runModel(model, {
+      point_coords: { data: coords, dims: [B, N, 2] },
+      point_labels: { data: labels, dims: [B, N] },
+      boxes: { data: boxes, dims: [B, 4] },
+      mask_input: { data: mask, dims: [B, 1, L, L] },
+    });
+    const tol = { relL2: 1e-5, atol: 1e-4 };
+    // Points followed by box corners: the engine's layout when a box is present (no padding point).
+    const sparse = enc.sparseEmbeddingsCpu({ batch: B, points: { coords, labels }, boxes });
+    const C = cfg.promptEmbedDim;
+    const expected = new Float32Array(B * (N + 2) * C);
+    for (let b = 0; b < B; b++) {
+      expected.set(ort.sparse_points!.data.subarray(b * N * C, (b + 1) * N * C), b * (N + 2) * C);
+      expected.set(ort.sparse_boxes!.data.subarray(b * 2 * C, (b + 1) * 2 * C), (b * (N + 2) + N) * C);
+    }
+    const c1 = expectClose(sparse.data, expected, tol, 'sparse vs ORT', [B, N + 2, C]);
+    const m = ctx.upload(mask, [B, 1, L, L]);
+    const dense = enc.denseEmbeddings(ctx, B, m);
+    const c2 = expectClose(await readTensor(ctx, dense), ort.dense_mask!.data, tol, 'dense (mask downscaling) vs ORT', ort.dense_mask!.dims);
+    const pe = enc.densePe();
+    const c3 = expectClose(await readTensor(ctx, pe), ort.image_pe!.data, tol, 'image_pe vs ORT', ort.image_pe!.dims);
+    console.log(`prompt encoder vs ORT: sparse rel_l2 ${c1.relL2.toExponential(2)}, dense ${c2.relL2.toExponential(2)}, image_pe ${c3.relL2.toExponential(2)}`);
+    for (const t of [m, dense, pe]) t.dispose();
   });
 });

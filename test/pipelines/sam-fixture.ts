@@ -73,7 +73,12 @@ export function tinySamConfigFromManifest() {
 export const TINY_WEIGHTS = join(FIXTURES, 'reference', 'sam_tiny.weights.safetensors');
 
 export async function loadTinyWeights(ctx: GpuContext, opts: { include?: (k: string) => boolean } = {}): Promise<Weights> {
-  return Weights.load(ctx, await SafetensorsFile.open(TINY_WEIGHTS), null, opts);
+  const file = await SafetensorsFile.open(TINY_WEIGHTS);
+  try {
+    return await Weights.load(ctx, file, null, opts);
+  } finally {
+    await file.close();
+  }
 }
 
 /** A photo's reference tensors with manifest entries. */
