@@ -1,0 +1,165 @@
+/**
+ * JPEG and PNG decoding on Node (jpeg-js, pngjs: pure JavaScript, no native build) into the
+ * engine's `ImageU8`, with the EXIF orientation applied (read by exifr) so pixel coordinates mean
+ * what a photo viewer shows. Other formats are recognised by their signature and refused by name.
+ */
+import { readFile } from 'node:fs/promises';
+import exifr from 'exifr';
+import jpeg from 'jpeg-js';
+import { PNG } from 'pngjs';
+import type { ImageU8 } from '../image/image.js';
+import { ImageFileError } from './errors.js';
+import { type ExifOrientation, applyOrientation, isExifOrientation } from './orientation.js';
+
+export type ImageFormat = 'jpeg' | 'png';
+
+export interface DecodedImage extends ImageU8 {
+  readonly channels: 3 | 4;
+  readonly data: Uint8Array;
+  readonly format: ImageFormat;
+  /** The EXIF orientation found in the file (1 when absent); already applied to the pixels. */
+  readonly orientation: ExifOrientation;
+}
+
+export interface DecodeOptions {
+  /** Apply the EXIF orientation (default true). */
+  orientation?: boolean;
+  /** Refuse images above this many megapixels (default 200), before allocating them. */
+  maxMegapixels?: number;
+}
+
+/** Signatures of formats people try, so the error can say what the file is. */
+const OTHER_FORMATS: { name: string; test: (b: Uint8Array) => boolean }[] = [
+  { name: 'GIF', test: (b) => ascii(b, 0, 4) === 'GIF8' },
+  { name: 'WebP', test: (b) => ascii(b, 0, 4) === 'RIFF' && ascii(b, 8, 4) === 'WEBP' },
+  { name: 'BMP', test: (b) => ascii(b, 0, 2) === 'BM' },
+  { name: 'TIFF', test: (b) => ascii(b, 0, 4) === 'II*\0' || ascii(b, 0, 4) === 'MM\0*' },
+  { name: 'HEIF/AVIF', test: (b) => ascii(b, 4, 4) === 'ftyp' },
+  { name: 'JPEG 2000', test: (b) => b.length >= 12 && ascii(b, 4, 8) === 'jP  \r\n\x87\n' },
+  { name: 'PDF', test: (b) => ascii(b, 0, 5) === '%PDF-' },
+  { name: 'safetensors or text', test: (b) => b.length > 0 && b.every((x, i) => i > 64 || x === 9 || x === 10 || x === 13 || (x >= 32 && x < 127)) },
+];
+
+function ascii(b: Uint8Array, at: number, n: number): string {
+  return b.length < at + n ? '' : String.fromCharCode(...b.subarray(at, at + n));
+}
+
+/** 'jpeg' / 'png' from the first bytes, or null. */
+export function sniffImageFormat(bytes: Uint8Array): ImageFormat | null {
+  if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return 'jpeg';
+  if (bytes.length >= 8 && ascii(bytes, 0, 8) === '\x89PNG\r\n\x1a\n') return 'png';
+  return null;
+}
+
+/** Read and decode a JPEG or PNG file. */
+export async function readImage(path: string, opts: DecodeOptions = {}): Promise<DecodedImage> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const why =
+      err.code === 'ENOENT' ? 'no such file' :
+      err.code === 'EISDIR' ? 'is a directory, not an image file' :
+      err.code === 'EACCES' ? 'permission denied' :
+      err.message;
+    throw new ImageFileError(path, `cannot read image: ${why}`);
+  }
+  return decodeImage(bytes, path, opts);
+}
+
+/** Decode JPEG / PNG bytes; `name` is used in error messages. */
+export async function decodeImage(bytes: Uint8Array, name = '<bytes>', opts: DecodeOptions = {}): Promise<DecodedImage> {
+  if (bytes.length === 0) throw new ImageFileError(name, 'empty file (0 bytes), not an image');
+  const format = sniffImageFormat(bytes);
+  if (!format) {
+    const other = OTHER_FORMATS.find((f) => f.test(bytes));
+    const head = [...bytes.subarray(0, 8)].map((x) => x.toString(16).padStart(2, '0')).join(' ');
+    throw new ImageFileError(
+      name,
+      `unsupported image format${other ? ` (looks like ${other.name})` : ''}: only JPEG and PNG are read (first bytes: ${head})`,
+    );
+  }
+  const maxMp = opts.maxMegapixels ?? 200;
+  const raw = format === 'jpeg' ? decodeJpeg(bytes, name, maxMp) : decodePng(bytes, name, maxMp);
+  let orientation: ExifOrientation = 1;
+  if (opts.orientation !== false) orientation = await readOrientation(bytes, name);
+  const shown = applyOrientation(raw, orientation);
+  return { ...shown, channels: raw.channels, data: shown.data as Uint8Array, format, orientation };
+}
+
+function decodeJpeg(bytes: Uint8Array, name: string, maxMp: number): ImageU8 & { channels: 3; data: Uint8Array } {
+  // A file cut short still decodes partly with jpeg-js (grey bottom rows); the end-of-image
+  // marker tells a truncated file apart. Some writers append bytes after it, so look near the end.
+  const tail = bytes.subarray(Math.max(0, bytes.length - 4096));
+  let hasEoi = false;
+  for (let i = tail.length - 2; i >= 0; i--) {
+    if (tail[i] === 0xff && tail[i + 1] === 0xd9) {
+      hasEoi = true;
+      break;
+    }
+  }
+  let d: { width: number; height: number; data: Uint8Array };
+  try {
+    d = jpeg.decode(bytes, {
+      useTArray: true,
+      formatAsRGBA: false,
+      tolerantDecoding: true,
+      maxResolutionInMP: maxMp,
+      maxMemoryUsageInMB: Math.max(512, Math.ceil(maxMp * 8)),
+    });
+  } catch (e) {
+    const msg = (e as Error).message;
+    if (!hasEoi) throw new ImageFileError(name, `truncated JPEG (${bytes.length} bytes, no end-of-image marker; decoder: ${msg})`);
+    if (/limit exceeded/.test(msg)) throw new ImageFileError(name, `JPEG too large (${msg}; limit ${maxMp} megapixels)`);
+    throw new ImageFileError(name, `corrupt or unsupported JPEG (${msg})`);
+  }
+  if (!hasEoi) throw new ImageFileError(name, `truncated JPEG (${bytes.length} bytes, no end-of-image marker)`);
+  if (!(d.width > 0 && d.height > 0)) throw new ImageFileError(name, `JPEG has no image data (${d.width}×${d.height})`);
+  return { width: d.width, height: d.height, channels: 3, data: d.data };
+}
+
+function decodePng(bytes: Uint8Array, name: string, maxMp: number): ImageU8 & { channels: 3 | 4; data: Uint8Array } {
+  // Width and height sit in the IHDR chunk right after the signature: check them before inflating.
+  if (bytes.length >= 24 && ascii(bytes, 12, 4) === 'IHDR') {
+    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const mp = (dv.getUint32(16) * dv.getUint32(20)) / 1e6;
+    if (mp > maxMp) throw new ImageFileError(name, `PNG too large (${mp.toFixed(1)} megapixels; limit ${maxMp})`);
+  }
+  let png: { width: number; height: number; data: Uint8Array; alpha: boolean };
+  try {
+    png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) as unknown as typeof png;
+  } catch (e) {
+    const msg = (e as Error).message;
+    const truncated = /end|waiting|waitng|unexpected|invalid inflate|incorrect header|unfinished/i.test(msg) || !hasIend(bytes);
+    throw new ImageFileError(name, `${truncated ? 'truncated or corrupt' : 'corrupt or unsupported'} PNG (${bytes.length} bytes; decoder: ${msg})`);
+  }
+  // pngjs always hands out RGBA; keep the alpha channel only when the file has one.
+  const n = png.width * png.height;
+  if (png.alpha) return { width: png.width, height: png.height, channels: 4, data: new Uint8Array(png.data) };
+  const rgb = new Uint8Array(n * 3);
+  const src = png.data;
+  for (let i = 0; i < n; i++) {
+    rgb[3 * i] = src[4 * i]!;
+    rgb[3 * i + 1] = src[4 * i + 1]!;
+    rgb[3 * i + 2] = src[4 * i + 2]!;
+  }
+  return { width: png.width, height: png.height, channels: 3, data: rgb };
+}
+
+function hasIend(bytes: Uint8Array): boolean {
+  return ascii(bytes, Math.max(0, bytes.length - 8), 4) === 'IEND';
+}
+
+async function readOrientation(bytes: Uint8Array, name: string): Promise<ExifOrientation> {
+  let v: unknown;
+  try {
+    v = await exifr.orientation(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  } catch {
+    // Broken EXIF blocks are common in edited photos; the pixels are still good, so show them as stored.
+    return 1;
+  }
+  // Values outside 1..8 are writer bugs; viewers and Pillow show such photos as stored.
+  if (!isExifOrientation(v)) return 1;
+  return v;
+}

@@ -1,0 +1,62 @@
+/** Running the real `samclip` binary (bin/samclip.mjs) from tests, and checking its error output. */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { expect } from 'vitest';
+
+export const ROOT = join(import.meta.dirname, '..', '..');
+export const BIN = join(ROOT, 'bin', 'samclip.mjs');
+export const FIXTURES = join(ROOT, 'test', 'fixtures');
+export const DOG = join(FIXTURES, 'images', 'dog.jpg');
+export const SAM_TINY = join(FIXTURES, 'reference', 'sam_tiny.weights.safetensors');
+export const CLIP_TINY = join(FIXTURES, 'reference', 'clip_tiny.weights.safetensors');
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** Lines the CLI itself wrote to stderr about a failure. */
+  errorLines: string[];
+}
+
+/**
+ * Spawn `node bin/samclip.mjs ...args` (asynchronously, so a test's HTTP server keeps serving).
+ * The environment is the test's plus `env`; the weights cache defaults to a path that does not
+ * exist so a developer's real cache never leaks into a test.
+ */
+export function samclip(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: opts.cwd ?? ROOT,
+      env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp', SAMCLIP_CACHE: '/nonexistent/samclip-test-cache', ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`samclip ${args.join(' ')} timed out\nstdout: ${stdout}\nstderr: ${stderr}`));
+    }, opts.timeoutMs ?? 120_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      const errorLines = stderr.split('\n').filter((l) => l.startsWith('samclip:') || l.startsWith('error:'));
+      resolve({ code, stdout, stderr, errorLines });
+    });
+  });
+}
+
+/** A failed run: the given exit code, exactly one error line matching `re`, and no stack trace. */
+export function expectOneLineError(r: CliResult, code: number, re: RegExp): void {
+  const ctx = `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
+  expect(r.code, ctx).toBe(code);
+  expect(r.errorLines.length, ctx).toBe(1);
+  expect(r.errorLines[0], ctx).toMatch(re);
+  expect(r.stderr, ctx).not.toMatch(/^\s+at .+[:(]/m);
+}
+
+/** A successful run. */
+export function expectOk(r: CliResult): void {
+  expect(r.code, `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`).toBe(0);
+}
