@@ -5,7 +5,7 @@
  * Methods (`DenseClipMethod`), all sharing blocks 0 .. L-2 of the CLIP vision tower unchanged:
  *
  *  - 'maskclip' (default): MaskCLIP, Zhou, Loy & Dai, "Extract Free Dense Labels from CLIP"
- *    (ECCV 2022, arXiv 2112.01071), as its official ViT code does it (chongzhou96/MaskCLIP,
+ *    (ECCV 2022, arXiv 2112.01071), as its official ViT code does it (chongzhou96/MaskCLIP, read in the copy at volgachen/MaskCLIP:
  *    mmseg/models/backbones/vit.py with `return_qkv`, and MaskClipHead): in the LAST block the
  *    query-key attention is dropped and each token keeps its own value embedding:
  *        v  = out_proj(W_v ln_1(x) + b_v)              (no softmax(q k^T) mixing)
