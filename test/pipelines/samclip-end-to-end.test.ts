@@ -11,7 +11,7 @@ import type { ImageU8 } from '../../src/image/image.js';
 import { readTensor } from '../../src/kernels/copy.js';
 import { SamClip, type SamClipImageEmbedding } from '../../src/model/samclip/samclip.js';
 import { useGpu } from '../helpers/gpu.js';
-import { FIXTURES, agreement, expectReference, openReference } from '../helpers/reference.js';
+import { FIXTURES, REFERENCE, agreement, expectReference, openReference } from '../helpers/reference.js';
 import { readSafetensorsSimple } from '../helpers/read-safetensors-simple.js';
 import { BUNDLE, CLASSES, PHOTOS, checkRef, decodeBitPlanes } from '../model/samclip-fixture.js';
 
@@ -172,5 +172,8 @@ describe('options', () => {
     const e = await model.embed(img());
     e.dispose();
     await expect(model.segmentSemantic(e, ['dog'])).rejects.toThrow(/disposed/);
+    // A plain SAM checkpoint is not a bundle: the missing head is named, composite mode suggested.
+    await expect(SamClip.load(gpu(), `${REFERENCE}/sam_tiny.weights.safetensors`)).rejects.toThrow(/missing its CLIP head \('clip_head\.\*' keys\).*SamClip\.composite/);
+    await expect(SamClip.load(gpu(), `${REFERENCE}/clip_tiny.weights.safetensors`)).rejects.toThrow(/not a SAM-CLIP bundle: no SAM backbone/);
   });
 });
