@@ -9,6 +9,9 @@
  *   r.iouPredictions, r.lowResLogits                          // feed a low-res mask back as maskInput
  *   emb.dispose();
  *
+ * or, like the official class, with a current image: `await predictor.setImage(image)` then
+ * `predictor.predict({ box: [x0, y0, x1, y1] })`.
+ *
  * Prompts are in original-image pixels (x, y); they are mapped to the model's input frame like
  * ResizeLongestSide.apply_coords / apply_boxes. Several prompt sets decode in one batched call
  * (`predictBatch`, like predict_torch with B boxes); they must share a structure (same number of
@@ -123,6 +126,8 @@ interface CheckedPrompt {
 }
 
 export class SamPredictor {
+  private current: SamImageEmbedding | null = null;
+
   constructor(
     readonly ctx: GpuContext,
     readonly model: Sam,
@@ -292,14 +297,52 @@ export class SamPredictor {
     return this.model.postprocessMasks(this.ctx, lowRes, emb.inputSize, emb.originalSize);
   }
 
-  /** SamPredictor.predict for one prompt set. */
-  async predict(emb: SamImageEmbedding, prompt: SamPrompt, opts: PredictOptions = {}): Promise<SamPrediction> {
-    return (await this.predictBatch(emb, [prompt], opts))[0]!;
+  /** The embedding of the image given to `setImage`, if any. */
+  get currentImage(): SamImageEmbedding | null {
+    return this.current;
+  }
+
+  /**
+   * SamPredictor.set_image: encode and keep the embedding as the current image (the previous one
+   * is disposed); `predict(prompt)` without an embedding then uses it.
+   */
+  async setImage(image: ImageU8): Promise<SamImageEmbedding> {
+    const emb = await this.encode(image);
+    this.resetImage();
+    this.current = emb;
+    return emb;
+  }
+
+  /** SamPredictor.reset_image: dispose the current embedding. */
+  resetImage(): void {
+    this.current?.dispose();
+    this.current = null;
+  }
+
+  private embeddingOrCurrent(emb: SamImageEmbedding | undefined): SamImageEmbedding {
+    const e = emb ?? this.current;
+    if (!e) throw new PromptError('no image: call setImage(image) first, or pass an embedding from encode(image)');
+    if (e.disposed) throw new PromptError('the image embedding was disposed');
+    return e;
+  }
+
+  /** SamPredictor.predict for one prompt set, on `emb` or the current image. */
+  predict(prompt: SamPrompt, opts?: PredictOptions): Promise<SamPrediction>;
+  predict(emb: SamImageEmbedding, prompt: SamPrompt, opts?: PredictOptions): Promise<SamPrediction>;
+  async predict(a: SamImageEmbedding | SamPrompt, b?: SamPrompt | PredictOptions, c?: PredictOptions): Promise<SamPrediction> {
+    const [emb, prompt, opts] = a instanceof SamImageEmbedding ? [a, b as SamPrompt, c] : [undefined, a, b as PredictOptions | undefined];
+    return (await this.predictBatch(this.embeddingOrCurrent(emb), [prompt], opts))[0]!;
   }
 
   /** Several prompt sets decoded together (predict_torch with a batch), one result per set. */
-  async predictBatch(emb: SamImageEmbedding, prompts: readonly SamPrompt[], opts: PredictOptions = {}): Promise<SamPrediction[]> {
-    if (emb.disposed) throw new PromptError('the image embedding was disposed');
+  predictBatch(prompts: readonly SamPrompt[], opts?: PredictOptions): Promise<SamPrediction[]>;
+  predictBatch(emb: SamImageEmbedding, prompts: readonly SamPrompt[], opts?: PredictOptions): Promise<SamPrediction[]>;
+  async predictBatch(a: SamImageEmbedding | readonly SamPrompt[], b?: readonly SamPrompt[] | PredictOptions, c?: PredictOptions): Promise<SamPrediction[]> {
+    const [e, prompts, o] = a instanceof SamImageEmbedding ? [a, b as readonly SamPrompt[], c] : [undefined, a, b as PredictOptions | undefined];
+    return this.decodePrompts(this.embeddingOrCurrent(e), prompts, o ?? {});
+  }
+
+  private async decodePrompts(emb: SamImageEmbedding, prompts: readonly SamPrompt[], opts: PredictOptions): Promise<SamPrediction[]> {
     const { enc, masks } = this.transform(prompts, emb);
     const ctx = this.ctx;
     const multimask = opts.multimaskOutput ?? true;
@@ -349,6 +392,7 @@ export class SamPredictor {
   }
 
   dispose(): void {
+    this.resetImage();
     this.model.dispose();
   }
 }

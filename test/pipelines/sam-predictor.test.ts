@@ -150,6 +150,62 @@ describe('SamPredictor end to end from the decoded photo', () => {
   });
 });
 
+describe('SamPredictor: current image and f16 weights', () => {
+  it('setImage + predict(prompt) equals predict(embedding, prompt)', async () => {
+    const img = photoImage('dog');
+    const emb = await predictor.encode(img);
+    const prompt: SamPrompt = { points: [[300, 300], [570, 200]], labels: [1, 0] };
+    const a = await predictor.predict(emb, prompt, { multimaskOutput: false });
+    emb.dispose();
+    await predictor.setImage(img);
+    expect(predictor.currentImage?.originalSize).toEqual([534, 800]);
+    const b = await predictor.predict(prompt, { multimaskOutput: false });
+    const c = await predictor.predictBatch([prompt, prompt], { multimaskOutput: false });
+    expect(Array.from(b.lowResLogits)).toEqual(Array.from(a.lowResLogits));
+    expect(agreement(b.masks[0]!, a.masks[0]!)).toBe(1);
+    expect(Array.from(c[1]!.iouPredictions)).toEqual(Array.from(a.iouPredictions));
+    predictor.resetImage();
+    await expect(predictor.predict(prompt)).rejects.toThrow(/no image: call setImage/);
+  });
+
+  /** DESIGN.md 7, f16 path: rel L2 <= 1e-2 on the logits, mask IoU >= 0.99 (declared here). */
+  it('f16 weights (storage), every truck case from the stored embedding', async () => {
+    const p16 = await SamPredictor.load(gpu(), TINY_WEIGHTS, { dtype: 'f16' });
+    const photo = SAM_PHOTOS[0]!;
+    const ref = await PhotoRef.open(photo);
+    const emb = p16.embeddingFrom(await ref.f32('image_embedding'), photo.original_size);
+    try {
+      for (const c of photo.cases) {
+        const mask = c.mask_input ? await ref.f32(c.mask_input) : undefined;
+        const preds = await p16.predictBatch(emb, promptOf(c, mask), { multimaskOutput: c.multimask_output });
+        const low = new Float32Array(preds.flatMap((p) => Array.from(p.lowResLogits)));
+        const ln = ref.caseTensor(c, 'low_res_logits');
+        const cmp = expectClose(low, await ref.f32(ln), { relL2: 1e-2 }, `f16 ${c.name} low_res_logits`);
+        const mn = ref.caseTensor(c, 'masks');
+        const expected = unpackBits(await ref.file.readRaw(mn), ref.entry(mn).unpacked_shape!);
+        const n = photo.original_size[0] * photo.original_size[1];
+        let worst = 1;
+        preds.flatMap((p) => p.masks).forEach((m, k) => {
+          let inter = 0;
+          let union = 0;
+          for (let i = 0; i < n; i++) {
+            const a = m[i]!;
+            const e = expected[k * n + i]!;
+            inter += a & e;
+            union += a | e;
+          }
+          worst = Math.min(worst, union ? inter / union : 1);
+        });
+        console.log(`f16 ${c.name}: low_res_logits rel_l2 ${cmp.relL2.toExponential(2)}, worst mask IoU ${worst.toFixed(5)}`);
+        expect(worst, `f16 ${c.name} mask IoU`).toBeGreaterThanOrEqual(0.99);
+      }
+    } finally {
+      emb.dispose();
+      p16.dispose();
+    }
+  });
+});
+
 describe('SamPredictor errors', () => {
   let emb: SamImageEmbedding;
   beforeAll(async () => {
