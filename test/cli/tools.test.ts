@@ -13,7 +13,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'samclip-tools-'));
 
 describe('help and usage', () => {
   it('--help works everywhere and exits 0; no arguments or an unknown command exit 2', async () => {
-    const cmds = [[], ['segment'], ['classify'], ['weights'], ['weights', 'pull'], ['weights', 'convert'], ['weights', 'inspect'], ['weights', 'random'], ['weights', 'list'], ['profile'], ['bench'], ['doctor']];
+    const cmds = [[], ['segment'], ['everything'], ['classify'], ['weights'], ['weights', 'pull'], ['weights', 'convert'], ['weights', 'inspect'], ['weights', 'random'], ['weights', 'list'], ['profile'], ['bench'], ['doctor']];
     const [none, unknown, ...helps] = await Promise.all([samclip([]), samclip(['segmnt', 'x']), ...cmds.map((c) => samclip([...c, '--help']))]);
     helps.forEach((r, i) => {
       expectOk(r);

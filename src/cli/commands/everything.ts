@@ -1,0 +1,122 @@
+/**
+ * `samclip everything IMAGE --out DIR`: SAM's automatic mask generation
+ * (src/pipelines/automatic-mask-generator.ts). Writes into DIR one grey PNG per mask
+ * (`mask-000.png`, largest first, like the SAM notebook draws them), `overlay.png` (each mask in
+ * its own colour over the photo, outlined) and `masks.json` (area, box, predicted IoU, stability,
+ * grid point, crop box and file of each mask).
+ */
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { intArg, numberArg, withCommon } from '../common.js';
+import type { CliEnv } from '../env.js';
+import { CliError } from '../errors.js';
+import { type ModelOptions, checkDtype, loadPhoto, resolveWeights, step, withModelOptions } from './model-common.js';
+
+interface EverythingOptions extends ModelOptions {
+  out: string;
+  pointsPerSide: number;
+  pointsPerBatch: number;
+  predIouThresh: number;
+  stabilityThresh: number;
+  boxNmsThresh: number;
+  cropLayers: number;
+  minArea: number;
+  force?: boolean;
+}
+
+const OUTPUTS = /^(mask-\d+\.png|overlay\.png|masks\.json)$/;
+
+/** DIR must be new or empty; with --force, earlier outputs of this command are removed first. */
+async function prepareDir(dir: string, force: boolean): Promise<void> {
+  let entries: string[] = [];
+  try {
+    entries = await readdir(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') throw new CliError(`--out ${dir}: is a file, not a directory`);
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CliError(`--out ${dir}: ${(e as Error).message}`);
+  }
+  if (entries.length && !force) throw new CliError(`--out ${dir} is not empty; pass --force to replace earlier masks there`);
+  for (const f of entries) if (OUTPUTS.test(f)) await rm(join(dir, f));
+  await mkdir(dir, { recursive: true });
+}
+
+export function registerEverything(program: Command, env: CliEnv): void {
+  const cmd = program
+    .command('everything')
+    .description("segment everything: SAM's automatic mask generator; writes a PNG per mask, an overlay and masks.json")
+    .argument('<image>', 'JPEG or PNG photo')
+    .requiredOption('-o, --out <dir>', 'output directory (new or empty)')
+    .option('--points-per-side <n>', 'prompt grid size', intArg('--points-per-side', 1), 32)
+    .option('--points-per-batch <n>', 'grid points decoded together', intArg('--points-per-batch', 1), 64)
+    .option('--pred-iou-thresh <x>', 'drop masks with a lower predicted IoU (<= 0: no filter)', numberArg('--pred-iou-thresh'), 0.88)
+    .option('--stability-thresh <x>', 'drop masks with a lower stability score (<= 0: no filter)', numberArg('--stability-thresh'), 0.95)
+    .option('--box-nms-thresh <x>', 'box IoU above which duplicates are removed', numberArg('--box-nms-thresh', 0, 1), 0.7)
+    .option('--crop-layers <n>', 'extra layers of overlapping crops (0: whole image only)', intArg('--crop-layers'), 0)
+    .option('--min-area <px>', 'fill holes and remove islands smaller than this', intArg('--min-area'), 0)
+    .option('--force', 'write into a non-empty directory (earlier masks there are removed)')
+    .addHelpText('after', '\nExample:\n  samclip everything truck.jpg --out truck-masks/');
+  withModelOptions(withCommon(cmd), 'sam', 'sam-vit-b').action(async (image: string, opts: EverythingOptions) => {
+    const dtype = checkDtype(opts.dtype);
+    const photo = await loadPhoto(image);
+    const weights = await resolveWeights(env, opts, 'sam', 'sam-vit-b');
+    await prepareDir(opts.out, !!opts.force);
+
+    const { SamPredictor } = await import('../../pipelines/sam-predictor.js');
+    const { SamAutomaticMaskGenerator } = await import('../../pipelines/automatic-mask-generator.js');
+    const { writePng, maskToGrey } = await import('../../io/encode.js');
+    const draw = await import('../../io/draw.js');
+    const ctx = await env.gpu({ preferF16: dtype === 'f16' });
+    const predictor = await step(env, opts, 'loading SAM weights', () => SamPredictor.load(ctx, weights.path, { dtype }));
+    const amg = new SamAutomaticMaskGenerator(predictor, {
+      pointsPerSide: opts.pointsPerSide,
+      pointsPerBatch: opts.pointsPerBatch,
+      predIouThresh: opts.predIouThresh,
+      stabilityScoreThresh: opts.stabilityThresh,
+      boxNmsThresh: opts.boxNmsThresh,
+      cropNLayers: opts.cropLayers,
+      minMaskRegionArea: opts.minArea,
+    });
+    const masks = await step(env, opts, `generating masks (${opts.pointsPerSide}x${opts.pointsPerSide} points)`, () => amg.generate(photo));
+    predictor.dispose();
+    // Largest first: small masks drawn last stay visible on the overlay.
+    const order = masks.map((_, i) => i).sort((a, b) => masks[b]!.area - masks[a]!.area || a - b);
+    const canvas = draw.toCanvas(photo);
+    const colors = draw.palette(order.length);
+    const outline = Math.max(1, Math.round(Math.min(photo.width, photo.height) / 400));
+    const records = [];
+    const bar = env.progress(opts, 'writing masks', order.length);
+    for (let k = 0; k < order.length; k++) {
+      const m = masks[order[k]!]!;
+      const seg = m.segmentation as Uint8Array;
+      const file = `mask-${String(k).padStart(3, '0')}.png`;
+      await writePng(join(opts.out, file), maskToGrey(seg, photo.width, photo.height));
+      draw.fillMask(canvas, seg, colors[k]!, 0.5);
+      draw.outlineMask(canvas, seg, [255, 255, 255], outline);
+      records.push({ file, area: m.area, bbox: m.bbox, predictedIou: m.predictedIou, stabilityScore: m.stabilityScore, point: m.pointCoords[0], cropBox: m.cropBox });
+      bar.update(k + 1);
+    }
+    bar.finish();
+    await writePng(join(opts.out, 'overlay.png'), canvas);
+    const result = {
+      image,
+      width: photo.width,
+      height: photo.height,
+      weights: weights.path,
+      randomWeights: weights.randomFamily,
+      out: opts.out,
+      count: records.length,
+      options: { pointsPerSide: opts.pointsPerSide, predIouThresh: opts.predIouThresh, stabilityThresh: opts.stabilityThresh, boxNmsThresh: opts.boxNmsThresh, cropLayers: opts.cropLayers, minArea: opts.minArea },
+      timings: amg.lastTimings,
+      masks: records,
+    };
+    await writeFile(join(opts.out, 'masks.json'), `${JSON.stringify(result, null, 2)}\n`);
+    env.emit(opts, result, () =>
+      [
+        `${opts.out}: ${records.length} masks (mask-000.png ... largest first), overlay.png, masks.json`,
+        ...(records.length === 0 ? ['no mask passed the filters; try lower --pred-iou-thresh / --stability-thresh'] : []),
+        ...(weights.randomFamily ? [`(random weights ${weights.randomFamily}: the masks are meaningless)`] : []),
+      ].join('\n'),
+    );
+  });
+}
