@@ -34,7 +34,10 @@ beforeAll(async () => {
   clip = await loadTiny(gpu());
   model = await SamClip.composite(gpu(), { sam: `${REFERENCE}/sam_tiny.weights.safetensors`, clip }, { dense: { window: 64, stride: 32 } });
 });
-afterAll(() => model?.dispose());
+afterAll(() => {
+  model?.dispose();
+  clip?.dispose();
+});
 
 describe('resampling dense features to the native grid', () => {
   it('bilinear at token centres, zero in the padding', () => {

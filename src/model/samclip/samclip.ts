@@ -114,7 +114,7 @@ export interface SamClipBackend {
 
 // ------------------------------------------------------------------------------ merged backend
 
-class MergedBackend implements SamClipBackend {
+export class MergedBackend implements SamClipBackend {
   readonly mode = 'merged' as const;
 
   constructor(
@@ -137,7 +137,7 @@ class MergedBackend implements SamClipBackend {
   }
 
   /** Backbone tokens [1, g, g, E] of a normalised square input (no neck: only the CLIP head reads them). */
-  private tokens(ctx: GpuContext, input: Tensor): Tensor {
+  tokens(ctx: GpuContext, input: Tensor): Tensor {
     return ctx.stage('image_encoder', () =>
       ctx.scope(() => {
         let t = this.encoder.embed(ctx, input);
@@ -150,7 +150,8 @@ class MergedBackend implements SamClipBackend {
     );
   }
 
-  private squareInput(ctx: GpuContext, rgb: ImageU8, size: number): Tensor {
+  /** The image squarely resized (Pillow bilinear) and SAM-normalised: [1, 3, size, size]. */
+  squareInput(ctx: GpuContext, rgb: ImageU8, size: number): Tensor {
     const resized = fixedResize(rgb, size, size, 'bilinear');
     return ctx.stage('preprocess', () => normalizePadU8(ctx, resized.data, size, size, size, this.config.pixelMean, this.config.pixelStd));
   }
@@ -186,7 +187,7 @@ class MergedBackend implements SamClipBackend {
 
 // ------------------------------------------------------------------------------ composite backend
 
-class CompositeBackend implements SamClipBackend {
+export class CompositeBackend implements SamClipBackend {
   readonly mode = 'composite' as const;
 
   constructor(
@@ -196,6 +197,8 @@ class CompositeBackend implements SamClipBackend {
     readonly text: TextEmbedder,
     readonly resolutions: { native: number; seg: number; cls: number },
     readonly denseOptions: DenseClipOptions,
+    /** Models given as built objects stay the caller's: dispose() leaves them alone. */
+    private readonly owns: { sam: boolean; clip: boolean } = { sam: true, clip: true },
   ) {}
 
   get embedDim(): number {
@@ -245,8 +248,8 @@ class CompositeBackend implements SamClipBackend {
 
   dispose(): void {
     this.denseClip.dispose();
-    this.clip.dispose();
-    this.sam.dispose();
+    if (this.owns.clip) this.clip.dispose();
+    if (this.owns.sam) this.sam.dispose();
   }
 }
 
@@ -388,7 +391,7 @@ export class SamClip {
       const seg = opts.resolutions?.seg ?? 2 * clip.imageSize;
       const P = clip.config.vision!.patch;
       check(Number.isInteger(seg) && seg >= P && seg % P === 0, () => `SamClip.composite: resolutions.seg ${seg} must be a positive multiple of the CLIP patch ${P}`);
-      const backend = new CompositeBackend(sam, clip, dense, text, { native: sam.imgSize, seg, cls }, opts.dense ?? {});
+      const backend = new CompositeBackend(sam, clip, dense, text, { native: sam.imgSize, seg, cls }, opts.dense ?? {}, { sam: !(parts.sam instanceof Sam), clip: ownClip });
       dense.windowing(backend.denseOptions); // validate window / stride now
       return new SamClip(ctx, backend);
     } catch (e) {
