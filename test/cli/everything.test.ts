@@ -14,13 +14,13 @@ import { readImage } from '../../src/io/decode.js';
 import { SamAutomaticMaskGenerator } from '../../src/pipelines/automatic-mask-generator.js';
 import { SamPredictor } from '../../src/pipelines/sam-predictor.js';
 import { useGpu } from '../helpers/gpu.js';
-import { DOG, SAM_TINY, expectOk, expectOneLineError, samclip } from './helpers.js';
+import { DOG, SAM_TINY, expectOk, expectOneLineError, samclip, CLI_TIMEOUT } from './helpers.js';
 
 const gpu = useGpu();
 const tmp = mkdtempSync(join(tmpdir(), 'samclip-everything-'));
 const OPTS = ['--points-per-side', '3', '--pred-iou-thresh', '0', '--stability-thresh', '0', '--box-nms-thresh', '1'];
 
-describe('everything', () => {
+describe('everything', { timeout: CLI_TIMEOUT }, () => {
   it('writes the library masks (largest first), an overlay and masks.json', async () => {
     const out = join(tmp, 'masks');
     const r = await samclip(['everything', DOG, '--out', out, '--weights', SAM_TINY, ...OPTS, '--json']);

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectOk, expectOneLineError, samclip } from './helpers.js';
+import { expectOk, expectOneLineError, samclip, CLI_TIMEOUT } from './helpers.js';
 
 const BODY = randomBytes(3 * 1024 * 1024 + 123);
 const SHA = createHash('sha256').update(BODY).digest('hex');
@@ -85,7 +85,7 @@ function filesIn(dir: string): string[] {
   return readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name);
 }
 
-describe('weights pull', () => {
+describe('weights pull', { timeout: CLI_TIMEOUT }, () => {
   it('an interrupted download keeps its part file and the next run resumes it with a Range request', async () => {
     const cache = freshCache();
     const url = `${base}/model.safetensors`;

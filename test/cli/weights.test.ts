@@ -10,13 +10,13 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { writeRandomWeights } from '../../src/weights/random.js';
 import { SafetensorsFile } from '../../src/weights/safetensors.js';
-import { CLIP_TINY, DOG, FIXTURES, SAM_TINY, expectOk, expectOneLineError, samclip } from './helpers.js';
+import { CLIP_TINY, DOG, FIXTURES, SAM_TINY, expectOk, expectOneLineError, samclip, CLI_TIMEOUT } from './helpers.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'samclip-weights-'));
 const PTH = join(FIXTURES, 'pth', 'state-dict.pth');
 const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
 
-describe('weights inspect', () => {
+describe('weights inspect', { timeout: CLI_TIMEOUT }, () => {
   it('lists every tensor with shape and dtype, totals, family and metadata (JSON) of the tiny SAM and CLIP', async () => {
     const [sam, clip, text] = await Promise.all([
       samclip(['weights', 'inspect', SAM_TINY, '--json']),
@@ -52,7 +52,7 @@ describe('weights inspect', () => {
   });
 });
 
-describe('weights convert', () => {
+describe('weights convert', { timeout: CLI_TIMEOUT }, () => {
   it('converts a .pth to safetensors with the recorded bytes (keep and f16), never overwriting without --force', async () => {
     const expected = JSON.parse(readFileSync(join(FIXTURES, 'pth', 'expected.json'), 'utf8')).tensors as { name: string; bytes: string; as_f16?: string; dtype: string }[];
     const out = join(tmp, 'converted.safetensors');
@@ -89,7 +89,7 @@ describe('weights convert', () => {
   });
 });
 
-describe('weights random', () => {
+describe('weights random', { timeout: CLI_TIMEOUT }, () => {
   it('writes the same file as the library generator, which inspect detects as SAM', async () => {
     const out = join(tmp, 'random-tiny.safetensors');
     const r = await samclip(['weights', 'random', '--family', 'sam-tiny', '--seed', '7', '--out', out, '--json']);
@@ -110,7 +110,7 @@ describe('weights random', () => {
   });
 });
 
-describe('weights list', () => {
+describe('weights list', { timeout: CLI_TIMEOUT }, () => {
   it('shows the registry and what the cache holds', async () => {
     const cache = join(tmp, 'cache');
     const dir = join(cache, 'sam-vit-b');
