@@ -24,6 +24,14 @@ Outputs (test/fixtures/onnx/clip/):
   export-report.json          versions, seeds, checks
 
 Run: /usr/bin/python3 tools/export-onnx-clip.py   (Debian python3-torch 1.13, python3-onnx, numpy)
+
+Benchmark mode (bench/clip.ts calls it; nothing is committed):
+  /usr/bin/python3 tools/export-onnx-clip.py --bench WEIGHTS.safetensors OUTDIR [--prompts N]
+exports the full-size towers of an OpenAI-named F32 checkpoint (e.g. random ViT-B/16 weights from
+tools/random-weights.ts) with the same re-implementation: OUTDIR/vision.onnx (pixels [1,3,R,R] ->
+image_features) and OUTDIR/text.onnx (token_ids [N,77] given as float32, cast to int64 inside the
+graph because the bench harness feeds float32 tensors -> text_features). Heads are width // 64 (or
+the checkpoint's `clip` metadata), the activation is the metadata's (QuickGELU by default).
 """
 import hashlib
 import json
@@ -215,6 +223,48 @@ class TextExport(nn.Module):
         return self.t(token_ids, token_embedding)[0]
 
 
+class TextFloatIdsExport(nn.Module):
+    """Token ids arrive as float32 (exact for ids < 2^24) and are cast to int64 in the graph."""
+
+    def __init__(self, t):
+        super().__init__()
+        self.t = t
+
+    def forward(self, token_ids):
+        return self.t(token_ids.to(torch.int64))[0]
+
+
+def bench_export(weights, outdir, prompts):
+    os.makedirs(outdir, exist_ok=True)
+    with open(weights, 'rb') as f:
+        n = struct.unpack('<Q', f.read(8))[0]
+        meta = json.loads(f.read(n)).get('__metadata__', {})
+    sd = read_safetensors(weights)
+    cfg = json.loads(meta.get('clip', '{}'))
+    act = meta.get('clip.act', cfg.get('act', 'quick_gelu'))
+    vw = sd['visual.conv1.weight'].shape[0]
+    tw = sd['token_embedding.weight'].shape[1]
+    vh = int(meta.get('clip.vision_heads', cfg.get('visionHeads', vw // 64)))
+    th = int(meta.get('clip.text_heads', cfg.get('transformerHeads', tw // 64)))
+    res = int(round(math.sqrt(sd['visual.positional_embedding'].shape[0] - 1))) * sd['visual.conv1.weight'].shape[-1]
+    L = sd['positional_embedding'].shape[0]
+    print(f'bench export: vision width {vw} heads {vh} at {res} px, text width {tw} heads {th}, act {act}, {prompts} prompts')
+    with torch.no_grad():
+        v = VisionExport(Vision(sd, vh, act).eval(), False).eval()
+        torch.onnx.export(v, (torch.zeros(1, 3, res, res),), os.path.join(outdir, 'vision.onnx'), opset_version=OPSET,
+                          input_names=['pixels'], output_names=['image_features'], do_constant_folding=True)
+        t = TextFloatIdsExport(Text(sd, th, act, embedding_as_input=False).eval()).eval()
+        ids = torch.zeros(prompts, L)
+        ids[:, 0] = 49406
+        ids[:, 1] = 49407
+        torch.onnx.export(t, (ids,), os.path.join(outdir, 'text.onnx'), opset_version=OPSET,
+                          input_names=['token_ids'], output_names=['text_features'], do_constant_folding=True)
+    with open(os.path.join(outdir, 'export.json'), 'w') as f:
+        json.dump({'weights': os.path.abspath(weights), 'weights_bytes': os.path.getsize(weights), 'act': act, 'vision_heads': vh,
+                   'text_heads': th, 'resolution': res, 'prompts': prompts, 'torch': torch.__version__, 'opset': OPSET}, f, indent=1)
+    print('ok')
+
+
 # ----------------------------------------------------------------------------- checks
 
 def rel_l2(a, b):
@@ -337,4 +387,15 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == '--bench':
+        args = sys.argv[2:]
+        n = 80
+        if '--prompts' in args:
+            i = args.index('--prompts')
+            n = int(args[i + 1])
+            del args[i:i + 2]
+        if len(args) != 2:
+            sys.exit('usage: export-onnx-clip.py --bench WEIGHTS.safetensors OUTDIR [--prompts N]')
+        bench_export(args[0], args[1], n)
+    else:
+        main()

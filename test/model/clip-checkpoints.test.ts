@@ -5,7 +5,7 @@
  * f16 GPU storage path stay within the f16 gate (rel L2 <= 1e-2, DESIGN.md 7) of the official
  * outputs; wrong files give errors that name the file, key and shapes.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { GpuContext } from '../../src/gpu/context.js';
 import type { ClipModel } from '../../src/model/clip/clip.js';
 import { ClipError } from '../../src/model/clip/config.js';
@@ -32,11 +32,13 @@ beforeAll(async () => {
   const w = await tinyWeightsFile();
   tensors = new Map();
   for (const k of w.keys()) tensors.set(k, { shape: [...w.info(k).shape], data: await w.readF32(k) });
+  await w.close();
   const ref = await openReference('clip_tiny.safetensors');
   images = await ref.readF32('images');
   ids = pickRows(await ref.readI32('token_ids'), 77, SUBSET);
   expectedImage = await ref.readF32('image_features');
   expectedText = await ref.readF32('text_features');
+  await ref.close();
 });
 
 type Maker = (name: string, shape: number[], values: ArrayLike<number>) => BuildTensor;
@@ -231,6 +233,7 @@ describe('bad checkpoints', () => {
     const sam = await openReference('sam_tiny.weights.safetensors');
     expect(() => clipFamilyOf(sam)).toThrow(/sam_tiny\.weights\.safetensors: this is an official SAM checkpoint, not a CLIP checkpoint/);
     await expect(loadClip(gpu(), sam)).rejects.toThrow(ClipError);
+    await sam.close();
   });
 
   it('an unknown layout is refused with the keys looked for', () => {
@@ -269,4 +272,3 @@ describe('bad checkpoints', () => {
   });
 });
 
-afterAll(() => undefined);

@@ -3,7 +3,7 @@
  * OpenCLIP ViT-H/14 head width), activation resolution, and the errors for shapes that do not fit.
  */
 import { describe, expect, it } from 'vitest';
-import { ClipError, countBlocks, resolveAct, textConfigFromWeights, visionConfigFromWeights } from '../../src/model/clip/config.js';
+import { ClipError, countBlocks, headsOverride, resolveAct, textConfigFromWeights, visionConfigFromWeights } from '../../src/model/clip/config.js';
 import type { Weights } from '../../src/weights/weights.js';
 
 /** Just enough of Weights for the config readers: names and shapes. */
@@ -71,5 +71,17 @@ describe('CLIP config from shapes', () => {
     expect(resolveAct({ quick_gelu: 'false' }, 'f', 'quick_gelu')).toBe('quick_gelu');
     expect(() => resolveAct({ quick_gelu: 'maybe' }, 'f')).toThrow(/expected "true" or "false"/);
     expect(() => resolveAct({}, 'f', 'relu' as 'gelu')).toThrow(/option act: activation 'relu' is not supported/);
+    // src/weights/random.ts writes its preset as JSON under `clip`.
+    expect(resolveAct({ clip: JSON.stringify({ act: 'gelu', transformerHeads: 8 }) }, 'f')).toBe('gelu');
+    expect(() => resolveAct({ clip: 'not json' }, 'f')).toThrow(/metadata 'clip': expected a JSON object/);
+  });
+
+  it('head counts: option, then metadata, then undefined (derived)', () => {
+    expect(headsOverride({}, 'f', 'text')).toBeUndefined();
+    expect(headsOverride({ 'clip.text_heads': '4' }, 'f', 'text')).toBe(4);
+    expect(headsOverride({ 'clip.text_heads': '4' }, 'f', 'text', 2)).toBe(2);
+    expect(headsOverride({ clip: JSON.stringify({ transformerHeads: 8 }) }, 'f', 'text')).toBe(8);
+    expect(headsOverride({ clip: JSON.stringify({ transformerHeads: 8 }) }, 'f', 'vision')).toBeUndefined();
+    expect(() => headsOverride({ 'clip.vision_heads': 'x' }, 'f', 'vision')).toThrow(/f metadata 'clip.vision_heads': expected a positive integer, got 'x'/);
   });
 });

@@ -26,7 +26,22 @@ export async function tinyWeightsFile(): Promise<SafetensorsFile> {
 }
 
 export async function loadTiny(ctx: GpuContext, opts: LoadClipOptions = {}): Promise<ClipModel> {
-  return loadClip(ctx, await tinyWeightsFile(), { ...TINY_OPTS, ...opts });
+  const file = await tinyWeightsFile();
+  try {
+    return await loadClip(ctx, file, { ...TINY_OPTS, ...opts });
+  } finally {
+    await file.close();
+  }
+}
+
+/** One tensor of the tiny weights as f32 (the file is closed again). */
+export async function tinyTensor(name: string): Promise<Float32Array> {
+  const file = await tinyWeightsFile();
+  try {
+    return await file.readF32(name);
+  } finally {
+    await file.close();
+  }
 }
 
 export async function readF32(ctx: GpuContext, t: Tensor): Promise<Float32Array> {

@@ -19,7 +19,7 @@ import { expectClose } from '../helpers/compare.js';
 import { useGpu } from '../helpers/gpu.js';
 import { runModel } from '../helpers/onnx.js';
 import { FIXTURES } from '../helpers/reference.js';
-import { loadTiny, readF32, tinyWeightsFile } from './clip-helpers.js';
+import { loadTiny, readF32, tinyTensor } from './clip-helpers.js';
 
 const DIR = join(FIXTURES, 'onnx', 'clip');
 const REL = 1e-5;
@@ -33,9 +33,10 @@ beforeAll(async () => {
   model = await loadTiny(gpu());
   geluModel = await loadTiny(gpu(), { act: 'gelu', towers: 'text' });
 });
-afterAll(() => {
+afterAll(async () => {
   model?.dispose();
   geluModel?.dispose();
+  await io?.close();
 });
 
 const onnx = (name: string): Uint8Array => readFileSync(join(DIR, name));
@@ -87,8 +88,7 @@ describe('position-table resize vs torch F.interpolate', () => {
   const W = 96;
   for (const g of [6, 3]) {
     it(`antialiased bicubic (open_clip) to ${g}x${g} on the CPU`, async () => {
-      const w = await tinyWeightsFile();
-      const pos = await w.readF32('visual.positional_embedding');
+      const pos = await tinyTensor('visual.positional_embedding');
       const mine = new Float32Array((1 + g * g) * W);
       mine.set(pos.subarray(0, W));
       mine.set(resizeGridAntialias(pos.subarray(W), 4, 4, W, g, g), W);
@@ -121,7 +121,7 @@ describe('CLIP text tower vs ONNX Runtime', () => {
       const ctx = gpu();
       const ids = await io.readI32('text.token_ids');
       const B = ids.length / 77;
-      const table = await (await tinyWeightsFile()).readF32('token_embedding.weight');
+      const table = await tinyTensor('token_embedding.weight');
       const ort = await runModel(onnx(act === 'gelu' ? 'clip_tiny_text_gelu.onnx' : 'clip_tiny_text.onnx'), {
         token_ids: { data: BigInt64Array.from(ids, (v) => BigInt(v)), dims: [B, 77] },
         token_embedding: { data: table, dims: [49408, 64] },

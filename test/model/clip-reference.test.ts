@@ -24,7 +24,10 @@ beforeAll(async () => {
   model = await loadTiny(gpu());
   ref = await openReference('clip_tiny.safetensors');
 });
-afterAll(() => model?.dispose());
+afterAll(async () => {
+  model?.dispose();
+  await ref?.close();
+});
 
 function report(name: string, r: { relL2: number; maxAbs: number; relL2Gate: number }): void {
   console.log(`clip_tiny ${name}: rel_l2 ${r.relL2.toExponential(2)} (gate ${r.relL2Gate.toExponential(1)}), max_abs ${r.maxAbs.toExponential(2)}`);

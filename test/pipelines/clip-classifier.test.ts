@@ -91,6 +91,7 @@ describe('end to end from the decoded photo', () => {
       const e = await classifier.encodeImage(photo(name));
       expectClose(e, normalized(Float32Array.from(expected), 1), { relL2: 1e-4 }, `${name} encodeImage (normalised)`, [E]);
     }
+    await ref.close();
   });
 });
 
@@ -106,6 +107,7 @@ describe('template ensemble vs the official class embeddings (SAM-CLIP text fixt
     const w = await Weights.load(ctx, bundle, { family: 'samclip-text', rules: [{ from: /^text\./, to: '' }] }, {
       include: (k) => !/^(image_encoder|prompt_encoder|mask_decoder|clip_head)\./.test(k),
     });
+    await bundle.close();
     textModel = await ClipModel.create(ctx, w, { act: 'gelu', textHeads: sm.config.text.heads });
     textClassifier = new ClipClassifier(ctx, textModel, tokenizer, { textBatchSize: 200 });
   });
@@ -120,6 +122,7 @@ describe('template ensemble vs the official class embeddings (SAM-CLIP text fixt
     const single = await textClassifier.classEmbeddings(classes, [sm.text.single_template]);
     const rs = expectReference(Float32Array.from(single.flatMap((t) => [...t])), await text.readF32('single.embeddings'), sm.text.tensors['single.embeddings'], 'single.embeddings');
     console.log(`single-template embeddings: rel_l2 ${rs.relL2.toExponential(2)}`);
+    await text.close();
     // 480 prompts encoded once each ('a photo of a {}.' is one of the 80 templates, so the single
     // template adds none); asking again is served from the cache.
     const misses = textClassifier.cache.misses;

@@ -6,15 +6,19 @@
  * Activation, in order of precedence:
  *  1. the caller's `act` option;
  *  2. the safetensors `__metadata__`: `clip.act` ("quick_gelu" | "gelu", this engine's key), else
- *     `hidden_act` (the Hugging Face config field), else `quick_gelu` ("true" | "false", OpenCLIP's
- *     model-config field);
+ *     the `act` field of a JSON `clip` entry (what src/weights/random.ts writes), else `hidden_act`
+ *     (the Hugging Face config field), else `quick_gelu` ("true" | "false", OpenCLIP's model-config
+ *     field);
  *  3. QuickGELU, because the OpenAI checkpoints (and the Hugging Face `openai/clip-vit-*` ones) use
  *     it. OpenCLIP models trained by LAION / DataComp use exact GELU but carry the same key names,
  *     so they need option or metadata: an OpenCLIP model name without `-quickgelu` means GELU.
  *
- * Heads: width / 64 as upstream (openai/CLIP `vision_width // 64`, `transformer_width // 64`;
+ * Heads: width // 64 as upstream (openai/CLIP `vision_width // 64`, `transformer_width // 64`;
  * OpenCLIP `width // head_width` with head_width 64), except OpenCLIP vision towers whose configs
- * set another head width (ViT-H/14, ViT-g/14, ViT-bigG/14: see VISION_HEAD_WIDTH). Overridable.
+ * set another head width (ViT-H/14, ViT-g/14, ViT-bigG/14: see VISION_HEAD_WIDTH). A model built
+ * with other head counts (the reference fixtures' tiny text tower has 4 heads at width 64) needs
+ * the `visionHeads` / `textHeads` option or the `clip.vision_heads` / `clip.text_heads` metadata
+ * (or `visionHeads` / `transformerHeads` in a JSON `clip` entry).
  */
 import { SamclipError } from '../../gpu/errors.js';
 import type { Weights } from '../../weights/weights.js';
@@ -101,10 +105,25 @@ function parseAct(v: string, where: string): ClipAct {
 }
 
 /** The activation to use (see the module comment for the order). */
+/** The JSON object under metadata `clip`, if any (e.g. src/weights/random.ts's preset). */
+function clipJson(metadata: Readonly<Record<string, string>>, file: string): Record<string, unknown> {
+  const raw = metadata.clip;
+  if (raw === undefined) return {};
+  try {
+    const v: unknown = JSON.parse(raw);
+    if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch {
+    // fall through
+  }
+  throw new ClipError(`${file} metadata 'clip': expected a JSON object, got '${raw.slice(0, 60)}'`);
+}
+
 export function resolveAct(metadata: Readonly<Record<string, string>>, file: string, option?: ClipAct): ClipAct {
   if (option !== undefined) return parseAct(option, 'option act');
   const own = metadata[CLIP_ACT_METADATA_KEY];
   if (own !== undefined) return parseAct(own, `${file} metadata '${CLIP_ACT_METADATA_KEY}'`);
+  const json = clipJson(metadata, file).act;
+  if (json !== undefined) return parseAct(String(json), `${file} metadata 'clip' (act)`);
   const hf = metadata.hidden_act;
   if (hf !== undefined) return parseAct(hf, `${file} metadata 'hidden_act'`);
   const oc = metadata.quick_gelu;
@@ -119,11 +138,17 @@ export function resolveAct(metadata: Readonly<Record<string, string>>, file: str
 /** Head count from an option, else from `clip.vision_heads` / `clip.text_heads` metadata, else undefined. */
 export function headsOverride(metadata: Readonly<Record<string, string>>, file: string, tower: 'vision' | 'text', option?: number): number | undefined {
   if (option !== undefined) return option;
-  const key = CLIP_HEADS_METADATA_KEYS[tower];
-  const v = metadata[key];
-  if (v === undefined) return undefined;
+  let where = `metadata '${CLIP_HEADS_METADATA_KEYS[tower]}'`;
+  let v = metadata[CLIP_HEADS_METADATA_KEYS[tower]];
+  if (v === undefined) {
+    const field = tower === 'vision' ? 'visionHeads' : 'transformerHeads';
+    const j = clipJson(metadata, file)[field];
+    if (j === undefined) return undefined;
+    where = `metadata 'clip' (${field})`;
+    v = String(j);
+  }
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new ClipError(`${file} metadata '${key}': expected a positive integer, got '${v}'`);
+  if (!Number.isInteger(n) || n < 1) throw new ClipError(`${file} ${where}: expected a positive integer, got '${v}'`);
   return n;
 }
 
