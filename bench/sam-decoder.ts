@@ -18,7 +18,9 @@
  * additionally slices the 3 multimask outputs, as SamPredictor does). Batches of B prompt sets run
  * in one call (AMG decodes 64 at a time); the table reports median latency per call and per set.
  *
- * Timing: median of --runs after --warmup untimed runs; the clock stops once the queue has drained.
+ * Timing: median of --runs after --warmup untimed runs, the competitors interleaved round by round
+ * (the machine is shared; interleaving spreads load drift over all of them); the clock stops once
+ * the queue has drained.
  *  - engine, GPU-resident: embedding already on the GPU, prompt encoding (CPU) + decoder, outputs
  *    left on the GPU (`ctx.sync()`);
  *  - engine, with readback: plus reading the low-res logits and IoU back;
@@ -46,7 +48,7 @@ import { createOrtNodeSession } from './harness/ort-node.js';
 import { createOrtWebSession, ortWebAdapter } from './harness/ort-web.js';
 import { fmtLoad } from './harness/report.js';
 import type { Feeds } from './harness/session.js';
-import { type Timing, measure } from './harness/timing.js';
+import { type Timed, type Timing, measureInterleaved } from './harness/timing.js';
 import { type Check, checkOutput, fmtCheck } from './harness/validate.js';
 
 const args = process.argv.slice(2);
@@ -196,23 +198,61 @@ async function main(): Promise<void> {
       if (!iouCheck.ok) engineCheck = { ...engineCheck, ok: false };
     }
 
-    const resident = await measure(`engine B=${B}`, async () => {
-      const o = decode(ctx, pe, dec, emb, engCoords, engLabels, B);
-      await ctx.sync();
-      o.masks.dispose();
-      o.iouPred.dispose();
-    }, { runs, warmup });
-    rows.push({ name: 'engine, GPU-resident', batch: B, timing: resident, check: engineCheck });
-    console.log(`engine GPU-resident: ${fmt(resident)} -> ${fmtMs(resident.median / B)} per prompt set`);
-    const readback = await measure(`engine+read B=${B}`, async () => {
-      const o = decode(ctx, pe, dec, emb, engCoords, engLabels, B);
-      await readTensor(ctx, o.masks);
-      await readTensor(ctx, o.iouPred);
-      o.masks.dispose();
-      o.iouPred.dispose();
-    }, { runs, warmup: 0 });
-    rows.push({ name: 'engine, with readback', batch: B, timing: readback });
-    console.log(`engine with readback: ${fmt(readback)}`);
+    // ORT Web session (validated once) before the timed rounds.
+    let ortWeb: { bound: ReturnType<Awaited<ReturnType<typeof createOrtWebSession>>['bindGpu']>; session: Awaited<ReturnType<typeof createOrtWebSession>>; check?: Check; note?: string } | null = null;
+    if (model && !has('--no-ort-web')) {
+      try {
+        console.log(`ORT Web adapter: ${await ortWebAdapter()}`);
+        const session = await createOrtWebSession(model, { io: 'gpu' });
+        const bound = session.bindGpu(feeds);
+        t = performance.now();
+        const o = await bound.read();
+        console.log(`ORT Web first run (session warm-up included): ${fmtMs(performance.now() - t)}`);
+        const check = reference ? checkOutput(o.low_res_masks!.data, reference.masks, GATE) : undefined;
+        if (check) console.log(`ORT Web vs ${reference!.what}: ${fmtCheck(check)}`);
+        const errors = session.takeGpuErrors();
+        if (errors.length) console.log(`ORT Web GPU errors: ${errors.slice(0, 3).join(' | ')}`);
+        ortWeb = { bound, session, check, note: errors.length ? `${errors.length} GPU errors` : undefined };
+      } catch (e) {
+        console.log(`ORT Web failed: ${(e as Error).message.split('\n')[0]}`);
+        rows.push({ name: 'ORT Web WebGPU, GPU io', batch: B, note: `failed: ${(e as Error).message.split('\n')[0]}` });
+      }
+    }
+
+    // Timed rounds, interleaved: on a machine shared with other jobs the load drifts, and
+    // alternating the competitors spreads that drift over all of them.
+    const competitors = new Map<string, Timed>([
+      ['engine, GPU-resident', {
+        run: async () => {
+          const o = decode(ctx, pe, dec, emb, engCoords, engLabels, B);
+          await ctx.sync();
+          o.masks.dispose();
+          o.iouPred.dispose();
+        },
+      }],
+      ['engine, with readback', {
+        run: async () => {
+          const o = decode(ctx, pe, dec, emb, engCoords, engLabels, B);
+          await readTensor(ctx, o.masks);
+          await readTensor(ctx, o.iouPred);
+          o.masks.dispose();
+          o.iouPred.dispose();
+        },
+      }],
+    ]);
+    if (ortWeb) competitors.set('ORT Web WebGPU, GPU io', { run: () => ortWeb!.bound.run() });
+    const timings = await measureInterleaved(competitors, { runs, warmup }, (k, e) => {
+      console.log(`${k} failed: ${(e as Error).message.split('\n')[0]}`);
+    });
+    for (const [name, timing] of timings) {
+      console.log(`${name}: ${fmt(timing)} -> ${fmtMs(timing.median / B)} per prompt set`);
+      const check = name.startsWith('engine, GPU') ? engineCheck : name.startsWith('ORT') ? ortWeb?.check : undefined;
+      rows.push({ name, batch: B, timing, check, note: name.startsWith('ORT') ? ortWeb?.note : undefined });
+    }
+    if (ortWeb) {
+      ortWeb.bound.dispose();
+      await ortWeb.session.release();
+    }
 
     const profiler = ctx.enableProfiling();
     profiler.clear();
@@ -231,29 +271,6 @@ async function main(): Promise<void> {
     profiler.clear();
     ctx.profiler = null;
 
-    if (model && !has('--no-ort-web')) {
-      try {
-        const adapter = await ortWebAdapter();
-        console.log(`ORT Web adapter: ${adapter}`);
-        const session = await createOrtWebSession(model, { io: 'gpu' });
-        const bound = session.bindGpu(feeds);
-        t = performance.now();
-        const o = await bound.read();
-        console.log(`ORT Web first run (session warm-up included): ${fmtMs(performance.now() - t)}`);
-        const check = reference ? checkOutput(o.low_res_masks!.data, reference.masks, GATE) : undefined;
-        if (check) console.log(`ORT Web vs ${reference!.what}: ${fmtCheck(check)}`);
-        const errors = session.takeGpuErrors();
-        if (errors.length) console.log(`ORT Web GPU errors: ${errors.slice(0, 3).join(' | ')}`);
-        const timing = await measure(`ort-web B=${B}`, () => bound.run(), { runs, warmup: Math.max(0, warmup - 1) });
-        console.log(`ORT Web WebGPU (GPU io): ${fmt(timing)} -> ${fmtMs(timing.median / B)} per prompt set`);
-        rows.push({ name: 'ORT Web WebGPU, GPU io', batch: B, timing, check, note: errors.length ? `${errors.length} GPU errors` : undefined });
-        bound.dispose();
-        await session.release();
-      } catch (e) {
-        console.log(`ORT Web failed: ${(e as Error).message.split('\n')[0]}`);
-        rows.push({ name: 'ORT Web WebGPU, GPU io', batch: B, note: `failed: ${(e as Error).message.split('\n')[0]}` });
-      }
-    }
     if (model && B === 1 && !has('--no-ort-node')) {
       const session = await createOrtNodeSession(model);
       t = performance.now();
