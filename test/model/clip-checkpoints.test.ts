@@ -119,6 +119,9 @@ describe('Hugging Face CLIPModel names', () => {
     ]);
     expect(clipHfNamesFor('visual.ln_pre.weight')!.keys).toEqual(['vision_model.pre_layrnorm.weight']);
     expect(clipHfNamesFor('text_projection')).toEqual({ keys: ['text_projection.weight'], transpose: true, split: false });
+    expect(clipHfNamesFor('visual.proj')).toEqual({ keys: ['visual_projection.weight'], transpose: true, split: false });
+    expect(clipHfNamesFor('positional_embedding')!.keys).toEqual(['text_model.embeddings.position_embedding.weight']);
+    expect(clipHfNamesFor('transformer.resblocks.1.mlp.c_fc.bias')!.keys).toEqual(['text_model.encoder.layers.1.mlp.fc1.bias']);
     expect(CLIP_HF_TABLE.family).toBe('clip-hf');
   });
 
@@ -126,6 +129,11 @@ describe('Hugging Face CLIPModel names', () => {
     const ctx = gpu();
     const hf = hfFile();
     expect(clipFamilyOf(hf)).toBe('clip-hf');
+    // HF layouts, independent of the table: bias-free Linear projections stored [out, in].
+    expect(hf.info('visual_projection.weight').shape).toEqual([64, 96]);
+    expect(hf.info('text_projection.weight').shape).toEqual([64, 64]);
+    expect(hf.info('vision_model.encoder.layers.0.self_attn.q_proj.weight').shape).toEqual([96, 96]);
+    expect(hf.info('vision_model.embeddings.position_embedding.weight').shape).toEqual([17, 96]);
     const a = await loadTiny(ctx);
     const b = await loadClip(ctx, hf, TINY_OPTS);
     try {
