@@ -154,3 +154,20 @@ describe('clip_tiny logits', () => {
     for (const t of [img, fi, ft, logits]) t.dispose();
   });
 });
+
+describe('bad input to the towers', () => {
+  it('pixels and token ids of the wrong shape or range are named', () => {
+    const ctx = gpu();
+    const x = ctx.upload(new Float32Array(3 * 60 * 64), [1, 3, 60, 64]);
+    expect(() => model.encodeImage(ctx, x)).toThrow(/input 60x64 must be positive multiples of the patch size 16/);
+    const y = ctx.upload(new Float32Array(4 * 64 * 64), [1, 4, 64, 64]);
+    expect(() => model.encodeImage(ctx, y)).toThrow(/pixels must be \[B, 3, H, W\], got \[1, 4, 64, 64\]/);
+    x.dispose();
+    y.dispose();
+    const ids = new Int32Array(2 * 77);
+    ids[5] = 49408;
+    expect(() => model.encodeText(ctx, { ids, shape: [2, 77] })).toThrow(/id 49408 at position 5 is outside \[0, 49408\)/);
+    expect(() => model.encodeText(ctx, { ids: new Int32Array(78), shape: [1, 78] })).toThrow(/78 tokens are longer than the model's context length 77/);
+    expect(() => model.encodeText(ctx, { ids: new Int32Array(10), shape: [2, 77] })).toThrow(/10 token ids for shape \[2, 77\]/);
+  });
+});

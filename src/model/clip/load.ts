@@ -46,6 +46,12 @@ const FORCED_SIGNATURE: Record<ClipFamily, RegExp> = {
   'clip-hf': /^(vision_model\.embeddings\.patch_embedding\.weight|text_model\.embeddings\.token_embedding\.weight)$/,
 };
 
+/** Canonical text-tower keys (everything but `visual.*` and `logit_scale`). */
+function isTextKey(k: string): boolean {
+  return !k.startsWith('visual.') && k !== 'logit_scale';
+}
+
+/** Load a CLIP model from `source` (which stays open and owned by the caller). */
 export async function loadClip(ctx: GpuContext, source: SafetensorsFile, opts: LoadClipOptions = {}): Promise<ClipModel> {
   const family = opts.family ?? clipFamilyOf(source);
   if (family !== 'clip' && family !== 'clip-hf') throw new ClipError(`loadClip: unknown family '${String(family)}' (use 'clip' or 'clip-hf')`);
@@ -54,7 +60,10 @@ export async function loadClip(ctx: GpuContext, source: SafetensorsFile, opts: L
     throw new ClipError(`${source.name}: family '${family}' was forced, but the file has none of its tower keys (${FORCED_SIGNATURE[family].source}); first keys: ${source.keys().slice(0, 4).join(', ')}`);
   }
   const dtype = opts.dtype ?? (ctx.useF16 ? 'f16' : 'f32');
-  const w = await Weights.load(ctx, source, family === 'clip-hf' ? CLIP_HF_TABLE : null, { dtype });
+  // A tower left out is not uploaded at all (its tensors count as used).
+  const towers = opts.towers ?? 'both';
+  const include = towers === 'vision' ? (k: string) => !isTextKey(k) : towers === 'text' ? (k: string) => !k.startsWith('visual.') : undefined;
+  const w = await Weights.load(ctx, source, family === 'clip-hf' ? CLIP_HF_TABLE : null, { dtype, include });
   try {
     return await ClipModel.create(ctx, w, opts, `${source.name}|${source.dataBytes}|${family}|${dtype}`);
   } catch (e) {
