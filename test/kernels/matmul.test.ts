@@ -37,6 +37,9 @@ const cases: Case[] = [
   { name: 'bias gelu residual', batch: [2], M: 67, K: 96, N: 129, bias: true, act: 'gelu', residual: true, tol: f32 },
   { name: 'quick_gelu', batch: [], M: 31, K: 48, N: 50, bias: true, act: 'quick_gelu', tol: f32 },
   { name: 'relu alpha', batch: [], M: 20, K: 9, N: 13, act: 'relu', alpha: 0.125, tol: f32 },
+  { name: 'nn.Linear layout (B = W^T view)', batch: [2], M: 67, K: 132, N: 45, transB: true, bias: true, act: 'gelu', residual: true, tol: f32 },
+  { name: 'linear layout, K = 36 across tiles', batch: [], M: 70, K: 36, N: 130, transB: true, tol: f32 },
+  { name: 'linear layout, broadcast weight', batch: [3], M: 17, K: 8, N: 9, transB: true, broadcastB: true, tol: f32 },
   { name: 'large magnitudes', batch: [], M: 33, K: 257, N: 35, scale: 1e3, bias: true, tol: { relL2: 1e-6, atol: 100, rtol: 0 } }, // outputs ~1e7: f32 sums of 257 terms of 1e6,
 ];
 
@@ -81,8 +84,10 @@ async function reference(c: Case, a: Float32Array, b: Float32Array, bias: Float3
 }
 
 describe('matmul vs onnxruntime', () => {
-  for (const variant of ['tiled', 'rows'] as MatmulVariant[]) {
-    for (const c of cases) {
+  for (const variant of ['tiled', 'tiled_nt', 'rows'] as MatmulVariant[]) {
+    // tiled_nt needs both operands contiguous along K (A row-major, B a transposed [N, K] weight).
+    const eligible = (c: Case) => variant !== 'tiled_nt' || (!!c.transB && !c.transA && c.K % 4 === 0);
+    for (const c of cases.filter(eligible)) {
       it(`${variant}: ${c.name}`, async () => {
         const ctx = gpu();
         const rng = new Rng(c.M * 1000 + c.K * 10 + c.N);
@@ -128,12 +133,12 @@ describe('matmul vs onnxruntime', () => {
     }
   });
 
-  for (const variant of ['tiled', 'rows'] as MatmulVariant[]) {
+  for (const variant of ['tiled', 'tiled_nt', 'rows'] as MatmulVariant[]) {
     it(`${variant}: f16 weights and f16 activations, f32 accumulation`, async () => {
       const ctx = gpu();
       if (!ctx.features.f16) return expect(ctx.features.f16).toBe(false);
       const rng = new Rng(99);
-      const [M, K, N] = [37, 70, 45];
+      const [M, K, N] = [37, 72, 45];
       const x = rng.randn(M * K);
       const w = rng.randn(N * K);
       const bias = rng.randn(N);
@@ -153,6 +158,7 @@ describe('matmul vs onnxruntime', () => {
 
   it('rejects mismatched shapes before dispatch', () => {
     const ctx = gpu();
+    expect(() => matmul(ctx, ctx.empty([8, 6]), ctx.empty([6, 8]), { variant: 'tiled_nt' })).toThrow(/tiled_nt needs both operands contiguous along K/);
     const a = ctx.empty([3, 4]);
     const b = ctx.empty([5, 6]);
     expect(() => matmul(ctx, a, b)).toThrow(/inner dims differ, A \[3, 4\] @ B \[5, 6\]/);
