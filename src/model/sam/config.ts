@@ -126,15 +126,12 @@ export function samEncoderConfigFromWeights(w: WeightShapes, prefix = ENC): Pick
     }
   }
   if (E % headDim !== 0) throw new WeightError(`${w.file}: width ${E} is not a multiple of the rel-pos head dim ${headDim}`);
+  // A window as large as the grid has the same table size as global attention, so shapes call such a
+  // block global; the file's metadata, when it says otherwise, decides.
   const meta = metadataJson(w, 'sam')?.image_encoder ?? metadataJson(w, 'samclip')?.backbone;
-  if (meta?.global_attn_indexes && windowSize === 0) {
-    // A window equal to the grid is indistinguishable from global attention by shape; trust metadata.
-    const metaGlobals = (meta.global_attn_indexes as number[]).slice();
-    if (meta.window_size && meta.window_size === g) {
-      windowSize = g;
-      globals.length = 0;
-      globals.push(...metaGlobals);
-    }
+  if (windowSize === 0 && meta?.window_size === g && Array.isArray(meta.global_attn_indexes)) {
+    windowSize = g;
+    globals.splice(0, globals.length, ...(meta.global_attn_indexes as number[]));
   }
   return {
     imgSize: g * p,
