@@ -9,9 +9,13 @@
  *   iou_all = MLP(hs[:, 0])                               (IoU head, `iou_head_depth` layers)
  *   multimask: masks_all[:, 1:], else masks_all[:, :1] (same slicing for IoU)
  *
- * The upscaling runs channels-last: the transformer's image tokens [B, HW, C] are already NHWC,
- * the first transposed convolution writes NHWC so LayerNorm2d is a plain LayerNorm over the
- * contiguous last dim, and the second reads NHWC and writes NCHW with its GELU fused.
+ * The upscaling runs channels-last, and each ConvTranspose2d (kernel = stride = 2) is computed as
+ * what it is: a per-pixel GEMM [pixels, C_in] @ [C_in, C_out * 4] whose 4 output columns per
+ * channel are the 2x2 sub-pixels, followed by a pixel shuffle. The shuffle is never a copy: the
+ * LayerNorm2d reads the first GEMM's output through a 6-D strided view and writes plain NHWC; the
+ * hypernetwork product reads the second GEMM's output per sub-pixel phase (a batch dim of the
+ * matmul) and the final slicing copy puts the phases back in place. On lavapipe the GEMM runs
+ * 1.2-1.8x faster than the general transposed-convolution kernel on these shapes.
  *
  * Many prompt sets are decoded in chunks so that no intermediate outgrows one storage binding
  * (the largest per prompt set is the upscaled embedding, C/8 x 16hw floats: 8 MiB for ViT-B).
@@ -19,7 +23,6 @@
 import type { GpuContext } from '../../gpu/context.js';
 import type { Tensor } from '../../gpu/tensor.js';
 import { concat, copy, copyInto } from '../../kernels/copy.js';
-import { convTranspose2d } from '../../kernels/conv-transpose2d.js';
 import { activate, add } from '../../kernels/elementwise.js';
 import { layerNorm } from '../../kernels/layernorm.js';
 import { matmul } from '../../kernels/matmul.js';
@@ -88,6 +91,7 @@ export class MaskDecoder {
   readonly hypernetworks: Mlp[];
   readonly iouHead: Mlp;
   private outputTokens: Tensor | null = null;
+  private readonly biasX4: [Tensor | null, Tensor | null] = [null, null];
 
   constructor(w: Weights, prefix: string, readonly cfg: MaskDecoderConfig) {
     const C = cfg.promptEmbedDim;
@@ -128,6 +132,41 @@ export class MaskDecoder {
   dispose(): void {
     this.outputTokens?.dispose();
     this.outputTokens = null;
+    for (const t of this.biasX4) t?.dispose();
+    this.biasX4.fill(null);
+  }
+
+  /** [C_out] bias -> [C_out * 4] (each channel's value for its 2x2 sub-pixels), made once. */
+  private expandedBias(ctx: GpuContext, which: 0 | 1): Tensor {
+    const have = this.biasX4[which];
+    if (have) return have;
+    const b = which === 0 ? this.upscaling.convT0.bias : this.upscaling.convT3.bias;
+    const n = b.dim(0);
+    const t = copy(ctx, b.asStrided([n, 4], [1, 0], b.offset)).reshape([4 * n]);
+    t.persistent = true;
+    this.biasX4[which] = t;
+    return t;
+  }
+
+  /**
+   * output_upscaling on the transformer's image tokens [B, h*w, C]: returns the second GEMM's
+   * output y2 [B, 2h, 2w, C/8, 2, 2] (GELU applied) and, for capture, its NCHW view.
+   */
+  private upscale(ctx: GpuContext, keys: Tensor, B: number, h: number, w: number, capture: boolean): { y2: Tensor; upscaledView?: Tensor } {
+    const C = this.cfg.promptEmbedDim;
+    const [C1, C2] = [C / 4, C / 8];
+    const u = this.upscaling;
+    // ConvTranspose #1 as a GEMM: y1[b, y, x, o, a, c] = sum_k keys[b, y*w + x, k] w0[k, o, a, c] + b0[o].
+    const y1 = matmul(ctx, keys, u.convT0.weight.reshape([C, 4 * C1]), { bias: this.expandedBias(ctx, 0) });
+    // Pixel shuffle as a view: [B, h, a, w, c, C1] is NHWC [B, 2h, 2w, C1] in logical order.
+    const shuffled = y1.asStrided([B, h, 2, w, 2, C1], [h * w * 4 * C1, w * 4 * C1, 2, 4 * C1, 1, 4], y1.offset);
+    const x1 = activate(ctx, layerNorm(ctx, shuffled, u.norm1.weight, u.norm1.bias, LAYER_NORM_2D_EPS), 'gelu');
+    // ConvTranspose #2 (+ GELU) on the NHWC grid [B, 4hw, C1].
+    const y2 = matmul(ctx, x1.reshape([B, 4 * h * w, C1]), u.convT3.weight.reshape([C1, 4 * C2]), { bias: this.expandedBias(ctx, 1), act: 'gelu' });
+    if (!capture) return { y2 };
+    // upscaled[b, k, 2y + a, 2x + c] = y2[b, y, x, k, a, c] (y, x over the 2h x 2w grid).
+    const upscaledView = y2.asStrided([B, C2, 2 * h, 2, 2 * w, 2], [16 * h * w * C2, 4, 2 * w * 4 * C2, 2, 4 * C2, 1], y2.offset);
+    return { y2, upscaledView };
   }
 
   /** MaskDecoder.predict_masks for one chunk of prompt sets. */
@@ -145,21 +184,23 @@ export class MaskDecoder {
       const src = ctx.stage('src', () => add(ctx, tokenMajor(inp.imageEmbeddings), tokenMajor(inp.dense)));
       const { queries: hs, keys } = ctx.stage('transformer', () => this.transformer.forward(ctx, src, inp.imagePeTokens, tokens));
 
-      const upscaled = ctx.stage('output_upscaling', () => {
-        const u = this.upscaling;
-        const x0 = convTranspose2d(ctx, keys.reshape([B, h, w, C]), u.convT0.weight, u.convT0.bias, { stride: 2, inLayout: 'nhwc', outLayout: 'nhwc' });
-        const x1 = activate(ctx, layerNorm(ctx, x0, u.norm1.weight, u.norm1.bias, LAYER_NORM_2D_EPS), 'gelu');
-        return convTranspose2d(ctx, x1, u.convT3.weight, u.convT3.bias, { stride: 2, inLayout: 'nhwc', act: 'gelu' });
-      });
+      const { y2, upscaledView } = ctx.stage('output_upscaling', () => this.upscale(ctx, keys, B, h, w, !!opts.capture));
 
       const masksAll = ctx.stage('hypernetworks', () => {
+        const M = this.numMaskTokens;
+        const C2 = C / 8;
+        const P = 4 * h * w; // pixels of each sub-pixel phase (the 2h x 2w grid)
         const hyper = concat(ctx, this.hypernetworks.map((mlp, i) => mlp.forward(ctx, hs.slice(1, 1 + i, 2 + i))), 1);
-        const up = upscaled.reshape([B, C / 8, 16 * h * w]);
-        return matmul(ctx, hyper, up).reshape([B, this.numMaskTokens, 4 * h, 4 * w]);
+        // y2 [B, 2h, 2w, C2, 2, 2] seen as [B, phase, C2, P]; out [B, phase, M, P].
+        const up = y2.asStrided([B, 4, C2, P], [P * 4 * C2, 1, 4, 4 * C2], y2.offset);
+        const byPhase = matmul(ctx, hyper.unsqueeze(1), up);
+        // masks[b, m, 2y + a, 2x + c] = byPhase[b, 2a + c, m, y * 2w + x]
+        const shuffled = byPhase.asStrided([B, M, 2 * h, 2, 2 * w, 2], [4 * M * P, P, 2 * w, 2 * M * P, 1, M * P], 0);
+        return copy(ctx, shuffled).reshape([B, M, 4 * h, 4 * w]);
       });
       const iouAll = ctx.stage('iou_head', () => this.iouHead.forward(ctx, hs.slice(1, 0, 1)).reshape([B, this.numMaskTokens]));
       const out: MaskDecoderAll = { masksAll, iouAll };
-      if (opts.capture) Object.assign(out, { hs, keys, upscaled });
+      if (opts.capture) Object.assign(out, { hs, keys, upscaled: copy(ctx, upscaledView!).reshape([B, C / 8, 4 * h, 4 * w]) });
       return out;
     });
   }
