@@ -170,7 +170,10 @@ ${BATCH_BASE}
 const TILE: u32 = ${TILE}u;
 const TK: u32 = ${TK_NT}u;
 const KV: u32 = ${TK_NT / 4}u; // vec4s per tile row
-// Both tiles are [row][k / 4]: A rows are output rows, W rows are output columns.
+// tile_a is [row][k / 4], tile_w is [k / 4][column]. Invocation (x, y) owns rows y + 16 i and
+// columns x + 16 j (interleaved, not blocked): the 8 or so invocations a CPU adapter runs as one
+// SIMD group then read one tile_a entry (a broadcast) and consecutive tile_w entries (two cache
+// lines) instead of eight scattered ones.
 var<workgroup> tile_a: array<vec4<f32>, ${TILE * (TK_NT / 4)}>;
 var<workgroup> tile_w: array<vec4<f32>, ${TILE * (TK_NT / 4)}>;
 
@@ -180,12 +183,16 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   let row0 = wid.y * TILE;
   let col0 = wid.x * TILE;
   let flat = lid.y * 16u + lid.x;
-  var acc: array<vec4<f32>, 4>;
+  var acc0 = vec4<f32>(0.0);
+  var acc1 = vec4<f32>(0.0);
+  var acc2 = vec4<f32>(0.0);
+  var acc3 = vec4<f32>(0.0);
   for (var k0 = 0u; k0 < u.K; k0 += TK) {
     for (var i = 0u; i < ${(TILE * TK_NT) / 4 / 256}u; i++) {
       let idx = flat + i * 256u;
       let r = idx / KV;
-      let gk = k0 + (idx % KV) * 4u;
+      let kv = idx % KV;
+      let gk = k0 + kv * 4u;
       var av = vec4<f32>(0.0);
       let gm = row0 + r;
       if (gm < u.M && gk < u.K) { av = vec4<f32>(a[(bases.x + gm * u.a_strides.z + gk) / 4u]); }
@@ -193,35 +200,31 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
       var wv = vec4<f32>(0.0);
       let gn = col0 + r;
       if (gn < u.N && gk < u.K) { wv = vec4<f32>(b[(bases.y + gn * u.b_strides.w + gk) / 4u]); }
-      tile_w[idx] = wv;
+      tile_w[kv * TILE + r] = wv;
     }
     workgroupBarrier();
     for (var kv = 0u; kv < KV; kv++) {
-      let a0 = tile_a[(lid.y * 4u) * KV + kv];
-      let a1 = tile_a[(lid.y * 4u + 1u) * KV + kv];
-      let a2 = tile_a[(lid.y * 4u + 2u) * KV + kv];
-      let a3 = tile_a[(lid.y * 4u + 3u) * KV + kv];
-      let w0 = tile_w[(lid.x * 4u) * KV + kv];
-      let w1 = tile_w[(lid.x * 4u + 1u) * KV + kv];
-      let w2 = tile_w[(lid.x * 4u + 2u) * KV + kv];
-      let w3 = tile_w[(lid.x * 4u + 3u) * KV + kv];
-      acc[0] += vec4<f32>(dot(a0, w0), dot(a0, w1), dot(a0, w2), dot(a0, w3));
-      acc[1] += vec4<f32>(dot(a1, w0), dot(a1, w1), dot(a1, w2), dot(a1, w3));
-      acc[2] += vec4<f32>(dot(a2, w0), dot(a2, w1), dot(a2, w2), dot(a2, w3));
-      acc[3] += vec4<f32>(dot(a3, w0), dot(a3, w1), dot(a3, w2), dot(a3, w3));
+      let a0 = tile_a[lid.y * KV + kv];
+      let a1 = tile_a[(lid.y + 16u) * KV + kv];
+      let a2 = tile_a[(lid.y + 32u) * KV + kv];
+      let a3 = tile_a[(lid.y + 48u) * KV + kv];
+      let w0 = tile_w[kv * TILE + lid.x];
+      let w1 = tile_w[kv * TILE + lid.x + 16u];
+      let w2 = tile_w[kv * TILE + lid.x + 32u];
+      let w3 = tile_w[kv * TILE + lid.x + 48u];
+      acc0 += vec4<f32>(dot(a0, w0), dot(a0, w1), dot(a0, w2), dot(a0, w3));
+      acc1 += vec4<f32>(dot(a1, w0), dot(a1, w1), dot(a1, w2), dot(a1, w3));
+      acc2 += vec4<f32>(dot(a2, w0), dot(a2, w1), dot(a2, w2), dot(a2, w3));
+      acc3 += vec4<f32>(dot(a3, w0), dot(a3, w1), dot(a3, w2), dot(a3, w3));
     }
     workgroupBarrier();
   }
-  for (var i = 0u; i < 4u; i++) {
-    let row = row0 + lid.y * 4u + i;
-    if (row >= u.M) { continue; }
-    for (var j = 0u; j < 4u; j++) {
-      let col = col0 + lid.x * 4u + j;
-      if (col >= u.N) { continue; }
-      let o = bases.z + row * u.N + col;
-      ${epilogue(c, 'row', 'col', 'acc[i][j]', 'o')}
+${[0, 1, 2, 3].map((i) => `  {
+    let row = row0 + lid.y + ${16 * i}u;
+    if (row < u.M) {
+${[0, 1, 2, 3].map((j) => `      { let col = col0 + lid.x + ${16 * j}u; if (col < u.N) { let o = bases.z + row * u.N + col; ${epilogue(c, 'row', 'col', `acc${i}[${j}]`, 'o')} } }`).join('\n')}
     }
-  }
+  }`).join('\n')}
 }
 `,
 });
