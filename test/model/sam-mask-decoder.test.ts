@@ -167,3 +167,56 @@ describe('ONNX Runtime on the exported mask decoder vs the engine', () => {
     });
   }
 });
+
+/**
+ * Token-to-image attention computed both ways (projected keys, or projections folded into the
+ * queries; the decoder picks per call), each against the reference fixtures and ONNX Runtime.
+ */
+describe('MaskDecoder: folded and projected token-to-image attention', () => {
+  for (const fold of ['never', 'always'] as const) {
+    it(`fold '${fold}': stored inputs of truck/points2_posneg_multi and truck/boxes_batch3_single`, async () => {
+      const ctx = gpu();
+      const photo = SAM_PHOTOS[0]!;
+      const ref = await PhotoRef.open(photo);
+      dec.transformer.fold = fold;
+      try {
+        for (const name of ['points2_posneg_multi', 'boxes_batch3_single']) {
+          const c = photo.cases.find((x) => x.name === name)!;
+          await ctx.scopeAsync(async () => {
+            const all = dec.predictMasks(ctx, await storedInputs(ctx, ref, c), { capture: true });
+            await check(ctx, ref, c, 'decoder.hs', all.hs!, `${name} (fold ${fold})`);
+            await check(ctx, ref, c, 'decoder.masks_all', all.masksAll, `${name} (fold ${fold})`);
+            await check(ctx, ref, c, 'decoder.iou_all', all.iouAll, `${name} (fold ${fold})`);
+          });
+        }
+        const rng = new Rng(77);
+        const [B, N] = [2, 5];
+        const emb = rng.randn(C * G * G);
+        const pe = rng.uniformArray(C * G * G, -1, 1);
+        const sparse = rng.randn(B * N * C);
+        const dense = rng.randn(B * C * G * G);
+        const model = new Uint8Array(readFileSync(join(FIXTURES, 'onnx', 'sam-decoder', 'sam_tiny_mask_decoder.onnx')));
+        const ort = await runModel(model, {
+          image_embeddings: { data: emb, dims: [1, C, G, G] },
+          image_pe: { data: pe, dims: [1, C, G, G] },
+          sparse: { data: sparse, dims: [B, N, C] },
+          dense: { data: dense, dims: [B, C, G, G] },
+        });
+        await ctx.scopeAsync(async () => {
+          const all = dec.predictMasks(ctx, {
+            imageEmbeddings: ctx.upload(emb, [1, C, G, G]),
+            imagePeTokens: ctx.upload(toTokens(pe, C, G * G), [1, G * G, C]),
+            sparse: ctx.upload(sparse, [B, N, C]),
+            dense: ctx.upload(dense, [B, C, G, G]),
+            batch: B,
+          });
+          const c1 = expectClose(await readTensor(ctx, all.masksAll), ort.masks_all!.data, { relL2: 2e-5, atol: 1e-3 }, `masks_all vs ORT (fold ${fold})`);
+          const c2 = expectClose(await readTensor(ctx, all.iouAll), ort.iou_all!.data, { relL2: 2e-5, atol: 1e-3 }, `iou_all vs ORT (fold ${fold})`);
+          console.log(`fold '${fold}' vs ORT: masks_all rel_l2 ${c1.relL2.toExponential(2)}, iou_all ${c2.relL2.toExponential(2)}`);
+        });
+      } finally {
+        dec.transformer.fold = 'auto';
+      }
+    });
+  }
+});

@@ -13,6 +13,11 @@
  * `attention_downsample_rate` 2), heads split as [B, H, N, D] views of the projections, fused
  * flash attention (scale 1/sqrt(D)), out projection back to C.
  *
+ * Token-to-image attentions (few tokens against h*w image tokens) can run with the key/value
+ * projections folded into the queries (Attention.forwardFolded): H * T * C per key instead of
+ * C * Ci, e.g. 8 * 7 * 256 against 256 * 128 for one point on ViT-B, the same values up to
+ * rounding. `TwoWayTransformer.fold` picks it when it saves work ('auto').
+ *
  * The first block skips the positional encoding AND the residual of its self-attention
  * (`skip_first_layer_pe`): queries = self_attn(q, q, q), then norm1.
  */
@@ -21,6 +26,8 @@ import type { Tensor } from '../../gpu/tensor.js';
 import { attention } from '../../kernels/attention.js';
 import { add } from '../../kernels/elementwise.js';
 import { layerNorm } from '../../kernels/layernorm.js';
+import { matmul } from '../../kernels/matmul.js';
+import { softmax } from '../../kernels/softmax.js';
 import type { Weights } from '../../weights/weights.js';
 import { LayerNormParams, Linear, MlpBlock } from './common.js';
 import type { SamConfig } from './config.js';
@@ -77,6 +84,58 @@ export class Attention {
       return this.outProj.forward(ctx, o.reshape([b, qp.dim(1), this.internalDim]));
     });
   }
+
+  /**
+   * Whether few queries against many keys are cheaper with the key/value projections folded
+   * into the queries (`forwardFolded`): per head, T queries of width C against N keys cost
+   * 2 * H * T * C * N multiply-adds there, against 2 * C * Ci * N for projecting every key.
+   */
+  foldPays(numQueries: number): boolean {
+    return this.numHeads * numQueries < this.internalDim;
+  }
+
+  /**
+   * The same attention for few queries q [B, T, C] against many keys k, v [Bk, N, C] (Bk 1 or B),
+   * without projecting the keys: per head h (D = Ci / H),
+   *   q_h . (W_k,h x + b_k,h) = (W_k,h^T q_h) . x + const   (the constant drops out of the softmax)
+   *   P (x W_v,h^T + b_v,h)   = (P x) W_v,h^T + b_v,h     (rows of P sum to 1)
+   * so scores = Q~ k^T with Q~ = [W_k,h^T q_h] of width C, and the output is (P v) W_v,h^T + b_v,h.
+   * Exact algebra; float32 rounding differs from the projected form by a few ulp.
+   */
+  forwardFolded(ctx: GpuContext, q: Tensor, k: Tensor, v: Tensor): Tensor {
+    return ctx.scope(() => {
+      const [B, T] = q.shape as [number, number];
+      const C = this.embeddingDim;
+      const H = this.numHeads;
+      const D = this.internalDim / H;
+      const qp = this.qProj.forward(ctx, q); // [B, T, Ci]
+      const qh = qp.asStrided([B, H, T, D], [T * H * D, D, H * D, 1], qp.offset);
+      const wk = this.kProj.weight; // [H * D, C] = [H, D, C]
+      const qt = matmul(ctx, qh, wk.reshape([H, D, C])); // [B, H, T, C]
+      const kT = k.transpose(1, 2); // [Bk, C, N]
+      const scores = matmul(ctx, qt.reshape([B, H * T, C]), kT, { alpha: 1 / Math.sqrt(D) }); // [B, H*T, N]
+      const p = softmax(ctx, scores);
+      const z = matmul(ctx, p, v); // [B, H*T, C]
+      const wv = this.vProj.weight; // [H, D, C] -> per head [C, D]
+      const o = matmul(ctx, z.reshape([B, H, T, C]), wv.asStrided([H, C, D], [D * C, 1, C], wv.offset)); // [B, H, T, D]
+      // + b_v per (head, dim), written token-major [B, T, H, D] for the out projection.
+      const bv = this.vProj.bias;
+      const merged = add(ctx, o.permute([0, 2, 1, 3]), bv.asStrided([1, 1, H, D], [0, 0, D, 1], bv.offset));
+      return this.outProj.forward(ctx, merged.reshape([B, T, H * D]));
+    });
+  }
+}
+
+/**
+ * Token-to-image attention with the key/value projections folded into the queries:
+ * 'auto' when it saves work (few tokens, keys not shared across the batch: shared keys are
+ * projected once for every prompt set, which is cheaper still), or forced either way (tests).
+ */
+export type FoldPolicy = 'auto' | 'never' | 'always';
+
+function useFold(policy: FoldPolicy, a: Attention, numTokens: number, keysBatch: number, batch: number): boolean {
+  if (policy !== 'auto') return policy === 'always';
+  return a.foldPays(numTokens) && (keysBatch === batch || batch === 1);
 }
 
 /** transformer.TwoWayAttentionBlock. */
@@ -104,7 +163,7 @@ export class TwoWayAttentionBlock {
   }
 
   /** queries [B, T, C], keys [Bk, HW, C] (Bk 1 or B), queryPe [B, T, C], keyPe [1, HW, C]. */
-  forward(ctx: GpuContext, queries: Tensor, keys: Tensor, queryPe: Tensor, keyPe: Tensor): { queries: Tensor; keys: Tensor } {
+  forward(ctx: GpuContext, queries: Tensor, keys: Tensor, queryPe: Tensor, keyPe: Tensor, fold: FoldPolicy = 'auto'): { queries: Tensor; keys: Tensor } {
     return ctx.scope(() => {
       const ln = (x: Tensor, p: LayerNormParams, residual?: Tensor) => layerNorm(ctx, x, p.weight, p.bias, p.eps, { residual });
       const B = queries.dim(0);
@@ -118,7 +177,9 @@ export class TwoWayAttentionBlock {
       }
       // (2) tokens attend to the image. keys + keyPe keeps the keys' batch (often 1).
       const kpe = add(ctx, keys, keyPe);
-      q = ln(this.crossAttnTokenToImage.forward(ctx, add(ctx, q, queryPe), kpe, keys), this.norm2, q);
+      const t2i = this.crossAttnTokenToImage;
+      const attn = useFold(fold, t2i, queries.dim(1), keys.dim(0), B) ? t2i.forwardFolded.bind(t2i) : t2i.forward.bind(t2i);
+      q = ln(attn(ctx, add(ctx, q, queryPe), kpe, keys), this.norm2, q);
       // (3) MLP on the tokens.
       q = ln(this.mlp.forward(ctx, q), this.norm3, q);
       // (4) the image attends to the tokens: queries are the image tokens.
@@ -142,6 +203,8 @@ export class TwoWayTransformer {
   readonly layers: TwoWayAttentionBlock[];
   readonly finalAttnTokenToImage: Attention;
   readonly normFinalAttn: LayerNormParams;
+  /** How token-to-image attentions are computed (see FoldPolicy). */
+  fold: FoldPolicy = 'auto';
 
   constructor(w: Weights, prefix: string, readonly cfg: TwoWayTransformerConfig) {
     this.layers = [];
@@ -161,7 +224,7 @@ export class TwoWayTransformer {
       let queries = pointEmbedding;
       let keys = imageTokens;
       this.layers.forEach((layer, i) => {
-        const out = ctx.stage(`layer${i}`, () => layer.forward(ctx, queries, keys, pointEmbedding, imagePe));
+        const out = ctx.stage(`layer${i}`, () => layer.forward(ctx, queries, keys, pointEmbedding, imagePe, this.fold));
         // Free the previous block's outputs now rather than at the end of the scope: with many
         // prompt sets the image tokens are the largest tensors of the decoder.
         if (queries !== pointEmbedding) queries.dispose();
@@ -172,7 +235,8 @@ export class TwoWayTransformer {
         const a = this.finalAttnTokenToImage;
         const q = add(ctx, queries, pointEmbedding);
         const k = add(ctx, keys, imagePe);
-        const out = a.forward(ctx, q, k, keys);
+        const B = pointEmbedding.dim(0);
+        const out = useFold(this.fold, a, q.dim(1), keys.dim(0), B) ? a.forwardFolded(ctx, q, k, keys) : a.forward(ctx, q, k, keys);
         const n = this.normFinalAttn;
         return { queries: layerNorm(ctx, out, n.weight, n.bias, n.eps, { residual: queries }), keys };
       });
