@@ -9,3 +9,21 @@ export * as ops from './kernels/index.js';
 export * from './text/index.js';
 export * from './image/index.js';
 export { SafetensorsFile, SafetensorsError } from './weights/safetensors.js';
+export { Weights, WeightError, type RenameTable } from './weights/weights.js';
+export { detectFamily, type Family } from './weights/families.js';
+
+// SAM
+export { Sam, SAM_MASK_THRESHOLD } from './model/sam/sam.js';
+export { loadSamWeights, type LoadSamOptions } from './model/sam/load.js';
+export { samConfigFromWeights, type SamConfig } from './model/sam/config.js';
+export {
+  SamPredictor,
+  SamImageEmbedding,
+  PromptError,
+  lowResMask,
+  type SamPoints,
+  type SamPrompt,
+  type PredictOptions,
+  type SamPrediction,
+} from './pipelines/sam-predictor.js';
+export { SamAutomaticMaskGenerator, type AmgOptions, type AmgMask } from './pipelines/automatic-mask-generator.js';
