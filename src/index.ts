@@ -27,3 +27,37 @@ export {
   type SamPrediction,
 } from './pipelines/sam-predictor.js';
 export { SamAutomaticMaskGenerator, type AmgOptions, type AmgMask } from './pipelines/automatic-mask-generator.js';
+
+// CLIP / OpenCLIP
+export { ClipModel, type ClipModelOptions, type ClipConfig } from './model/clip/clip.js';
+export { ClipError, type ClipAct } from './model/clip/config.js';
+export { loadClip, clipFamilyOf, type LoadClipOptions, type ClipFamily } from './model/clip/load.js';
+export {
+  ClipClassifier,
+  TextEmbeddingCache,
+  IMAGENET_TEMPLATES,
+  type ClipClassifierOptions,
+  type ClassifyOptions,
+  type ClassScore,
+  type Classification,
+} from './pipelines/clip-classifier.js';
+
+// SAM-CLIP (merged bundle or composite SAM + CLIP)
+export {
+  SamClip,
+  SamClipImageEmbedding,
+  MIN_IMAGE_SIDE,
+  type SamClipMode,
+  type TemplateChoice,
+  type SamClipLoadOptions,
+  type SamClipCompositeOptions,
+} from './model/samclip/samclip.js';
+export { SamclipBundleError, SAMCLIP_BUNDLE_FORMAT, validateSamclipBundle, type SamclipConfig } from './model/samclip/bundle.js';
+export type {
+  ClassifyOptions as SamClipClassifyOptions,
+  Classification as SamClipClassification,
+} from './pipelines/zero-shot-classification.js';
+export type { SemanticSegmentation, SemanticSegmentationOptions } from './pipelines/semantic-segmentation.js';
+export type { TextPromptedOptions, TextPromptedResult } from './pipelines/text-prompted.js';
+export { RefinementError, type RefinementOptions } from './pipelines/refinement.js';
+export { DenseClip, DenseClipError, DENSE_CLIP_METHODS, type DenseClipMethod, type DenseClipOptions } from './pipelines/dense-clip.js';
