@@ -77,10 +77,12 @@ export function scoreMaps(ctx: GpuContext, dense: Tensor, T: Tensor, scale: numb
   check(dense.ndim === 4 && dense.dim(0) === 1 && T.ndim === 2 && T.dim(1) === dense.dim(3),
     () => `scoreMaps: dense must be [1, gh, gw, D] and T [C, D], got ${fmtShape(dense.shape)} and ${fmtShape(T.shape)}`);
   const [, gh, gw, D] = dense.shape as [number, number, number, number];
-  return ctx.scope(() => {
-    const flat = dense.reshape([gh * gw, D]);
-    return matmul(ctx, T, flat.transpose(0, 1), { alpha: scale }).reshape([T.dim(0), gh, gw]);
-  });
+  return ctx.stage('class_scores', () =>
+    ctx.scope(() => {
+      const flat = dense.reshape([gh * gw, D]);
+      return matmul(ctx, T, flat.transpose(0, 1), { alpha: scale }).reshape([T.dim(0), gh, gw]);
+    }),
+  );
 }
 
 /** Mask inputs [K, 1, L, L] for the decoded classes: the plan's g x g logits resized bilinearly. */

@@ -14,7 +14,7 @@ const SIGNATURES: { family: Family; all: RegExp[]; what: string }[] = [
   { family: 'clip-hf', all: [/^vision_model\.embeddings\./, /^text_model\.embeddings\./], what: 'vision_model.* + text_model.* (Hugging Face CLIPModel)' },
 ];
 
-/** Strip wrappers some exporters add (`model.`, `module.`, `state_dict.`) before detection. */
+/** The checkpoint family its key names show. Keys are matched as stored: a file whose keys carry a wrapper prefix (`module.`, `model.`) is reported as unknown, with its first keys in the message. */
 export function detectFamily(keys: readonly string[], file = 'checkpoint'): Family {
   for (const sig of SIGNATURES) {
     if (sig.all.every((re) => keys.some((k) => re.test(k)))) return sig.family;

@@ -110,7 +110,7 @@ describe('segment', { timeout: CLI_TIMEOUT }, () => {
       [['segment', DOG, '--point', '4O0,300', ...w], 2, /--point '4O0,300': expected x,y/],
       [['segment', DOG, ...w], 2, /give at least one --point/],
       [['segment', DOG, '--point', '1,1', '--weights', join(tmp, 'nope.safetensors')], 1, /weights file .*nope\.safetensors: no such file/],
-      [['segment', DOG, '--point', '1,1', '--weights', CLIP_TINY], 1, /clip_tiny\.weights\.safetensors: this is a.* CLIP checkpoint, not a SAM one/],
+      [['segment', DOG, '--point', '1,1', '--weights', CLIP_TINY], 1, /clip_tiny\.weights\.safetensors: this checkpoint is .*CLIP, not SAM/],
       [['segment', DOG, '--point', '1,1', '--cache', join(tmp, 'empty-cache')], 1, /no SAM weights: download them with `samclip weights pull sam-vit-b`/],
     ];
     const results = await Promise.all(cases.map(([args]) => samclip(args)));

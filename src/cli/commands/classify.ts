@@ -61,11 +61,12 @@ export function registerClassify(program: Command, env: CliEnv): void {
     const { loadClip } = await import('../../model/clip/load.js');
     const ctx = await env.gpu({ preferF16: dtype === 'f16' });
     const file = await SafetensorsFile.open(weights.path);
+    const act = (opts.act as 'quick_gelu' | 'gelu' | undefined) ?? weights.act;
     const model = await step(env, opts, 'loading CLIP weights', async () => {
       try {
         return await loadClip(ctx, file, {
           dtype,
-          ...(opts.act ? { act: opts.act as 'quick_gelu' | 'gelu' } : {}),
+          ...(act ? { act } : {}),
           ...(opts.textHeads ? { textHeads: opts.textHeads } : {}),
           ...(opts.visionHeads ? { visionHeads: opts.visionHeads } : {}),
         });

@@ -40,6 +40,8 @@ export interface ResolvedWeights {
   source: 'file' | 'cache' | 'random';
   /** The random family when source is 'random'. */
   randomFamily: string | null;
+  /** CLIP activation the registry knows for a pulled file the checkpoint itself does not label. */
+  act?: 'gelu' | 'quick_gelu';
 }
 
 export function checkDtype(dtype: string): 'f32' | 'f16' {
@@ -87,7 +89,7 @@ export async function resolveWeights(env: CliEnv, opts: ModelOptions, kind: Mode
     const path = cachedPath(cache, e.name, e.file);
     if (existsSync(path)) {
       env.note(opts, `using ${e.name} weights from the cache: ${path}`);
-      return { path, source: 'cache', randomFamily: null };
+      return { path, source: 'cache', randomFamily: null, ...(e.act ? { act: e.act } : {}) };
     }
   }
   const pull = REGISTRY.find((e) => e.kind === kind)!.name;

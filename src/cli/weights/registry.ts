@@ -24,6 +24,8 @@ export interface RegistryEntry {
   sha256: string | null;
   /** Checkpoint family the engine detects in it (src/weights/families.ts). */
   family: 'sam-hf' | 'clip-hf' | 'clip';
+  /** CLIP activation when the file does not record it (OpenCLIP DataComp: exact GELU). */
+  act?: 'gelu' | 'quick_gelu';
 }
 
 export function hfUrl(repo: string, file: string): string {
@@ -35,8 +37,8 @@ export const REGISTRY: readonly RegistryEntry[] = [
   { name: 'sam-vit-l', kind: 'sam', description: 'SAM ViT-L (Hugging Face SamModel)', repo: 'facebook/sam-vit-large', file: 'model.safetensors', sha256: null, family: 'sam-hf' },
   { name: 'sam-vit-h', kind: 'sam', description: 'SAM ViT-H (Hugging Face SamModel)', repo: 'facebook/sam-vit-huge', file: 'model.safetensors', sha256: null, family: 'sam-hf' },
   { name: 'clip-vit-b-16', kind: 'clip', description: 'OpenAI CLIP ViT-B/16 (Hugging Face CLIPModel)', repo: 'openai/clip-vit-base-patch16', file: 'model.safetensors', sha256: null, family: 'clip-hf' },
-  { name: 'openclip-vit-b-16-datacomp', kind: 'clip', description: 'OpenCLIP ViT-B/16 DataComp-XL (s13B b90K)', repo: 'laion/CLIP-ViT-B-16-DataComp.XL-s13B-b90K', file: 'open_clip_model.safetensors', sha256: null, family: 'clip' },
-  { name: 'openclip-vit-l-14-datacomp', kind: 'clip', description: 'OpenCLIP ViT-L/14 DataComp-XL (s13B b90K)', repo: 'laion/CLIP-ViT-L-14-DataComp.XL-s13B-b90K', file: 'open_clip_model.safetensors', sha256: null, family: 'clip' },
+  { name: 'openclip-vit-b-16-datacomp', kind: 'clip', description: 'OpenCLIP ViT-B/16 DataComp-XL (s13B b90K)', repo: 'laion/CLIP-ViT-B-16-DataComp.XL-s13B-b90K', file: 'open_clip_model.safetensors', sha256: null, family: 'clip', act: 'gelu' },
+  { name: 'openclip-vit-l-14-datacomp', kind: 'clip', description: 'OpenCLIP ViT-L/14 DataComp-XL (s13B b90K)', repo: 'laion/CLIP-ViT-L-14-DataComp.XL-s13B-b90K', file: 'open_clip_model.safetensors', sha256: null, family: 'clip', act: 'gelu' },
 ];
 
 export function findEntry(name: string): RegistryEntry | undefined {

@@ -14,7 +14,7 @@ import { type RenameTable, WeightError, Weights } from '../../weights/weights.js
 import { type SamConfig, type WeightShapes, samConfigFromWeights, samTensorSpec } from './config.js';
 
 export interface LoadSamOptions {
-  /** Storage of matrices and convolution kernels (vectors stay f32). Default 'f32'. */
+  /** Storage of matrices and convolution kernels (vectors stay f32). Default: f16 when the context prefers it (`preferF16` on an adapter with shader-f16), else f32. */
   dtype?: 'f32' | 'f16';
   /** Skip detection. */
   family?: Family;
@@ -50,7 +50,7 @@ export function samLoadPlan(file: SafetensorsFile, family: Family): { table: Ren
       return { table: null, include: (k) => SAM_PARTS.test(k) };
     default:
       throw new WeightError(
-        `${file.name}: this is a ${FAMILY_NAMES[family]} checkpoint, not a SAM one ` +
+        `${file.name}: this checkpoint is ${FAMILY_NAMES[family]}, not SAM ` +
           `(expected official 'image_encoder.*' / 'mask_decoder.*' keys or Hugging Face 'vision_encoder.*' / 'shared_image_embedding.*')`,
       );
   }
@@ -107,7 +107,7 @@ export async function loadSamWeights(
     const shapes = plannedShapes(file, family, table, include);
     const config = samConfigFromWeights(shapes, opts.overrides);
     checkSamWeights(shapes, config);
-    const weights = await Weights.load(ctx, file, table, { dtype: opts.dtype ?? 'f32', include });
+    const weights = await Weights.load(ctx, file, table, { dtype: opts.dtype ?? (ctx.useF16 ? 'f16' : 'f32'), include });
     return { weights, config };
   } finally {
     if (owned) await file.close();

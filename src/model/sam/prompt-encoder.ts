@@ -283,7 +283,7 @@ export class PromptEncoder {
       return t.asStrided([batch, C, g, g], [0, t.strides[1]!, 0, 0], t.offset);
     }
     const md = this.maskDownscaling;
-    return ctx.stage('prompt_encoder/mask_downscaling', () =>
+    return ctx.stage('mask_downscaling', () =>
       ctx.scope(() => {
         let x = conv2d(ctx, masks, md.conv0.weight, md.conv0.bias, { stride: 2 });
         x = activate(ctx, md.norm1.forward(ctx, x), 'gelu');

@@ -142,6 +142,10 @@ export interface LabelMapOptions {
  * module comment for the encoding).
  */
 export function labelMap(ctx: GpuContext, x: Tensor, opts: LabelMapOptions): Tensor {
+  return ctx.stage('label_map', () => labelMapUnstaged(ctx, x, opts));
+}
+
+function labelMapUnstaged(ctx: GpuContext, x: Tensor, opts: LabelMapOptions): Tensor {
   const op = 'labelMap';
   check(x.dtype === 'f32' && x.isContiguous && x.ndim === 3 && x.dim(0) >= 1,
     () => `${op}: expects contiguous f32 [K, h, w] maps with K >= 1, got ${x}`);

@@ -301,7 +301,7 @@ export function resampleToNativeGrid(
 // ------------------------------------------------------------------------------ the model
 
 export interface SamClipLoadOptions {
-  /** GPU storage of matrices (vectors stay f32). Default 'f32'. */
+  /** GPU storage of matrices (vectors stay f32). Default: f16 when the context prefers it (`preferF16` on an adapter with shader-f16), else f32. */
   dtype?: 'f32' | 'f16';
   /** CLIP tokenizer (default: the BPE file shipped in `assets/`, Node only; browsers pass one). */
   tokenizer?: ClipTokenizer;
