@@ -55,6 +55,13 @@ export class GpuContext implements StorageOwner {
   private uniformChunks: { buffer: GPUBuffer; data: ArrayBuffer; used: number }[] = [];
   private readonly freeUniformBuffers: GPUBuffer[] = [];
   dispatchCount = 0;
+  /**
+   * Kernel tuning for this adapter. `cpuAdapter`: the adapter runs shaders on the CPU (Mesa
+   * lavapipe/llvmpipe, SwiftShader, WARP), where a workgroup's invocations are SIMD lanes of one
+   * core and every workgroup barrier is costly; kernels that pick a workgroup size read it
+   * (detected from the adapter; tests flip it to cover both tunings).
+   */
+  readonly tuning: { cpuAdapter: boolean };
 
   constructor(
     /** Kept referenced for the device's lifetime (see AcquiredDevice.gpu). */
@@ -73,6 +80,7 @@ export class GpuContext implements StorageOwner {
       maxWorkgroupsPerDim: l.maxComputeWorkgroupsPerDimension,
       minStorageOffsetAlignment: l.minStorageBufferOffsetAlignment,
     };
+    this.tuning = { cpuAdapter: isCpuAdapter(adapterInfo) };
     this.pool = new BufferPool(device, l.maxBufferSize);
     this.pipelines = new PipelineCache(device);
     device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {
@@ -458,4 +466,11 @@ function collectTensors(v: unknown, into: Set<Tensor>, depth: number): void {
     const values = v instanceof Map ? [...v.values()] : Object.values(v);
     for (const x of values) collectTensors(x, into, depth + 1);
   }
+}
+
+/** Software adapters that run shaders on the CPU, known by what they report of themselves. */
+export function isCpuAdapter(info: AdapterDescription): boolean {
+  return /llvmpipe|lavapipe|swiftshader|microsoft basic render|\bwarp\b/i.test(
+    [info.vendor, info.architecture, info.device, info.description].join(' '),
+  );
 }

@@ -84,7 +84,7 @@ export function l2Normalize(ctx: GpuContext, x: Tensor, opts: L2NormalizeOptions
     const { n, rows, layout, colStrides, offsets } = rowLayout(op, [x, out]);
     check(n >= 1, () => `${op}: last dim of ${x} is empty`);
     if (rows > 0) {
-      const wg = rowWorkgroupSize(n);
+      const wg = rowWorkgroupSize(n, ctx.tuning.cpuAdapter);
       const config: L2Config = { x: x.dtype, out: outDtype, rank: layout.shape.length, wg, eps: opts.eps !== undefined };
       const values = { ...stridedValues(['x', 'o'] as const, layout, offsets), col: colStrides, rows, n, eps: opts.eps ?? 0 };
       ctx.run(l2Kernel, config, { x, out }, values, grid1d(rows), { flops: 4 * x.size, bytes: 3 * x.byteSize + out.byteSize });

@@ -81,7 +81,7 @@ export function softmax(ctx: GpuContext, x: Tensor, opts: SoftmaxOptions = {}): 
     const { n, rows, layout, colStrides, offsets } = rowLayout(op, [x, out]);
     check(n >= 1, () => `${op}: last dim of ${x} is empty`);
     if (rows > 0) {
-      const wg = rowWorkgroupSize(n);
+      const wg = rowWorkgroupSize(n, ctx.tuning.cpuAdapter);
       const config: SoftmaxConfig = { x: x.dtype, out: outDtype, rank: layout.shape.length, wg };
       const values = { ...stridedValues(['x', 'o'] as const, layout, offsets), col: colStrides, rows, n, scale, neg_inf: -Infinity };
       ctx.run(softmaxKernel, config, { x, out }, values, grid1d(rows), { flops: 5 * x.size, bytes: 3 * x.byteSize + out.byteSize });

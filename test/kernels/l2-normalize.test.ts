@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import type { GpuContext } from '../../src/gpu/context.js';
 import { type DType, fromF16Array, toF16Array } from '../../src/gpu/dtype.js';
 import type { Tensor } from '../../src/gpu/tensor.js';
@@ -69,10 +69,16 @@ const cases: Case[] = [
   { name: 'f16 storage, permuted', stored: [17, 3], perm: [1, 0], dtype: 'f16', tol: f16 },
 ];
 
-describe('l2Normalize vs onnxruntime', () => {
+// Both workgroup tunings (CPU adapters: 16 invocations per row; GPUs: 64-256) on every case.
+for (const cpuTuning of [true, false]) describe(`l2Normalize vs onnxruntime (${cpuTuning ? 'CPU' : 'GPU'} tuning)`, () => {
   cases.forEach((c, idx) => {
     it(c.name, async () => {
       const ctx = gpu();
+      const saved = ctx.tuning.cpuAdapter;
+      ctx.tuning.cpuAdapter = cpuTuning;
+      onTestFinished(() => {
+        ctx.tuning.cpuAdapter = saved;
+      });
       const rng = new Rng(800 + idx);
       const shape = c.perm ? c.perm.map((p) => c.stored[p]!) : c.stored;
       let x = rng.randn(numel(c.stored), c.xScale ?? 1);

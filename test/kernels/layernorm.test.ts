@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import type { GpuContext } from '../../src/gpu/context.js';
 import { type DType, fromF16Array, toF16Array } from '../../src/gpu/dtype.js';
 import type { Tensor } from '../../src/gpu/tensor.js';
@@ -85,10 +85,16 @@ const cases: Case[] = [
   { name: 'f16 storage, odd width, permuted', stored: [65, 3], perm: [1, 0], eps: 1e-5, dtype: 'f16', tol: f16 },
 ];
 
-describe('layerNorm vs onnxruntime LayerNormalization', () => {
+// Both workgroup tunings (CPU adapters: 16 invocations per row; GPUs: 64-256) on every case.
+for (const cpuTuning of [true, false]) describe(`layerNorm vs onnxruntime LayerNormalization (${cpuTuning ? 'CPU' : 'GPU'} tuning)`, () => {
   cases.forEach((c, idx) => {
     it(c.name, async () => {
       const ctx = gpu();
+      const saved = ctx.tuning.cpuAdapter;
+      ctx.tuning.cpuAdapter = cpuTuning;
+      onTestFinished(() => {
+        ctx.tuning.cpuAdapter = saved;
+      });
       const rng = new Rng(20 + idx);
       const shape = c.perm ? c.perm.map((p) => c.stored[p]!) : c.stored;
       const n = shape[shape.length - 1]!;

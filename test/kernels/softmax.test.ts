@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import type { GpuContext } from '../../src/gpu/context.js';
 import { type DType, fromF16Array, toF16Array } from '../../src/gpu/dtype.js';
 import type { Tensor } from '../../src/gpu/tensor.js';
@@ -68,10 +68,16 @@ const cases: Case[] = [
   { name: 'f16 storage, permuted, -Inf', stored: [21, 5], perm: [1, 0], dtype: 'f16', negInfEvery: 4, tol: f16 },
 ];
 
-describe('softmax vs onnxruntime', () => {
+// Both workgroup tunings (CPU adapters: 16 invocations per row; GPUs: 64-256) on every case.
+for (const cpuTuning of [true, false]) describe(`softmax vs onnxruntime (${cpuTuning ? 'CPU' : 'GPU'} tuning)`, () => {
   cases.forEach((c, idx) => {
     it(c.name, async () => {
       const ctx = gpu();
+      const saved = ctx.tuning.cpuAdapter;
+      ctx.tuning.cpuAdapter = cpuTuning;
+      onTestFinished(() => {
+        ctx.tuning.cpuAdapter = saved;
+      });
       const rng = new Rng(200 + idx);
       const shape = c.perm ? c.perm.map((p) => c.stored[p]!) : c.stored;
       const n = c.stored[c.stored.length - 1]!;
