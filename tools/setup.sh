@@ -28,4 +28,12 @@ if ! probe; then
   fi
   probe || { node tools/has-adapter.mjs; exit 1; }
 fi
+
+# Debian's Chromium drives the browser demo's end-to-end test (test/web/demo.test.ts skips without it).
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
+  echo "setup: installing Debian's chromium (browser demo test)" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium
+fi
 node tools/has-adapter.mjs

@@ -1,0 +1,69 @@
+/**
+ * Vite configuration of the browser demo.
+ *
+ *   npm run demo:web     dev server on http://127.0.0.1:5173/ (a loopback origin is a secure context)
+ *   npm run build:web    static build into dist/web (serve it with `npx tsx tools/serve-demo.ts`)
+ *
+ * The page imports the engine's modules from ../../src directly. The core library is browser-safe
+ * except for two kinds of Node-only code, handled here rather than in the engine:
+ *  - `src/text/clip-tokenizer-node.ts` (reads the BPE vocabulary from disk) is imported lazily by
+ *    SamClip when no tokenizer is passed; it is swapped for a stub that explains what to pass.
+ *  - Any other `node:` / built-in import reaching the bundle is a build error naming the importer
+ *    (the engine loads `node:fs` and Dawn's `webgpu` through variable specifiers, which the bundler
+ *    never follows; a plain import would be a regression).
+ *
+ * The dev server also serves the repository's test fixtures at /fixtures/ (tiny random-weight
+ * models) and, when SAMCLIP_WEIGHTS_DIR is set, that folder at /weights/, both with HTTP Range.
+ */
+import { builtinModules } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Plugin, defineConfig } from 'vite';
+import { staticHandler } from '../../tools/serve-demo.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const REPO = resolve(HERE, '..', '..');
+const TOKENIZER_STUB = join(HERE, 'browser-stubs', 'clip-tokenizer-node.ts');
+const BUILTINS = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
+
+function browserOnly(): Plugin {
+  return {
+    name: 'samclip-browser-only',
+    enforce: 'pre',
+    resolveId(source, importer) {
+      if (/(^|\/)clip-tokenizer-node(\.js|\.ts)?$/.test(source) && importer !== TOKENIZER_STUB) return TOKENIZER_STUB;
+      if (source.startsWith('node:') || BUILTINS.has(source)) {
+        this.error(`'${source}' imported by ${importer ?? '(entry)'}: Node-only modules must not reach the browser bundle`);
+      }
+      return null;
+    },
+  };
+}
+
+function devMounts(): Plugin {
+  const mounts: Record<string, string> = { '/fixtures/': join(REPO, 'test', 'fixtures') };
+  if (process.env.SAMCLIP_WEIGHTS_DIR) mounts['/weights/'] = resolve(process.env.SAMCLIP_WEIGHTS_DIR);
+  return {
+    name: 'samclip-dev-mounts',
+    configureServer(server) {
+      server.middlewares.use(staticHandler(mounts));
+    },
+  };
+}
+
+export default defineConfig({
+  root: HERE,
+  base: './',
+  publicDir: join(HERE, 'public'),
+  plugins: [browserOnly(), devMounts()],
+  build: {
+    outDir: join(REPO, 'dist', 'web'),
+    emptyOutDir: true,
+    target: 'es2022',
+    sourcemap: true,
+    // The engine is one ~0.5 MB module graph; splitting it buys nothing for a demo.
+    chunkSizeWarningLimit: 2048,
+  },
+  server: { host: '127.0.0.1', port: 5173, fs: { allow: [REPO] } },
+  preview: { host: '127.0.0.1', port: 4173 },
+});
