@@ -39,6 +39,8 @@ const cases: Case[] = [
   { name: 'relu alpha', batch: [], M: 20, K: 9, N: 13, act: 'relu', alpha: 0.125, tol: f32 },
   { name: 'nn.Linear layout (B = W^T view)', batch: [2], M: 67, K: 132, N: 45, transB: true, bias: true, act: 'gelu', residual: true, tol: f32 },
   { name: 'linear layout, K = 36 across tiles', batch: [], M: 70, K: 36, N: 130, transB: true, tol: f32 },
+  { name: 'linear layout, one row (pooled vector)', batch: [], M: 1, K: 64, N: 77, transB: true, bias: true, tol: f32 },
+  { name: 'linear layout, 13 rows, N past a 64-column group', batch: [2], M: 13, K: 20, N: 65, transB: true, act: 'gelu', tol: f32 },
   { name: 'linear layout, broadcast weight', batch: [3], M: 17, K: 8, N: 9, transB: true, broadcastB: true, tol: f32 },
   { name: 'large magnitudes', batch: [], M: 33, K: 257, N: 35, scale: 1e3, bias: true, tol: { relL2: 1e-6, atol: 100, rtol: 0 } }, // outputs ~1e7: f32 sums of 257 terms of 1e6,
 ];
@@ -84,9 +86,9 @@ async function reference(c: Case, a: Float32Array, b: Float32Array, bias: Float3
 }
 
 describe('matmul vs onnxruntime', () => {
-  for (const variant of ['tiled', 'tiled_nt', 'rows'] as MatmulVariant[]) {
-    // tiled_nt needs both operands contiguous along K (A row-major, B a transposed [N, K] weight).
-    const eligible = (c: Case) => variant !== 'tiled_nt' || (!!c.transB && !c.transA && c.K % 4 === 0);
+  for (const variant of ['tiled', 'tiled_nt', 'direct_nt', 'rows'] as MatmulVariant[]) {
+    // tiled_nt and direct_nt need both operands contiguous along K (A row-major, B a transposed [N, K] weight).
+    const eligible = (c: Case) => (variant !== 'tiled_nt' && variant !== 'direct_nt') || (!!c.transB && !c.transA && c.K % 4 === 0);
     for (const c of cases.filter(eligible)) {
       it(`${variant}: ${c.name}`, async () => {
         const ctx = gpu();
@@ -133,7 +135,7 @@ describe('matmul vs onnxruntime', () => {
     }
   });
 
-  for (const variant of ['tiled', 'tiled_nt', 'rows'] as MatmulVariant[]) {
+  for (const variant of ['tiled', 'tiled_nt', 'direct_nt', 'rows'] as MatmulVariant[]) {
     it(`${variant}: f16 weights and f16 activations, f32 accumulation`, async () => {
       const ctx = gpu();
       if (!ctx.features.f16) return expect(ctx.features.f16).toBe(false);
