@@ -25,8 +25,8 @@ describe('help and usage', { timeout: CLI_TIMEOUT }, () => {
     expect(none.code).toBe(2);
     expect(none.stdout).toMatch(/^Usage: samclip/);
     expectOneLineError(unknown, 2, /unknown command 'segmnt'/);
-    // semseg and text need SAM-CLIP pipelines and are not registered yet.
-    expect(helps[0]!.stdout).not.toMatch(/\bsemseg\b|^\s+text\b/m);
+    // Every model command is listed in the top-level help.
+    for (const c of ['semseg', 'text', 'demo']) expect(helps[0]!.stdout).toMatch(new RegExp(`^\\s+${c}\\b`, 'm'));
   });
 });
 
