@@ -51,13 +51,8 @@ import { fmtLoad } from './harness/report.js';
 import type { Feeds } from './harness/session.js';
 import { type Timed, type Timing, measureInterleaved } from './harness/timing.js';
 import { type Check, checkOutput, fmtCheck } from './harness/validate.js';
+import { flag, has, runBench } from './harness/cli.js';
 
-const args = process.argv.slice(2);
-const flag = (name: string, dflt: string): string => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1]! : dflt;
-};
-const has = (name: string) => args.includes(name);
 const runs = Number(flag('--runs', '5'));
 const warmup = Number(flag('--warmup', '1'));
 const batches = flag('--batches', '1,16').split(',').map(Number);
@@ -308,10 +303,4 @@ async function main(): Promise<void> {
   await ctx.sync();
 }
 
-main().then(
-  () => process.exit(0),
-  (e: unknown) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+runBench(main);

@@ -40,13 +40,8 @@ import { createOrtWebSession, ortWebAdapter } from './harness/ort-web.js';
 import { fmtLoad } from './harness/report.js';
 import { type Timing, measure } from './harness/timing.js';
 import { type Check, checkOutput, fmtCheck } from './harness/validate.js';
+import { flag, has, runBench } from './harness/cli.js';
 
-const args = process.argv.slice(2);
-const flag = (name: string, dflt: string): string => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1]! : dflt;
-};
-const has = (name: string) => args.includes(name);
 const runs = Number(flag('--runs', '3'));
 const warmup = Number(flag('--warmup', '1'));
 const size = Number(flag('--size', '1024'));
@@ -243,10 +238,4 @@ async function main(): Promise<void> {
   await ctx.sync();
 }
 
-main().then(
-  () => process.exit(0),
-  (e: unknown) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+runBench(main);

@@ -47,13 +47,8 @@ import { readSafetensorsSimple } from '../test/helpers/read-safetensors-simple.j
 import { ourContext } from './harness/dawn.js';
 import { fmtLoad } from './harness/report.js';
 import { type Timing, measureInterleaved, summarize } from './harness/timing.js';
+import { flag, has } from './harness/cli.js';
 
-const args = process.argv.slice(2);
-const flag = (name: string, dflt: string): string => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1]! : dflt;
-};
-const has = (name: string) => args.includes(name);
 const runs = Number(flag('--runs', '3'));
 const warmup = Number(flag('--warmup', '1'));
 const dir = flag('--dir', '/tmp/samclip-bench');
