@@ -10,6 +10,7 @@
  *  - CLIP / OpenCLIP (after a SAM): composite mode, SAM + CLIP as one SAM-CLIP (DESIGN.md 6.4).
  */
 import { GpuContext } from '../../src/gpu/context.js';
+import { REPORTED_LIMITS } from '../../src/gpu/device.js';
 import { GpuUnavailableError } from '../../src/gpu/errors.js';
 import type { ImageU8 } from '../../src/image/image.js';
 import { SamClip, SamClipImageEmbedding, type TemplateChoice } from '../../src/model/samclip/samclip.js';
@@ -80,15 +81,7 @@ const FAMILY_ROLE: Record<Family, string> = {
   'clip-hf': 'CLIP, Hugging Face names (composite with SAM)',
 };
 
-const LIMIT_NAMES = [
-  'maxStorageBufferBindingSize',
-  'maxBufferSize',
-  'maxComputeWorkgroupStorageSize',
-  'maxComputeInvocationsPerWorkgroup',
-  'maxComputeWorkgroupSizeX',
-  'maxComputeWorkgroupsPerDimension',
-  'maxStorageBuffersPerShaderStage',
-] as const;
+const LIMIT_NAMES = REPORTED_LIMITS;
 
 export class Demo {
   readonly timings: Timings;

@@ -159,3 +159,15 @@ export function describeAdapter(info: AdapterDescription): string {
   const parts = [info.vendor, info.architecture, info.device, info.description].filter(Boolean);
   return `${parts.join(' / ')} (${info.runtime})`;
 }
+
+/** The device limits that matter to this engine's kernels, as `samclip doctor` and the demo page report them. */
+export const REPORTED_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupsPerDimension',
+  'maxStorageBuffersPerShaderStage',
+  'minStorageBufferOffsetAlignment',
+] as const;

@@ -9,22 +9,13 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import type { GpuContext } from '../../gpu/context.js';
-import { NO_ADAPTER_HELP, acquireDevice, describeAdapter, loadDawn, type AdapterDescription } from '../../gpu/device.js';
+import { NO_ADAPTER_HELP, REPORTED_LIMITS, acquireDevice, describeAdapter, loadDawn, type AdapterDescription } from '../../gpu/device.js';
 import { withCommon } from '../common.js';
 import type { CliEnv, CommonOptions } from '../env.js';
 import { CliError } from '../errors.js';
 import { formatBytes } from '../output.js';
 
-const LIMITS = [
-  'maxStorageBufferBindingSize',
-  'maxBufferSize',
-  'maxComputeWorkgroupStorageSize',
-  'maxComputeInvocationsPerWorkgroup',
-  'maxComputeWorkgroupSizeX',
-  'maxComputeWorkgroupsPerDimension',
-  'maxStorageBuffersPerShaderStage',
-  'minStorageBufferOffsetAlignment',
-] as const;
+const LIMITS = REPORTED_LIMITS;
 
 export interface DoctorReport {
   ok: boolean;
