@@ -66,3 +66,17 @@ export function expectOk(r: CliResult): void {
  * adapter shared with other jobs can be ten times slower, and a slow machine is not a failure.
  */
 export const CLI_TIMEOUT = 400_000;
+
+/** Count of differing entries, with the first one, for a readable failure. */
+export function expectSame(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string): void {
+  expect(actual.length, `${what}: length`).toBe(expected.length);
+  let diff = 0;
+  let first = -1;
+  for (let i = 0; i < expected.length; i++) {
+    if (actual[i] !== expected[i]) {
+      diff++;
+      if (first < 0) first = i;
+    }
+  }
+  expect(diff, `${what}: ${diff} pixels differ from the library's result (first at index ${first}: ${actual[first]} vs ${expected[first]})`).toBe(0);
+}

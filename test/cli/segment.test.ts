@@ -12,7 +12,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { readImage } from '../../src/io/decode.js';
 import { SamPredictor, type SamImageEmbedding, type SamPrompt } from '../../src/pipelines/sam-predictor.js';
 import { useGpu } from '../helpers/gpu.js';
-import { CLIP_TINY, DOG, SAM_TINY, expectOk, expectOneLineError, samclip, CLI_TIMEOUT } from './helpers.js';
+import { CLIP_TINY, DOG, SAM_TINY, expectOk, expectOneLineError, expectSame, samclip, CLI_TIMEOUT } from './helpers.js';
 
 const gpu = useGpu();
 const tmp = mkdtempSync(join(tmpdir(), 'samclip-segment-'));
@@ -37,18 +37,6 @@ function readMask(path: string): Uint8Array {
   return out;
 }
 
-function expectSameMask(actual: Uint8Array, expected: Uint8Array, what: string): void {
-  let diff = 0;
-  let first = -1;
-  for (let i = 0; i < expected.length; i++) {
-    if (actual[i] !== expected[i]) {
-      diff++;
-      if (first < 0) first = i;
-    }
-  }
-  expect(diff, `${what}: ${diff} pixels differ from the library's mask (first at index ${first})`).toBe(0);
-}
-
 describe('segment', { timeout: CLI_TIMEOUT }, () => {
   it('points: mask and overlay PNGs at the photo size, mask equal to the library result', async () => {
     const out = join(tmp, 'mask.png');
@@ -59,7 +47,7 @@ describe('segment', { timeout: CLI_TIMEOUT }, () => {
     expect(res).toMatchObject({ width: 800, height: 534, out, best: 0, multimask: false, randomWeights: null });
     const prompt: SamPrompt = { points: [[400, 300], [650, 120]], labels: [1, 0] };
     const lib = await predictor.predict(emb, prompt, { multimaskOutput: false });
-    expectSameMask(readMask(out), lib.masks[0]!, 'single mask');
+    expectSame(readMask(out), lib.masks[0]!, 'single mask');
     expect(res.iou).toBeCloseTo(lib.iouPredictions[0]!, 6);
     const ov = PNG.sync.read(readFileSync(overlay));
     expect([ov.width, ov.height, ov.colorType]).toEqual([800, 534, 2]);
@@ -79,10 +67,10 @@ describe('segment', { timeout: CLI_TIMEOUT }, () => {
     expect(res.best).toBe(best);
     expect(res.masks.map((m: { path: string }) => m.path)).toEqual([0, 1, 2].map((i) => join(tmp, `multi-${i}.png`)));
     for (let i = 0; i < 3; i++) {
-      expectSameMask(readMask(join(tmp, `multi-${i}.png`)), lib.masks[i]!, `mask ${i}`);
+      expectSame(readMask(join(tmp, `multi-${i}.png`)), lib.masks[i]!, `mask ${i}`);
       expect(res.masks[i].iou).toBeCloseTo(scores[i]!, 6);
     }
-    expectSameMask(readMask(out), lib.masks[best]!, 'best mask');
+    expectSame(readMask(out), lib.masks[best]!, 'best mask');
   });
 
   it('--random-weights runs on seeded random weights and says so', async () => {

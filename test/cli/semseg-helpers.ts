@@ -6,6 +6,7 @@ import { expect } from 'vitest';
 import { SafetensorsFile } from '../../src/weights/safetensors.js';
 import { type SafetensorsDType, writeSafetensorsFile } from '../../src/weights/safetensors-writer.js';
 import { type CliResult, FIXTURES } from './helpers.js';
+export { expectSame } from './helpers.js';
 
 /** The reference fixtures' tiny SAM-CLIP bundle (seeded random weights, 256-px native input). */
 export const BUNDLE = join(FIXTURES, 'reference', 'samclip', 'samclip_tiny.safetensors');
@@ -43,20 +44,6 @@ export function readMask(path: string, size: [number, number]): Uint8Array {
 export function pngSize(path: string): [number, number] {
   const png = PNG.sync.read(readFileSync(path));
   return [png.width, png.height];
-}
-
-/** Count of differing entries, with the first one, for a readable failure. */
-export function expectSame(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string): void {
-  expect(actual.length, `${what}: length`).toBe(expected.length);
-  let diff = 0;
-  let first = -1;
-  for (let i = 0; i < expected.length; i++) {
-    if (actual[i] !== expected[i]) {
-      diff++;
-      if (first < 0) first = i;
-    }
-  }
-  expect(diff, `${what}: ${diff} pixels differ from the library's result (first at index ${first}: ${actual[first]} vs ${expected[first]})`).toBe(0);
 }
 
 /** A copy of the tiny bundle without the tensors `drop` matches (streamed with the safetensors writer). */
