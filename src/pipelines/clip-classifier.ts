@@ -101,6 +101,27 @@ export interface Classification {
   ranked: ClassScore[];
 }
 
+/** logits_c = scale * image . class_c and their softmax, in double precision (rounded to f32 once). */
+export function zeroShotLogits(image: Float32Array, classes: readonly Float32Array[], scale: number): { logits: Float32Array; probs: Float32Array } {
+  const logits = classes.map((t) => {
+    let d = 0;
+    for (let k = 0; k < t.length; k++) d += t[k]! * image[k]!;
+    return scale * d;
+  });
+  const max = Math.max(...logits);
+  const ex = logits.map((l) => Math.exp(l - max));
+  const sum = ex.reduce((a, b) => a + b, 0);
+  return { logits: Float32Array.from(logits), probs: Float32Array.from(ex, (e) => e / sum) };
+}
+
+/** The classification result: scores in the given order plus the ranking (ties keep the given order). */
+export function rankClasses(labels: readonly string[], { logits, probs }: { logits: Float32Array; probs: Float32Array }): Classification {
+  const ranked = labels
+    .map((label, index) => ({ label, index, prob: probs[index]!, logit: logits[index]! }))
+    .sort((a, b) => b.logit - a.logit || a.index - b.index);
+  return { labels: [...labels], probs, logits, ranked };
+}
+
 /** Validate labels: a non-empty list of distinct, non-blank strings (distinct after CLIP's text normalisation). */
 export function checkLabels(labels: readonly string[]): void {
   if (!Array.isArray(labels)) throw new ClipError(`classify: labels must be an array of strings, got ${typeof labels}`);
@@ -251,19 +272,6 @@ export class ClipClassifier {
     if (!Number.isFinite(scale)) throw new ClipError(`${this.model.weights.file}: the checkpoint has no 'logit_scale'; classification needs it`);
     const classes = await this.classEmbeddings(labels, opts.templates ?? IMAGENET_TEMPLATES);
     const img = await this.encodeImage(image, { size: opts.size });
-    const logits = new Float64Array(labels.length);
-    classes.forEach((t, c) => {
-      let d = 0;
-      for (let k = 0; k < t.length; k++) d += t[k]! * img[k]!;
-      logits[c] = scale * d;
-    });
-    const max = Math.max(...logits);
-    const ex = logits.map((l) => Math.exp(l - max));
-    const sum = ex.reduce((a, b) => a + b, 0);
-    const probs = Float32Array.from(ex, (e) => e / sum);
-    const ranked = labels
-      .map((label, index) => ({ label, index, prob: probs[index]!, logit: logits[index]! }))
-      .sort((a, b) => b.logit - a.logit || a.index - b.index);
-    return { labels: [...labels], probs, logits: Float32Array.from(logits), ranked };
+    return rankClasses(labels, zeroShotLogits(img, classes, scale));
   }
 }

@@ -12,6 +12,7 @@ import type { ImageU8 } from '../image/image.js';
 import { readTensor } from '../kernels/copy.js';
 import type { SamClip, TemplateChoice } from '../model/samclip/samclip.js';
 import { checkClassList } from '../model/samclip/text-embeddings.js';
+import { type Classification, rankClasses, zeroShotLogits } from './clip-classifier.js';
 
 export interface ClassifyOptions {
   /** 'ensemble' (80 ImageNet templates, default), 'single' ("a photo of a {}."), 'name', or a list. */
@@ -20,36 +21,12 @@ export interface ClassifyOptions {
   size?: number;
 }
 
-export interface ClassScore {
-  label: string;
-  index: number;
-  prob: number;
-  logit: number;
-}
+export type { ClassScore, Classification } from './clip-classifier.js';
 
-export interface Classification {
-  /** In the order given. */
-  labels: string[];
-  logits: Float32Array;
-  probs: Float32Array;
-  /** Most probable first (ties keep the given order). */
-  ranked: ClassScore[];
-}
-
-/** logits = scale * pooled . T_c and their softmax (host arithmetic in double). */
+/** logits = scale * pooled . T_c and their softmax (host arithmetic in double); T is [classes, D] flat. */
 export function classificationLogits(pooled: Float32Array, T: Float32Array, classes: number, scale: number): { logits: Float32Array; probs: Float32Array } {
   const D = pooled.length;
-  const logits = new Float32Array(classes);
-  for (let c = 0; c < classes; c++) {
-    let s = 0;
-    for (let d = 0; d < D; d++) s += pooled[d]! * T[c * D + d]!;
-    logits[c] = scale * s;
-  }
-  const m = Math.max(...logits);
-  let z = 0;
-  for (const l of logits) z += Math.exp(l - m);
-  const probs = Float32Array.from(logits, (l) => Math.exp(l - m) / z);
-  return { logits, probs };
+  return zeroShotLogits(pooled, Array.from({ length: classes }, (_, c) => T.subarray(c * D, (c + 1) * D)), scale);
 }
 
 export async function classify(model: SamClip, image: ImageU8, labels: readonly string[], opts: ClassifyOptions = {}): Promise<Classification> {
@@ -65,9 +42,5 @@ export async function classify(model: SamClip, image: ImageU8, labels: readonly 
   } finally {
     pooledT.dispose();
   }
-  const { logits, probs } = classificationLogits(pooled, T, names.length, model.logitScale);
-  const ranked = names
-    .map((label, index) => ({ label, index, prob: probs[index]!, logit: logits[index]! }))
-    .sort((a, b) => b.prob - a.prob || a.index - b.index);
-  return { labels: names, logits, probs, ranked };
+  return rankClasses(names, classificationLogits(pooled, T, names.length, model.logitScale));
 }
