@@ -43,6 +43,8 @@ import sys
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from safetensors_io import read_safetensors, write_safetensors
 from torch import nn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,43 +54,6 @@ SEED = 4242
 OPSET = 17
 
 # ----------------------------------------------------------------------------- safetensors I/O
-
-DT = {'F32': np.float32, 'I32': np.int32, 'I64': np.int64, 'U8': np.uint8, 'F16': np.float16}
-
-
-def read_safetensors(path):
-    with open(path, 'rb') as f:
-        n = struct.unpack('<Q', f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for k, v in header.items():
-        if k == '__metadata__':
-            continue
-        a, b = v['data_offsets']
-        out[k] = np.frombuffer(data[a:b], dtype=DT[v['dtype']]).reshape(v['shape']).copy()
-    return out
-
-
-def write_safetensors(path, tensors, metadata):
-    rev = {np.dtype(v): k for k, v in DT.items()}
-    header = {'__metadata__': metadata}
-    off = 0
-    blobs = []
-    for k in sorted(tensors):
-        a = np.ascontiguousarray(tensors[k])
-        b = a.tobytes()
-        header[k] = {'dtype': rev[a.dtype], 'shape': list(a.shape), 'data_offsets': [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header, separators=(',', ':')).encode()
-    h += b' ' * ((8 - len(h) % 8) % 8)
-    with open(path, 'wb') as f:
-        f.write(struct.pack('<Q', len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-
 
 # ----------------------------------------------------------------------------- the model
 
@@ -239,7 +204,7 @@ def bench_export(weights, outdir, prompts):
     with open(weights, 'rb') as f:
         n = struct.unpack('<Q', f.read(8))[0]
         meta = json.loads(f.read(n)).get('__metadata__', {})
-    sd = read_safetensors(weights)
+    sd, _ = read_safetensors(weights)
     cfg = json.loads(meta.get('clip', '{}'))
     act = meta.get('clip.act', cfg.get('act', 'quick_gelu'))
     vw = sd['visual.conv1.weight'].shape[0]
@@ -291,8 +256,8 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     manifest = json.load(open(os.path.join(REF, 'manifest.json')))['clip']
     tens = manifest['tensors']
-    sd = read_safetensors(os.path.join(REF, 'clip_tiny.weights.safetensors'))
-    ref = read_safetensors(os.path.join(REF, 'clip_tiny.safetensors'))
+    sd, _ = read_safetensors(os.path.join(REF, 'clip_tiny.weights.safetensors'))
+    ref, _ = read_safetensors(os.path.join(REF, 'clip_tiny.safetensors'))
     vh, th = manifest['vision_heads'], manifest['text_heads']
     report = {
         'script': 'tools/export-onnx-clip.py',

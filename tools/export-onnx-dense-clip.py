@@ -30,12 +30,13 @@ import hashlib
 import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from safetensors_io import read_safetensors, write_safetensors
 from torch import nn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,39 +45,6 @@ OUT = os.path.join(ROOT, 'test', 'fixtures', 'onnx', 'dense-clip')
 SEED = 5151
 OPSET = 17
 EPS = 1e-5
-NP = {'F32': np.float32, 'I32': np.int32, 'I64': np.int64, 'U8': np.uint8, 'F16': np.float16}
-
-
-def load_st(path):
-    with open(path, 'rb') as fh:
-        n = struct.unpack('<Q', fh.read(8))[0]
-        head = json.loads(fh.read(n))
-        blob = fh.read()
-    res = {}
-    for name, info in head.items():
-        if name == '__metadata__':
-            continue
-        s, e = info['data_offsets']
-        res[name] = np.frombuffer(blob[s:e], dtype=NP[info['dtype']]).reshape(info['shape']).copy()
-    return res
-
-
-def save_st(path, arrays, meta):
-    names = sorted(arrays)
-    header = {'__metadata__': meta}
-    chunks, pos = [], 0
-    for name in names:
-        a = np.ascontiguousarray(arrays[name], dtype=np.float32)
-        b = a.tobytes()
-        header[name] = {'dtype': 'F32', 'shape': list(a.shape), 'data_offsets': [pos, pos + len(b)]}
-        chunks.append(b)
-        pos += len(b)
-    js = json.dumps(header, separators=(',', ':')).encode()
-    js += b' ' * (-len(js) % 8)
-    with open(path, 'wb') as fh:
-        fh.write(struct.pack('<Q', len(js)) + js + b''.join(chunks))
-
-
 def quick_gelu(x):
     return x * torch.sigmoid(1.702 * x)
 
@@ -213,8 +181,8 @@ def main():
     torch.set_num_threads(2)
     os.makedirs(OUT, exist_ok=True)
     man = json.load(open(os.path.join(REF, 'manifest.json')))['clip']
-    sd = load_st(os.path.join(REF, 'clip_tiny.weights.safetensors'))
-    ref = load_st(os.path.join(REF, 'clip_tiny.safetensors'))
+    sd = read_safetensors(os.path.join(REF, 'clip_tiny.weights.safetensors'))[0]
+    ref = read_safetensors(os.path.join(REF, 'clip_tiny.safetensors'))[0]
     tower = Tower(sd, man['vision_heads'])
     report = {
         'script': 'tools/export-onnx-dense-clip.py',
@@ -281,7 +249,7 @@ def main():
                 entry['ops'] = sorted({n.op_type for n in m.graph.node})
             report['exports'][fname] = entry
             print(f'wrote {path} ({entry["bytes"]} bytes)')
-    save_st(os.path.join(OUT, 'dense_clip_io.safetensors'), io, {'seed': str(SEED), 'script': 'tools/export-onnx-dense-clip.py', 'torch': torch.__version__})
+    write_safetensors(os.path.join(OUT, 'dense_clip_io.safetensors'), io, {'seed': str(SEED), 'script': 'tools/export-onnx-dense-clip.py', 'torch': torch.__version__}, dtype='F32')
     with open(os.path.join(OUT, 'export-report.json'), 'w') as fh:
         json.dump(report, fh, indent=1)
         fh.write('\n')

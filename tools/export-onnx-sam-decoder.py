@@ -32,13 +32,14 @@ official SamOnnxModel before its slicing). `--io` also writes seeded inputs and 
 import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from safetensors_io import read_safetensors, write_safetensors
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 REF = os.path.join(ROOT, 'test', 'fixtures', 'reference')
@@ -48,49 +49,6 @@ SEED = 5151
 
 
 # ---------------------------------------------------------------------------- safetensors
-
-def read_safetensors(path):
-    with open(path, 'rb') as f:
-        n = struct.unpack('<Q', f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    meta = header.pop('__metadata__', {})
-    out = {}
-    for k, e in header.items():
-        b, end = e['data_offsets']
-        raw = data[b:end]
-        dt = e['dtype']
-        if dt == 'F32':
-            a = np.frombuffer(raw, dtype='<f4')
-        elif dt == 'F16':
-            a = np.frombuffer(raw, dtype='<f2').astype(np.float32)
-        elif dt == 'BF16':
-            a = (np.frombuffer(raw, dtype='<u2').astype(np.uint32) << 16).view(np.float32)
-        elif dt == 'U8':
-            a = np.frombuffer(raw, dtype=np.uint8)
-        else:
-            continue
-        out[k] = a.reshape(e['shape']).copy()
-    return out, meta
-
-
-def write_safetensors(path, tensors, metadata):
-    header = {'__metadata__': metadata}
-    blobs = []
-    off = 0
-    for k in sorted(tensors):
-        a = np.ascontiguousarray(tensors[k], dtype='<f4')
-        header[k] = {'dtype': 'F32', 'shape': list(a.shape), 'data_offsets': [off, off + a.nbytes]}
-        blobs.append(a.tobytes())
-        off += a.nbytes
-    text = json.dumps(header, separators=(',', ':')).encode()
-    text += b' ' * ((8 - len(text) % 8) % 8)
-    with open(path, 'wb') as f:
-        f.write(struct.pack('<Q', len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
-
 
 # ---------------------------------------------------------------------------- modules
 
@@ -392,7 +350,7 @@ def check_fixtures(sam, cfg):
     dec = sam.mask_decoder
     with torch.no_grad():
         for photo in manifest['sam']['photos']:
-            t, _ = read_safetensors(os.path.join(REF, photo['file']))
+            t, _ = read_safetensors(os.path.join(REF, photo['file']), float32=True)
             ents = photo['tensors']
             name = 'truck' if 'truck' in photo['file'] else 'dog'
             checks[f'{name}/image_pe'] = ref_check(pe.dense_pe().numpy(), t['image_pe'], ents['image_pe'])
@@ -443,7 +401,7 @@ def versions():
 
 
 def fixtures():
-    w, _ = read_safetensors(os.path.join(REF, 'sam_tiny.weights.safetensors'))
+    w, _ = read_safetensors(os.path.join(REF, 'sam_tiny.weights.safetensors'), float32=True)
     manifest = json.load(open(os.path.join(REF, 'manifest.json')))
     heads = manifest['sam']['config']['decoder_num_heads']
     sam, cfg = build(w, heads)
@@ -492,7 +450,7 @@ def export_cli(args):
     io = args[args.index('--io') + 1] if '--io' in args else None
     batch = int(args[args.index('--batch') + 1]) if '--batch' in args else 1
     heads = int(args[args.index('--heads') + 1]) if '--heads' in args else None
-    w, _ = read_safetensors(src)
+    w, _ = read_safetensors(src, float32=True)
     sam, cfg = build(w, heads)
     torch.manual_seed(SEED)
     c, g = cfg['dim'], cfg['grid']
@@ -508,7 +466,7 @@ def export_cli(args):
             masks, iou = graph(emb, coords, labels)
         write_safetensors(io, {'image_embeddings': emb.numpy(), 'point_coords': coords.numpy(), 'point_labels': labels.numpy(),
                                'low_res_masks': masks.numpy(), 'iou_predictions': iou.numpy()},
-                          {'seed': str(SEED), 'config': json.dumps(cfg), 'versions': json.dumps(versions())})
+                          {'seed': str(SEED), 'config': json.dumps(cfg), 'versions': json.dumps(versions())}, dtype='F32')
     print(f'wrote {out}: {json.dumps(cfg)}')
 
 

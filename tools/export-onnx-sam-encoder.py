@@ -25,13 +25,14 @@ and the check of this re-implementation against the reference fixtures, which mu
 import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from safetensors_io import read_safetensors, write_safetensors
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 REF = os.path.join(ROOT, 'test', 'fixtures', 'reference')
@@ -41,46 +42,6 @@ EPS = 1e-6
 
 
 # ---------------------------------------------------------------------------- safetensors
-
-def read_safetensors(path):
-    with open(path, 'rb') as f:
-        n = struct.unpack('<Q', f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    meta = header.pop('__metadata__', {})
-    out = {}
-    for k, e in header.items():
-        b, end = e['data_offsets']
-        raw = data[b:end]
-        if e['dtype'] == 'F32':
-            a = np.frombuffer(raw, dtype='<f4')
-        elif e['dtype'] == 'F16':
-            a = np.frombuffer(raw, dtype='<f2').astype(np.float32)
-        elif e['dtype'] == 'BF16':
-            a = (np.frombuffer(raw, dtype='<u2').astype(np.uint32) << 16).view(np.float32)
-        else:
-            continue
-        out[k] = a.reshape(e['shape']).copy()
-    return out, meta
-
-
-def write_safetensors(path, tensors, metadata):
-    header = {'__metadata__': metadata}
-    blobs = []
-    off = 0
-    for k in sorted(tensors):
-        a = np.ascontiguousarray(tensors[k], dtype='<f4')
-        header[k] = {'dtype': 'F32', 'shape': list(a.shape), 'data_offsets': [off, off + a.nbytes]}
-        blobs.append(a.tobytes())
-        off += a.nbytes
-    text = json.dumps(header, separators=(',', ':')).encode()
-    text += b' ' * ((8 - len(text) % 8) % 8)
-    with open(path, 'wb') as f:
-        f.write(struct.pack('<Q', len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
-
 
 # ---------------------------------------------------------------------------- the model
 
@@ -281,9 +242,9 @@ def fixtures():
     models = {}
 
     # 1. sam_tiny at its native 256 px.
-    w, _ = read_safetensors(os.path.join(REF, 'sam_tiny.weights.safetensors'))
+    w, _ = read_safetensors(os.path.join(REF, 'sam_tiny.weights.safetensors'), float32=True)
     tiny, cfg = build(w)
-    enc, _ = read_safetensors(os.path.join(REF, 'sam_tiny.encoder.safetensors'))
+    enc, _ = read_safetensors(os.path.join(REF, 'sam_tiny.encoder.safetensors'), float32=True)
     emb, tok = run(tiny, enc['input'])
     ent = manifest['sam']['encoder']['tensors']
     checks['sam_tiny.encoder:image_embedding'] = ref_check(emb, enc['image_embedding'], ent['image_embedding'])
@@ -292,9 +253,9 @@ def fixtures():
     export(tiny, 256, os.path.join(OUT, 'sam_tiny_encoder_256.onnx'))
 
     # 2. The SAM-CLIP bundle's backbone at 160 px (grid 10: bicubic table, rel-pos resize, padded windows).
-    sw, _ = read_safetensors(os.path.join(REF, 'samclip', 'samclip_tiny.safetensors'))
+    sw, _ = read_safetensors(os.path.join(REF, 'samclip', 'samclip_tiny.safetensors'), float32=True)
     back, bcfg = build(sw)
-    syn, _ = read_safetensors(os.path.join(REF, 'samclip', 'samclip_tiny.synthetic.safetensors'))
+    syn, _ = read_safetensors(os.path.join(REF, 'samclip', 'samclip_tiny.synthetic.safetensors'), float32=True)
     st = smanifest['synthetic']['tensors']
     for R in (256, 160, 112):
         _, t = run(back, syn[f'r{R}.input'])
@@ -321,7 +282,7 @@ def fixtures():
         'numpy': np.__version__,
         'opset': str(OPSET),
     }
-    write_safetensors(os.path.join(OUT, 'io.safetensors'), io, meta)
+    write_safetensors(os.path.join(OUT, 'io.safetensors'), io, meta, dtype='F32')
     import onnx
     info = {
         'generator': 'tools/export-onnx-sam-encoder.py',
@@ -349,7 +310,7 @@ def export_cli(args):
     if os.path.exists(out):
         raise SystemExit(f'{out} exists; not overwriting')
     torch.set_num_threads(os.cpu_count() or 1)
-    w, _ = read_safetensors(wpath)
+    w, _ = read_safetensors(wpath, float32=True)
     model, cfg = build(w)
     size = size or cfg['grid'] * cfg['patch']
     export(model, size, out)
@@ -358,7 +319,7 @@ def export_cli(args):
         g = torch.Generator().manual_seed(4242)
         x = torch.randn(1, 3, size, size, generator=g).clamp(-2.5, 2.5).numpy()
         e, t = run(model, x)
-        write_safetensors(iopath, {'input': x, 'image_embedding': e}, {'generator': 'tools/export-onnx-sam-encoder.py', 'weights': os.path.basename(wpath)})
+        write_safetensors(iopath, {'input': x, 'image_embedding': e}, {'generator': 'tools/export-onnx-sam-encoder.py', 'weights': os.path.basename(wpath)}, dtype='F32')
         print(f'wrote {iopath}')
 
 
