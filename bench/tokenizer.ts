@@ -11,21 +11,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ClipTokenizer } from '../src/text/clip-tokenizer.js';
 import { CLIP_BPE_ASSET, findPackageAsset } from '../src/text/clip-tokenizer-node.js';
+import { mulberry32 } from '../src/util/mulberry32.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const templates: string[] = JSON.parse(readFileSync(join(here, '../test/fixtures/clip/imagenet_templates.json'), 'utf8'));
 
-/** mulberry32: small seeded PRNG so every run tokenizes the same text. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SYLLABLES = ['ka', 'ro', 'tel', 'min', 'sha', 'ver', 'lo', 'quin', 'bar', 'dor', 'el', 'ix', 'tra', 'pen', 'gu', 'mo', 'sta', 'fer', 'ly', 'ne'];
 const WORDS = ('the of and to in is was for on that with as by at from his her it an were which are this be or has had ' +
@@ -64,7 +54,7 @@ function paragraph(r: () => number): string {
 }
 
 function buildPrompts(): string[] {
-  const r = rng(1);
+  const r = mulberry32(1);
   const names = Array.from({ length: 1000 }, () => className(r));
   const prompts: string[] = [];
   for (const name of names) for (const t of templates) prompts.push(t.replace('{}', name));
@@ -72,7 +62,7 @@ function buildPrompts(): string[] {
 }
 
 function buildParagraphs(targetBytes: number): string[] {
-  const r = rng(2);
+  const r = mulberry32(2);
   const out: string[] = [];
   let bytes = 0;
   while (bytes < targetBytes) {

@@ -16,6 +16,7 @@
  *     src/model/samclip/label-kernels.ts).
  */
 import { SamclipError } from '../gpu/errors.js';
+import { mulberry32 } from '../util/mulberry32.js';
 
 /** A refinement option that cannot be used. */
 export class RefinementError extends SamclipError {
@@ -106,17 +107,6 @@ export interface ClassPoints {
   coords: [number, number][];
 }
 
-/** mulberry32: a tiny seeded generator for the optional random candidate order. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Points for one class map p [gh * gw] (row-major) on the padded input grid. `inputSize` [h, w] is
@@ -147,7 +137,7 @@ export function selectPoints(
   } else {
     // Fisher-Yates with a per-class stream: the same seed gives the same points for a class
     // whatever the other classes are.
-    const next = rng((opts.seed ^ Math.imul(classIndex + 1, 0x9e3779b1)) >>> 0);
+    const next = mulberry32((opts.seed ^ Math.imul(classIndex + 1, 0x9e3779b1)) >>> 0);
     for (let k = cand.length - 1; k > 0; k--) {
       const r = Math.floor(next() * (k + 1));
       [cand[k], cand[r]] = [cand[r]!, cand[k]!];

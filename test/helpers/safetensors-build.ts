@@ -94,14 +94,5 @@ export function u8Tensor(name: string, shape: number[], values: ArrayLike<number
   return { name, dtype: 'U8', shape, data: Uint8Array.from(values) };
 }
 
-/** Deterministic PRNG (mulberry32) for test data and fuzzing. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG for test data and fuzzing. */
+export { mulberry32 as rng } from '../../src/util/mulberry32.js';
