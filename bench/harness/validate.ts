@@ -1,7 +1,9 @@
 /**
  * Output check of a benchmarked variant against the reference (onnxruntime-node CPU) before it is
- * timed. A plain function rather than test/helpers/compare.ts, which pulls in vitest's `expect`.
+ * timed. Built on test/image/image-compare.ts's diffFloats (test/helpers/compare.ts pulls in vitest's
+ * `expect`).
  */
+import { diffFloats } from '../../test/image/image-compare.js';
 
 export interface Check {
   relL2: number;
@@ -19,28 +21,16 @@ export function checkOutput(actual: ArrayLike<number>, expected: ArrayLike<numbe
   if (actual.length !== expected.length) {
     throw new Error(`output has ${actual.length} elements, the reference ${expected.length}`);
   }
-  let d2 = 0;
-  let e2 = 0;
-  let maxAbs = 0;
-  let worst = 0;
-  let nonFinite = 0;
-  for (let i = 0; i < expected.length; i++) {
-    const a = actual[i]!;
-    const e = expected[i]!;
-    if (!Number.isFinite(a) || !Number.isFinite(e)) {
-      if (!(Object.is(a, e) || (Number.isNaN(a) && Number.isNaN(e)))) nonFinite++;
-      continue;
-    }
-    const d = Math.abs(a - e);
-    d2 += d * d;
-    e2 += e * e;
-    if (d > maxAbs) {
-      maxAbs = d;
-      worst = i;
-    }
-  }
-  const relL2 = e2 > 0 ? Math.sqrt(d2 / e2) : Math.sqrt(d2);
-  return { relL2, maxAbs, worst, actual: actual[worst]!, expected: expected[worst]!, nonFinite, ok: nonFinite === 0 && relL2 <= relL2Max };
+  const d = diffFloats(actual, expected);
+  return {
+    relL2: d.relL2,
+    maxAbs: d.maxAbs,
+    worst: Math.max(d.worst, 0),
+    actual: actual[Math.max(d.worst, 0)]!,
+    expected: expected[Math.max(d.worst, 0)]!,
+    nonFinite: d.nonFinite,
+    ok: d.nonFinite === 0 && d.relL2 <= relL2Max,
+  };
 }
 
 export function fmtCheck(c: Check): string {
