@@ -12,7 +12,7 @@ import { intArg } from '../common.js';
 import type { CliEnv, CommonOptions } from '../env.js';
 import { CliError, UsageError } from '../errors.js';
 import { formatSeconds } from '../output.js';
-import { type ModelKind, REGISTRY, cacheDir, cachedPath } from '../weights/registry.js';
+import { type ModelKind, REGISTRY, type RegistryEntry, cacheDir, cachedPath } from '../weights/registry.js';
 import { checkReadable } from './files.js';
 
 export interface ModelOptions extends CommonOptions {
@@ -47,6 +47,11 @@ export interface ResolvedWeights {
 export function checkDtype(dtype: string): 'f32' | 'f16' {
   if (dtype !== 'f32' && dtype !== 'f16') throw new UsageError(`--dtype must be f32 or f16, got '${dtype}'`);
   return dtype;
+}
+
+/** The first registry entry of `kind` whose file is in the cache. */
+export function firstCached(cache: string, kind: ModelKind): RegistryEntry | null {
+  return REGISTRY.find((e) => e.kind === kind && existsSync(cachedPath(cache, e.name, e.file))) ?? null;
 }
 
 /** The checkpoint to run: --weights, else --random-weights, else the first pulled one of `kind`. */
@@ -85,12 +90,11 @@ export async function resolveWeights(env: CliEnv, opts: ModelOptions, kind: Mode
     env.note(opts, `NOTE: running on seeded random weights (${family}, seed ${opts.seed}); the output is meaningless. For real results: samclip weights pull ${pull}`);
     return { path, source: 'random', randomFamily: family };
   }
-  for (const e of REGISTRY.filter((r) => r.kind === kind)) {
+  const e = firstCached(cache, kind);
+  if (e) {
     const path = cachedPath(cache, e.name, e.file);
-    if (existsSync(path)) {
-      env.note(opts, `using ${e.name} weights from the cache: ${path}`);
-      return { path, source: 'cache', randomFamily: null, ...(e.act ? { act: e.act } : {}) };
-    }
+    env.note(opts, `using ${e.name} weights from the cache: ${path}`);
+    return { path, source: 'cache', randomFamily: null, ...(e.act ? { act: e.act } : {}) };
   }
   const pull = REGISTRY.find((e) => e.kind === kind)!.name;
   throw new CliError(

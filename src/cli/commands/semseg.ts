@@ -19,9 +19,9 @@ import { collect, intArg, numberArg, withCommon } from '../common.js';
 import type { CliEnv, CommonOptions } from '../env.js';
 import { CliError, UsageError } from '../errors.js';
 import { formatTable } from '../output.js';
-import { REGISTRY, type RegistryEntry, cacheDir, cachedPath } from '../weights/registry.js';
+import { cacheDir, cachedPath } from '../weights/registry.js';
 import { checkReadable } from './files.js';
-import { checkDtype, loadPhoto, resolveWeights, stem, step } from './model-common.js';
+import { checkDtype, firstCached, loadPhoto, resolveWeights, stem, step } from './model-common.js';
 
 // ------------------------------------------------------------------------------ shared options
 
@@ -132,12 +132,8 @@ export interface ResolvedSamClip {
   randomFamily: RandomKind | null;
 }
 
-function firstCached(cache: string, kind: 'sam' | 'clip'): RegistryEntry | null {
-  return REGISTRY.find((e) => e.kind === kind && existsSync(cachedPath(cache, e.name, e.file))) ?? null;
-}
-
 /** The public SAM + CLIP checkpoints in the cache (composite mode), when both are there. */
-export function cachedComposite(cacheOption?: string): { sam: string; clip: string; clipAct?: 'gelu'; names: [string, string] } | null {
+export function cachedComposite(cacheOption?: string): { sam: string; clip: string; clipAct?: 'gelu' | 'quick_gelu'; names: [string, string] } | null {
   const cache = cacheDir(cacheOption);
   const sam = firstCached(cache, 'sam');
   const clip = firstCached(cache, 'clip');
@@ -145,8 +141,8 @@ export function cachedComposite(cacheOption?: string): { sam: string; clip: stri
   return {
     sam: cachedPath(cache, sam.name, sam.file),
     clip: cachedPath(cache, clip.name, clip.file),
-    // OpenCLIP DataComp files record no activation, and theirs is exact GELU.
-    ...(clip.name.startsWith('openclip-') ? { clipAct: 'gelu' as const } : {}),
+    // The registry knows the activation of files that do not record it (OpenCLIP DataComp: GELU).
+    ...(clip.act ? { clipAct: clip.act } : {}),
     names: [sam.name, clip.name],
   };
 }
@@ -181,7 +177,7 @@ export async function resolveSamClip(env: CliEnv, opts: SamClipCliOptions): Prom
     const clip = opts.clip ?? cachedPath(cache, clipEntry!.name, clipEntry!.file);
     if (samEntry) env.note(opts, `using ${samEntry.name} weights from the cache: ${sam}`);
     if (clipEntry) env.note(opts, `using ${clipEntry.name} weights from the cache: ${clip}`);
-    return { mode: 'composite', sam, clip, ...(clipEntry?.name.startsWith('openclip-') ? { clipAct: 'gelu' as const } : {}), source: 'file', randomFamily: null };
+    return { mode: 'composite', sam, clip, ...(clipEntry?.act ? { clipAct: clipEntry.act } : {}), source: 'file', randomFamily: null };
   }
   const found = cachedComposite(opts.cache);
   if (!found) {
