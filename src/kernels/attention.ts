@@ -19,8 +19,11 @@
  * memory, one column per lane, rather than to a private array: private arrays indexed by a loop
  * variable are lowered to select ladders by some compilers (Mesa's llvmpipe among them), which
  * made this kernel take minutes to compile. For the same reason the rel-pos terms are computed by
- * a small separate kernel into a [.., Nq, Kh + Kw] buffer (linear in N, not N x N) that the main
- * kernel reads.
+ * a small separate kernel (attention-relpos.ts) into a [.., Nq, Kh + Kw] buffer (linear in N, not
+ * N x N) that the main kernel reads.
+ *
+ * On CPU adapters, long global self-attention goes to attention-chunked.ts instead (matmuls over
+ * query chunks: ~2.3x faster on lavapipe at 4096 tokens); `algorithm` forces either.
  */
 import type { GpuContext } from '../gpu/context.js';
 import type { DType } from '../gpu/dtype.js';
@@ -28,6 +31,8 @@ import { check, fmtShape } from '../gpu/errors.js';
 import { type BindingDecl, FLAT_WG, defineKernel, grid1d } from '../gpu/kernel.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { defineUniforms } from '../gpu/uniforms.js';
+import { chunkedAttention, chunkedEligible } from './attention-chunked.js';
+import { TOKEN_ADDR, relPosTerms, windowsOf } from './attention-relpos.js';
 
 const uniforms = defineUniforms({
   nq: 'u32',
@@ -189,75 +194,6 @@ ${c.rel ? `          x += rel[rel_base + key / u.k_cols] + rel[rel_base + u.rel_
   },
 });
 
-/** Element offset of token n of an operand in window (wy, wx), shared by both kernels. */
-const TOKEN_ADDR = /* wgsl */ `
-fn token_addr(n: u32, cols: u32, wy: u32, wx: u32, s: vec4<u32>) -> u32 {
-  return (wy * u.win_rows + n / cols) * s.z + (wx * u.win_cols + n % cols) * s.w;
-}`;
-
-interface RelConfig {
-  [k: string]: string | number | boolean;
-  q: DType;
-  table: DType;
-}
-
-/**
- * rel[z, head, n, e] = q_n . Rh[qh - e + Kh - 1] for e < Kh, and q_n . Rw[qw - (e - Kh) + Kw - 1]
- * beyond: SAM's decomposed relative-position terms from the unscaled query, one output per thread.
- */
-const relUniforms = defineUniforms({
-  total: 'u32',
-  nq: 'u32',
-  q_cols: 'u32',
-  win_rows: 'u32',
-  win_cols: 'u32',
-  nwx: 'u32',
-  nw: 'u32',
-  heads: 'u32',
-  head_dim: 'u32',
-  rel_kh: 'u32',
-  rel_kw: 'u32',
-  q_off: 'u32',
-  q_str: 'vec4u',
-});
-
-const relKernel = defineKernel({
-  name: 'attention_relpos',
-  uniforms: relUniforms,
-  bindings: (c: RelConfig): BindingDecl[] => [
-    { name: 'q', type: c.q, access: 'read' },
-    { name: 'rel_pos_h', type: c.table, access: 'read' },
-    { name: 'rel_pos_w', type: c.table, access: 'read' },
-    { name: 'rel', type: 'f32', access: 'read_write' },
-  ],
-  source: () => /* wgsl */ `
-${TOKEN_ADDR}
-${FLAT_WG}
-@compute @workgroup_size(64, 1, 1)
-fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_wg(wid, nwg) * 64u + lid.x;
-  if (i >= u.total) { return; }
-  let row_len = u.rel_kh + u.rel_kw;
-  let e = i % row_len;
-  let n = (i / row_len) % u.nq;
-  let head = (i / (row_len * u.nq)) % u.heads;
-  let z = i / (row_len * u.nq * u.heads);
-  let b = z / u.nw;
-  let w = z % u.nw;
-  let qa = u.q_off + b * u.q_str.x + head * u.q_str.y + token_addr(n, u.q_cols, w / u.nwx, w % u.nwx, u.q_str);
-  var s = 0.0;
-  if (e < u.rel_kh) {
-    let row = (n / u.q_cols + u.rel_kh - 1u - e) * u.head_dim;
-    for (var d = 0u; d < u.head_dim; d++) { s += f32(q[qa + d]) * f32(rel_pos_h[row + d]); }
-  } else {
-    let row = (n % u.q_cols + u.rel_kw - 1u - (e - u.rel_kh)) * u.head_dim;
-    for (var d = 0u; d < u.head_dim; d++) { s += f32(q[qa + d]) * f32(rel_pos_w[row + d]); }
-  }
-  rel[i] = s;
-}
-`,
-});
-
 /** How one operand's tokens sit in memory: [batch, head] strides plus a row/column grid. */
 export interface TokenLayout {
   tensor: Tensor;
@@ -289,6 +225,24 @@ export interface AttentionSpec {
   relPos?: { h: Tensor; w: Tensor };
   /** Force the key block size (tests). */
   blockKeys?: number;
+  /**
+   * Force the algorithm (tests, benchmarks): `fused` (the kernel here) or `chunked`
+   * (attention-chunked.ts). Default: chunked for long global self-attention on CPU adapters.
+   */
+  algorithm?: AttentionAlgorithm;
+  /** Force the chunked algorithm's query rows per chunk (tests). */
+  chunkRows?: number;
+}
+
+export type AttentionAlgorithm = 'fused' | 'chunked';
+
+// From this many tokens the chunked algorithm wins on lavapipe (12 heads x 64: 50 tokens fused
+// 8 vs chunked 12 ms; 128 tokens 41 vs 25 ms; 197 104 vs 57 ms; 4096 with rel-pos 16.3 vs ~7 s).
+const CHUNKED_MIN_TOKENS = 128;
+
+function selectAttention(ctx: GpuContext, s: AttentionSpec): AttentionAlgorithm {
+  if (s.algorithm) return s.algorithm;
+  return ctx.tuning.cpuAdapter && s.nq >= CHUNKED_MIN_TOKENS && chunkedEligible(s) ? 'chunked' : 'fused';
 }
 
 /** Key block size that fits workgroup memory: k and v tiles (BK x D) plus scores (BK x BQ). */
@@ -302,7 +256,7 @@ export function attentionCore(ctx: GpuContext, s: AttentionSpec): void {
   check(D % 4 === 0 && D >= 4 && D <= 256, () => `attention: head dim ${D} must be a multiple of 4 in [4, 256]`);
   check(s.nq > 0 && s.nk > 0, () => `attention: empty query (${s.nq}) or key (${s.nk}) set`);
   check(s.nq % s.qCols === 0 && s.nk % s.kCols === 0, () => `attention: token counts ${s.nq}/${s.nk} are not whole grid rows of ${s.qCols}/${s.kCols}`);
-  const win = s.windows ?? { rows: 1, cols: 1, size: [0, 0] as [number, number] };
+  const win = windowsOf(s);
   if (s.relPos) {
     const kh = s.nk / s.kCols;
     const kw = s.kCols;
@@ -315,6 +269,10 @@ export function attentionCore(ctx: GpuContext, s: AttentionSpec): void {
   }
   for (const [name, t] of [['q', s.q], ['k', s.k], ['v', s.v], ['out', s.out]] as const) {
     check(t.offset % 1 === 0 && t.offset >= 0, () => `attention: bad ${name} offset ${t.offset}`);
+  }
+  if (selectAttention(ctx, s) === 'chunked') {
+    chunkedAttention(ctx, s, s.chunkRows);
+    return;
   }
   const bq = 64;
   const bk = s.blockKeys ?? keyBlock(ctx, D, bq);
@@ -335,34 +293,8 @@ export function attentionCore(ctx: GpuContext, s: AttentionSpec): void {
   const z = s.batch * win.rows * win.cols;
   const relKh = s.relPos ? s.nk / s.kCols : 0;
   const relRow = s.relPos ? relKh + s.kCols : 0;
-  let rel: Tensor | null = null;
-  if (s.relPos) {
-    rel = ctx.empty([z, s.heads, s.nq, relRow], 'f32');
-    const total = rel.size;
-    ctx.run(
-      relKernel,
-      { q: s.q.tensor.dtype, table: s.relPos.h.dtype },
-      { q: s.q.tensor, rel_pos_h: s.relPos.h, rel_pos_w: s.relPos.w, rel },
-      {
-        total,
-        nq: s.nq,
-        q_cols: s.qCols,
-        win_rows: win.size[0],
-        win_cols: win.size[1],
-        nwx: win.cols,
-        nw: win.rows * win.cols,
-        heads: s.heads,
-        head_dim: D,
-        rel_kh: relKh,
-        rel_kw: s.kCols,
-        q_off: s.q.offset,
-        q_str: s.q.strides,
-      },
-      grid1d(Math.ceil(total / 64)),
-      { flops: 2 * total * D },
-    );
-    b.rel = rel;
-  }
+  const rel = relPosTerms(ctx, s);
+  if (rel) b.rel = rel;
   const flops = 4 * s.nq * s.nk * D * s.heads * z;
   ctx.run(
     kernel,
@@ -406,6 +338,8 @@ export interface AttentionOptions {
   /** SAM decomposed relative position: tables plus the query/key grid (rows, cols). */
   relPos?: { h: Tensor; w: Tensor; grid: [number, number] };
   blockKeys?: number;
+  algorithm?: AttentionAlgorithm;
+  chunkRows?: number;
 }
 
 function layout4(t: Tensor, name: string, B: number, H: number, N: number, D: number): TokenLayout {
@@ -472,6 +406,8 @@ export function attention(ctx: GpuContext, q: Tensor, k: Tensor, v: Tensor, opts
     bias,
     relPos: opts.relPos ? { h: opts.relPos.h, w: opts.relPos.w } : undefined,
     blockKeys: opts.blockKeys,
+    algorithm: opts.algorithm,
+    chunkRows: opts.chunkRows,
   });
   return out;
 }
@@ -486,7 +422,7 @@ export function gridSelfAttention(
   ctx: GpuContext,
   qkv: Tensor,
   heads: number,
-  opts: { window?: number; relPos?: { h: Tensor; w: Tensor }; scale?: number; blockKeys?: number } = {},
+  opts: Pick<AttentionOptions, 'scale' | 'blockKeys' | 'algorithm' | 'chunkRows'> & { window?: number; relPos?: { h: Tensor; w: Tensor } } = {},
 ): Tensor {
   check(qkv.ndim === 4 && qkv.isContiguous, () => `gridSelfAttention: qkv must be contiguous [B, H, W, 3C], got ${qkv}`);
   const [B, Hg, Wg, C3] = qkv.shape as [number, number, number, number];
@@ -518,6 +454,8 @@ export function gridSelfAttention(
     scale: opts.scale ?? 1 / Math.sqrt(D),
     relPos: opts.relPos,
     blockKeys: opts.blockKeys,
+    algorithm: opts.algorithm,
+    chunkRows: opts.chunkRows,
   });
   return out;
 }

@@ -259,8 +259,78 @@ describe('fused attention vs onnxruntime', () => {
   });
 });
 
-describe('fused attention at SAM ViT-B global-block size', () => {
-  it('4096 tokens x 64 head dim with rel-pos: rel L2 <= 1e-5 vs onnxruntime, no N x N buffer', async () => {
+describe('chunked attention (CPU adapters) vs onnxruntime', () => {
+  // The matmul + in-place softmax algorithm of attention-chunked.ts, forced; small chunkRows give
+  // several chunks and a short last one. N % 4 != 0 covers the padded-key path, a grid width that
+  // is not a multiple of 4 the scalar softmax with rel-pos.
+  const chunked = { algorithm: 'chunked' as const };
+
+  it('plain self-attention, padded keys, 5 chunks, peaked softmax', async () => {
+    const ctx = gpu();
+    const rng = new Rng(41);
+    const [B, H, N, D] = [2, 3, 37, 32];
+    const q = rng.randn(B * H * N * D, 4); // large scores: softmax close to one-hot
+    const k = rng.randn(B * H * N * D);
+    const v = rng.randn(B * H * N * D);
+    const out = attention(ctx, ctx.upload(q, [B, H, N, D]), ctx.upload(k, [B, H, N, D]), ctx.upload(v, [B, H, N, D]), { ...chunked, chunkRows: 8 });
+    expect(out.shape).toEqual([B, N, H, D]);
+    const want = await onnxAttention({ B, H, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D) }, q, k, v);
+    expectClose(await ctx.read(out), want, TOL, 'chunked plain', out.shape);
+  });
+
+  it('q, k, v as strided views of a fused qkv projection', async () => {
+    const ctx = gpu();
+    const rng = new Rng(43);
+    const [B, N, H, D] = [2, 24, 3, 16];
+    const C = H * D;
+    const qkv = rng.randn(B * N * 3 * C);
+    const t = ctx.upload(qkv, [B, N, 3 * C]);
+    const view = (i: number) => t.asStrided([B, H, N, D], [N * 3 * C, D, 3 * C, 1], i * C);
+    const out = attention(ctx, view(0), view(1), view(2), { ...chunked, chunkRows: 16 });
+    const split = (i: number) => {
+      const a = new Float32Array(B * H * N * D);
+      for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let n = 0; n < N; n++) for (let d = 0; d < D; d++) a[((b * H + h) * N + n) * D + d] = qkv[(b * N + n) * 3 * C + i * C + h * D + d]!;
+      return a;
+    };
+    const want = await onnxAttention({ B, H, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D) }, split(0), split(1), split(2));
+    expectClose(await ctx.read(out), want, TOL, 'chunked strided qkv', out.shape);
+  });
+
+  for (const [gh, gw, chunkRows] of [[5, 7, 8], [6, 8, 20]] as const) {
+    it(`SAM rel-pos on a ${gh}x${gw} grid (${gw % 4 === 0 ? 'vec4' : 'scalar'} softmax), grid self-attention, 2 images`, async () => {
+      const ctx = gpu();
+      const rng = new Rng(gh * 100 + gw);
+      const [B, heads, D] = [2, 2, 16];
+      const C = heads * D;
+      const N = gh * gw;
+      const qkv = rng.randn(B * N * 3 * C);
+      const rh = rng.randn((2 * gh - 1) * D, 0.5);
+      const rw = rng.randn((2 * gw - 1) * D, 0.5);
+      const out = gridSelfAttention(ctx, ctx.upload(qkv, [B, gh, gw, 3 * C]), heads, {
+        relPos: { h: ctx.upload(rh, [2 * gh - 1, D]), w: ctx.upload(rw, [2 * gw - 1, D]) },
+        ...chunked,
+        chunkRows,
+      });
+      const split = (i: number) => {
+        const a = new Float32Array(B * heads * N * D);
+        for (let b = 0; b < B; b++) for (let h = 0; h < heads; h++) for (let n = 0; n < N; n++) for (let d = 0; d < D; d++) a[((b * heads + h) * N + n) * D + d] = qkv[(b * N + n) * 3 * C + i * C + h * D + d]!;
+        return a;
+      };
+      const c = { B, H: heads, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D), relPos: { h: rh, w: rw, grid: [gh, gw] as [number, number] } };
+      // ONNX gives [B, N, H, D], which is the grid layout [B, gh, gw, H * D] of the output.
+      expectClose(await ctx.read(out), await onnxAttention(c, split(0), split(1), split(2)), TOL, 'chunked rel-pos', out.shape);
+    });
+  }
+
+  it('refuses what it does not implement (causal mask) with a clear message', () => {
+    const ctx = gpu();
+    const t = ctx.empty([1, 1, 8, 8]);
+    expect(() => attention(ctx, t, t, t, { ...chunked, causal: true })).toThrow(/chunked algorithm takes f32 global self-attention without bias or causal mask/);
+  });
+});
+
+describe('attention at SAM ViT-B global-block size', () => {
+  it('4096 tokens x 64 head dim with rel-pos, both algorithms: rel L2 <= 1e-5 vs onnxruntime, no N x N buffer', async () => {
     const ctx = gpu();
     const rng = new Rng(4096);
     const [B, H, g, D] = [1, 1, 64, 64];
@@ -275,15 +345,20 @@ describe('fused attention at SAM ViT-B global-block size', () => {
     const tv = ctx.upload(v, [B, H, N, D]);
     const trh = ctx.upload(rh, [2 * g - 1, D]);
     const trw = ctx.upload(rw, [2 * g - 1, D]);
-    await ctx.sync();
-    ctx.pool.resetPeak();
-    const before = ctx.poolStats().liveBytes;
-    const out = attention(ctx, tq, tk, tv, { relPos: { h: trh, w: trw, grid: [g, g] } });
-    const got = await ctx.read(out);
-    const extra = ctx.poolStats().peakLiveBytes - before;
-    expect(extra).toBeLessThan(N * N * 4 / 16); // only the output: 1 MiB, far below one 64 MiB score matrix
     const want = await onnxAttention({ B, H, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D), relPos: { h: rh, w: rw, grid: [g, g] } }, q, k, v);
-    const c = expectClose(got, want, { relL2: 1e-5, atol: 1e-3, rtol: 1e-3 }, '4096-token attention', out.shape);
-    console.log(`4096x64 rel-pos attention: rel L2 ${c.relL2.toExponential(2)}, max abs ${c.maxAbs.toExponential(2)}, extra GPU bytes ${extra}`);
+    // Fused: only the output (1 MiB) and the rel terms. Chunked: at most a 48 MiB chunk of scores
+    // plus K/V copies and the rel terms; either way below one 64 MiB N x N score matrix.
+    for (const [algorithm, bound] of [['fused', N * N * 4 / 16], ['chunked', N * N * 4]] as const) {
+      await ctx.sync();
+      ctx.pool.resetPeak();
+      const before = ctx.poolStats().liveBytes;
+      const out = attention(ctx, tq, tk, tv, { relPos: { h: trh, w: trw, grid: [g, g] }, algorithm });
+      const got = await ctx.read(out);
+      const extra = ctx.poolStats().peakLiveBytes - before;
+      expect(extra).toBeLessThan(bound);
+      const c = expectClose(got, want, { relL2: 1e-5, atol: 1e-3, rtol: 1e-3 }, `4096-token attention, ${algorithm}`, out.shape);
+      console.log(`4096x64 rel-pos attention, ${algorithm}: rel L2 ${c.relL2.toExponential(2)}, max abs ${c.maxAbs.toExponential(2)}, extra GPU bytes ${extra}`);
+      out.dispose();
+    }
   });
 });
