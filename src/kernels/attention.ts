@@ -32,7 +32,6 @@ import { type BindingDecl, FLAT_WG, defineKernel, grid1d } from '../gpu/kernel.j
 import type { Tensor } from '../gpu/tensor.js';
 import { defineUniforms } from '../gpu/uniforms.js';
 import { chunkedAttention, chunkedEligible } from './attention-chunked.js';
-import { copy, copyInto } from './copy.js';
 import { TOKEN_ADDR, relPosTerms, windowsOf } from './attention-relpos.js';
 
 const uniforms = defineUniforms({
@@ -433,7 +432,6 @@ export function gridSelfAttention(
   const win = opts.window ?? 0;
   if (win) check(Hg % win === 0 && Wg % win === 0, () => `gridSelfAttention: grid ${Hg}x${Wg} is not padded to multiples of the window ${win}`);
   const [wh, ww] = win ? [win, win] : [Hg, Wg];
-  if (win && windowsChunked(ctx, qkv, win, opts.algorithm)) return chunkedWindows(ctx, qkv, heads, win, opts);
   const out = ctx.empty([B, Hg, Wg, C], qkv.dtype);
   const grid = (t: Tensor, off: number, ch: number): TokenLayout => ({
     tensor: t,
@@ -459,44 +457,5 @@ export function gridSelfAttention(
     algorithm: opts.algorithm,
     chunkRows: opts.chunkRows,
   });
-  return out;
-}
-
-/** Windowed attention by the chunked algorithm: forced, or on CPU adapters for large f32 windows. */
-function windowsChunked(ctx: GpuContext, qkv: Tensor, win: number, algorithm?: AttentionAlgorithm): boolean {
-  if (algorithm) return algorithm === 'chunked';
-  return ctx.tuning.cpuAdapter && win * win >= CHUNKED_MIN_TOKENS && qkv.dtype === 'f32';
-}
-
-/**
- * Windowed grid attention through the chunked algorithm, which takes one global grid per batch:
- * the windows are copied out as a batch of grids ([B, nwy, nwx, win, win, 3C]), attended, and
- * copied back. The two copies are ~60 MB at SAM ViT-B 1024 against ~0.5 s saved per block on
- * lavapipe (25 windows of 196 tokens: 1.33 s fused, 0.81 s chunked; bench/README.md).
- */
-function chunkedWindows(
-  ctx: GpuContext,
-  qkv: Tensor,
-  heads: number,
-  win: number,
-  opts: Pick<AttentionOptions, 'scale' | 'chunkRows'> & { relPos?: { h: Tensor; w: Tensor } },
-): Tensor {
-  const [B, Hg, Wg, C3] = qkv.shape as [number, number, number, number];
-  const C = C3 / 3;
-  const [nwy, nwx] = [Hg / win, Wg / win];
-  // [B, nwy, win, nwx, win, ch] in memory, viewed window-major.
-  const windows = (t: Tensor, ch: number) => t.asStrided([B, nwy, nwx, win, win, ch], [Hg * Wg * ch, win * Wg * ch, win * ch, Wg * ch, ch, 1], t.offset);
-  const inView = windows(qkv, C3);
-  const parts = copy(ctx, inView);
-  inView.dispose();
-  const grids = parts.reshape([B * nwy * nwx, win, win, C3]);
-  parts.dispose();
-  const o = gridSelfAttention(ctx, grids, heads, { relPos: opts.relPos, scale: opts.scale, algorithm: 'chunked', chunkRows: opts.chunkRows });
-  grids.dispose();
-  const out = ctx.empty([B, Hg, Wg, C], qkv.dtype);
-  const src = o.reshape([B, nwy, nwx, win, win, C]);
-  const dst = windows(out, C);
-  copyInto(ctx, src, dst);
-  for (const t of [o, src, dst]) t.dispose();
   return out;
 }
