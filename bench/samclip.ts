@@ -18,6 +18,7 @@
  *
  *   node --import tsx bench/samclip.ts [--runs 3] [--warmup 1] [--dir /tmp/samclip-bench]
  *       [--image truck|dog] [--classes a,b,c,d,e] [--no-composite] [--no-merged] [--no-text-ensemble] [--profile]
+ *       [--ratio-only]
  *
  * Files made once in --dir: sam_vit_b_random.safetensors (seed 0), clip_vit_b16_random.safetensors
  * (seed 0), samclip_vit_b_random.safetensors (assembled: that SAM, that text tower, a random CLIP head,
@@ -127,8 +128,10 @@ async function mergedBench(ctx: GpuContext, bundle: string, clip: ClipModel, img
 
   // --- head-only at 448, by stage
   const seg = model.resolutions.seg;
+  // --ratio-only: skip the per-stage loops, keep the interleaved refined-vs-baseline rounds.
+  const stages = !has('--ratio-only');
   const s448 = { backbone: [] as number[], head: [] as number[], labels: [] as number[] };
-  for (let i = 0; i < warmup + runs; i++) {
+  for (let i = 0; stages && i < warmup + runs; i++) {
     let t = performance.now();
     const tokens = ctx.scope(() => be.tokens(ctx, be.squareInput(ctx, img, seg)));
     await ctx.sync();
@@ -148,10 +151,12 @@ async function mergedBench(ctx: GpuContext, bundle: string, clip: ClipModel, img
       s448.labels.push(l);
     }
   }
-  report(`head-only ${seg}: backbone (resize + preprocess + 12 blocks)`, summarize(s448.backbone));
-  report(`head-only ${seg}: CLIP head (3 global blocks, dense)`, summarize(s448.head));
-  report(`head-only ${seg}: scores + upsample/argmax to ${W}x${H} + readback`, summarize(s448.labels));
-  report(`head-only ${seg}: whole segmentSemantic (text cached)`, await timed(() => model.segmentSemantic(img, CLASSES, segOpts)));
+  if (stages) {
+    report(`head-only ${seg}: backbone (resize + preprocess + 12 blocks)`, summarize(s448.backbone));
+    report(`head-only ${seg}: CLIP head (3 global blocks, dense)`, summarize(s448.head));
+    report(`head-only ${seg}: scores + upsample/argmax to ${W}x${H} + readback`, summarize(s448.labels));
+    report(`head-only ${seg}: whole segmentSemantic (text cached)`, await timed(() => model.segmentSemantic(img, CLASSES, segOpts)));
+  }
 
   // --- refined at 1024, by stage
   const sam = be.sam;
@@ -159,7 +164,7 @@ async function mergedBench(ctx: GpuContext, bundle: string, clip: ClipModel, img
   const g = sam.config.imageEmbeddingSize;
   const st = { backbone: [] as number[], head: [] as number[], prep: [] as number[], decode: [] as number[], post: [] as number[] };
   let decodedCount = 0;
-  for (let i = 0; i < warmup + runs; i++) {
+  for (let i = 0; stages && i < warmup + runs; i++) {
     let t = performance.now();
     const [h, w] = samResizeShape(H, W, S);
     const resized = pilResize(img, w, h, { filter: 'bilinear' });
@@ -198,11 +203,13 @@ async function mergedBench(ctx: GpuContext, bundle: string, clip: ClipModel, img
       st.post.push(tpost);
     }
   }
-  report(`refined ${S}: backbone (resize + preprocess + 12 blocks + neck)`, summarize(st.backbone));
-  report(`refined ${S}: CLIP head (3 global blocks on ${g}x${g}, dense)`, summarize(st.head));
-  report(`refined ${S}: refinement prep (S, fallback labels, P, points, prompts)`, summarize(st.prep));
-  report(`refined ${S}: SAM head decode (${decodedCount} classes)`, summarize(st.decode));
-  report(`refined ${S}: composite labels at ${W}x${H} + readback`, summarize(st.post));
+  if (stages) {
+    report(`refined ${S}: backbone (resize + preprocess + 12 blocks + neck)`, summarize(st.backbone));
+    report(`refined ${S}: CLIP head (3 global blocks on ${g}x${g}, dense)`, summarize(st.head));
+    report(`refined ${S}: refinement prep (S, fallback labels, P, points, prompts)`, summarize(st.prep));
+    report(`refined ${S}: SAM head decode (${decodedCount} classes)`, summarize(st.decode));
+    report(`refined ${S}: composite labels at ${W}x${H} + readback`, summarize(st.post));
+  }
 
   // --- the comparison, interleaved
   const clipEncode = async () => {
