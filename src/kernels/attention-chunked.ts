@@ -15,12 +15,12 @@
  */
 import type { GpuContext } from '../gpu/context.js';
 import { check } from '../gpu/errors.js';
-import { FLAT_WG, defineKernel, grid1d } from '../gpu/kernel.js';
+import { defineKernel, grid1d } from '../gpu/kernel.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { defineUniforms } from '../gpu/uniforms.js';
 import type { AttentionSpec } from './attention.js';
 import { copyInto, pad } from './copy.js';
-import { rowReduceWgsl } from './layernorm.js';
+import { rowKernelHead } from './layernorm.js';
 import { matmul } from './matmul.js';
 
 const uniforms = defineUniforms({
@@ -73,13 +73,7 @@ const softmaxKernel = defineKernel({
     const hmax = c.vec ? 'max(max(m4.x, m4.y), max(m4.z, m4.w))' : 'm4';
     const hsum = c.vec ? 'acc.x + acc.y + acc.z + acc.w' : 'acc';
     return /* wgsl */ `
-${FLAT_WG}
-${rowReduceWgsl(c.wg)}
-@compute @workgroup_size(${c.wg}, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let row = flat_wg(wid, nwg);
-  if (row >= u.rows) { return; }
+${rowKernelHead(c.wg)}
   let nv = u.n / ${W}u;
   let base = row * nv;
 ${c.rel ? `  let head = row / u.chunk;

@@ -86,6 +86,20 @@ export function windowsOf(s: AttentionSpec): { rows: number; cols: number; size:
   return s.windows ?? { rows: 1, cols: 1, size: [0, 0] };
 }
 
+/** The uniform fields that place queries on the window grid, common to both attention kernels. */
+export function gridUniforms(s: AttentionSpec) {
+  const win = windowsOf(s);
+  return {
+    nq: s.nq,
+    q_cols: s.qCols,
+    win_rows: win.size[0],
+    win_cols: win.size[1],
+    nwx: win.cols,
+    nw: win.rows * win.cols,
+    heads: s.heads,
+  };
+}
+
 /** The rel-pos terms of a spec with `relPos`, else null. The caller disposes the result. */
 export function relPosTerms(ctx: GpuContext, s: AttentionSpec): Tensor | null {
   if (!s.relPos) return null;
@@ -100,13 +114,7 @@ export function relPosTerms(ctx: GpuContext, s: AttentionSpec): Tensor | null {
     { q: s.q.tensor, rel_pos_h: s.relPos.h, rel_pos_w: s.relPos.w, rel },
     {
       total,
-      nq: s.nq,
-      q_cols: s.qCols,
-      win_rows: win.size[0],
-      win_cols: win.size[1],
-      nwx: win.cols,
-      nw: win.rows * win.cols,
-      heads: s.heads,
+      ...gridUniforms(s),
       head_dim: s.headDim,
       rel_kh: relKh,
       rel_kw: s.kCols,

@@ -28,11 +28,11 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { DType } from '../gpu/dtype.js';
 import { check, fmtShape } from '../gpu/errors.js';
-import { type BindingDecl, FLAT_WG, defineKernel, grid1d } from '../gpu/kernel.js';
+import { type BindingDecl, defineKernel } from '../gpu/kernel.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { defineUniforms } from '../gpu/uniforms.js';
 import { chunkedAttention, chunkedEligible } from './attention-chunked.js';
-import { TOKEN_ADDR, relPosTerms, windowsOf } from './attention-relpos.js';
+import { TOKEN_ADDR, gridUniforms, relPosTerms, windowsOf } from './attention-relpos.js';
 
 const uniforms = defineUniforms({
   nq: 'u32',
@@ -301,16 +301,10 @@ export function attentionCore(ctx: GpuContext, s: AttentionSpec): void {
     config,
     b,
     {
-      nq: s.nq,
+      ...gridUniforms(s),
       nk: s.nk,
-      q_cols: s.qCols,
       k_cols: s.kCols,
-      win_rows: win.size[0],
-      win_cols: win.size[1],
-      nwx: win.cols,
-      nw: win.rows * win.cols,
       scale: s.scale,
-      heads: s.heads,
       rel_kh: relKh,
       rel_row: relRow,
       q_off: s.q.offset,

@@ -64,6 +64,22 @@ fn wg_max(v: f32, lid: u32) -> f32 {
 }
 
 /**
+ * WGSL of a row kernel up to its body, shared by the row kernels (layernorm, softmax, l2 normalize,
+ * attention softmax): the reductions, optional `helpers`, and an open `main` with one workgroup per
+ * row (`row`, `lid`), rows past `u.rows` returning early. The caller writes the body and the `}`.
+ */
+export function rowKernelHead(wg: number, helpers = ''): string {
+  return /* wgsl */ `${FLAT_WG}
+${rowReduceWgsl(wg)}
+${helpers}
+@compute @workgroup_size(${wg}, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let row = flat_wg(wid, nwg);
+  if (row >= u.rows) { return; }`;
+}
+
+/**
  * Row layout of several same-shaped views: leading dims (collapsed jointly) index rows, the last
  * dim is the row with its own stride per operand. Offsets returned in the strided uniform form.
  */
@@ -126,15 +142,7 @@ const layerNormKernel = defineKernel({
     const w = c.weight === 'none' ? '' : ' * f32(weight[j])';
     const b = c.bias === 'none' ? '' : ' + f32(bias[j])';
     return /* wgsl */ `
-${FLAT_WG}
-${rowReduceWgsl(c.wg)}
-fn load(off_x: u32, off_r: u32, j: u32) -> f32 { return ${load}; }
-
-@compute @workgroup_size(${c.wg}, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let row = flat_wg(wid, nwg);
-  if (row >= u.rows) { return; }
+${rowKernelHead(c.wg, `fn load(off_x: u32, off_r: u32, j: u32) -> f32 { return ${load}; }`)}
   ${stridedIndexWgsl(c.rank, names, 'row')}
   ${fused ? '' : 'let off_r = 0u;'}
   // Work relative to the row's first element: x - pivot is exact for values near the pivot, so

@@ -9,11 +9,11 @@
 import type { GpuContext } from '../gpu/context.js';
 import { type DType, isFloat } from '../gpu/dtype.js';
 import { check } from '../gpu/errors.js';
-import { FLAT_WG, defineKernel, grid1d } from '../gpu/kernel.js';
+import { defineKernel, grid1d } from '../gpu/kernel.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { defineUniforms } from '../gpu/uniforms.js';
 import { stridedFields, stridedIndexWgsl, stridedValues } from './elementwise.js';
-import { rowLayout, rowReduceWgsl, rowWorkgroupSize } from './layernorm.js';
+import { rowKernelHead, rowLayout, rowWorkgroupSize } from './layernorm.js';
 
 interface SoftmaxConfig {
   [k: string]: string | number | boolean;
@@ -41,13 +41,7 @@ const softmaxKernel = defineKernel({
     { name: 'out', type: c.out, access: 'read_write' as const },
   ],
   source: (c: SoftmaxConfig) => /* wgsl */ `
-${FLAT_WG}
-${rowReduceWgsl(c.wg)}
-@compute @workgroup_size(${c.wg}, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let row = flat_wg(wid, nwg);
-  if (row >= u.rows) { return; }
+${rowKernelHead(c.wg)}
   ${stridedIndexWgsl(c.rank, ['x', 'o'], 'row')}
   // Start at -Inf, so that a row of -Inf keeps max = -Inf (and yields NaN like the reference).
   var m = u.neg_inf;

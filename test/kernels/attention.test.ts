@@ -94,6 +94,14 @@ async function onnxAttention(c: RefCase, q: Float32Array, k: Float32Array, v: Fl
   );
 }
 
+/** q (i = 0), k (1) or v (2) as [B, H, N, D] from a fused projection [B, N, 3, H, D]. */
+function splitQkv(qkv: Float32Array, B: number, N: number, H: number, D: number, i: number): Float32Array {
+  const C = H * D;
+  const a = new Float32Array(B * H * N * D);
+  for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let n = 0; n < N; n++) for (let d = 0; d < D; d++) a[((b * H + h) * N + n) * D + d] = qkv[(b * N + n) * 3 * C + i * C + h * D + d]!;
+  return a;
+}
+
 const TOL = { relL2: 1e-5, atol: 1e-4, rtol: 1e-4 };
 
 describe('fused attention vs onnxruntime', () => {
@@ -163,11 +171,7 @@ describe('fused attention vs onnxruntime', () => {
     // [B, N, 3, H, D] -> q/k/v [B, H, N, D] views.
     const view = (i: number) => t.asStrided([B, H, N, D], [N * 3 * C, D, 3 * C, 1], i * C);
     const out = attention(ctx, view(0), view(1), view(2));
-    const split = (i: number) => {
-      const a = new Float32Array(B * H * N * D);
-      for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let n = 0; n < N; n++) for (let d = 0; d < D; d++) a[((b * H + h) * N + n) * D + d] = qkv[(b * N + n) * 3 * C + i * C + h * D + d]!;
-      return a;
-    };
+    const split = (i: number) => splitQkv(qkv, B, N, H, D, i);
     const want = await onnxAttention({ B, H, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D) }, split(0), split(1), split(2));
     expectClose(await ctx.read(out), want, TOL, 'strided qkv', out.shape);
   });
@@ -287,11 +291,7 @@ describe('chunked attention (CPU adapters) vs onnxruntime', () => {
     const t = ctx.upload(qkv, [B, N, 3 * C]);
     const view = (i: number) => t.asStrided([B, H, N, D], [N * 3 * C, D, 3 * C, 1], i * C);
     const out = attention(ctx, view(0), view(1), view(2), { ...chunked, chunkRows: 16 });
-    const split = (i: number) => {
-      const a = new Float32Array(B * H * N * D);
-      for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let n = 0; n < N; n++) for (let d = 0; d < D; d++) a[((b * H + h) * N + n) * D + d] = qkv[(b * N + n) * 3 * C + i * C + h * D + d]!;
-      return a;
-    };
+    const split = (i: number) => splitQkv(qkv, B, N, H, D, i);
     const want = await onnxAttention({ B, H, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D) }, split(0), split(1), split(2));
     expectClose(await ctx.read(out), want, TOL, 'chunked strided qkv', out.shape);
   });
@@ -311,11 +311,7 @@ describe('chunked attention (CPU adapters) vs onnxruntime', () => {
         ...chunked,
         chunkRows,
       });
-      const split = (i: number) => {
-        const a = new Float32Array(B * heads * N * D);
-        for (let b = 0; b < B; b++) for (let h = 0; h < heads; h++) for (let n = 0; n < N; n++) for (let d = 0; d < D; d++) a[((b * heads + h) * N + n) * D + d] = qkv[(b * N + n) * 3 * C + i * C + h * D + d]!;
-        return a;
-      };
+      const split = (i: number) => splitQkv(qkv, B, N, heads, D, i);
       const c = { B, H: heads, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D), relPos: { h: rh, w: rw, grid: [gh, gw] as [number, number] } };
       // ONNX gives [B, N, H, D], which is the grid layout [B, gh, gw, H * D] of the output.
       expectClose(await ctx.read(out), await onnxAttention(c, split(0), split(1), split(2)), TOL, 'chunked rel-pos', out.shape);
