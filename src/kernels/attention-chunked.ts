@@ -1,7 +1,9 @@
 /**
  * Global self-attention on a token grid as matrix products, for CPU adapters (Mesa's lavapipe,
  * SwiftShader): queries are taken in chunks small enough that the chunk's scores for every head,
- * [heads, chunk, N], fit one storage binding (a fraction of N x N, never the whole), and per chunk
+ * [heads, chunk, N], stay within 48 MiB (well inside one storage binding; at SAM's 4096 tokens
+ * that is 1/16 of the [heads, N, N] scores, while a short sequence such as CLIP's 197 tokens fits
+ * in one chunk of 1.9 MB), and per chunk
  *
  *   S = scale * Q_chunk K^T          matmul (direct_nt: keys are contiguous along the head dim)
  *   S = softmax(S + rel_h + rel_w)   in place, one workgroup per row
