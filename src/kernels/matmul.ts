@@ -96,6 +96,22 @@ fn batch_bases(z: u32) -> vec3<u32> {
 }
 `;
 
+const span = (n: number, f: (i: number) => string) => Array.from({ length: n }, (_, i) => f(i));
+const seq = (n: number, f: (i: number) => string, sep = '\n') => span(n, f).join(sep);
+
+/**
+ * WGSL storing register block acc{i}[j] at (rows[i], cols[j]) through the epilogue, skipping
+ * positions outside the output (rows[i], cols[j]: WGSL expressions).
+ */
+function storeBlock(c: MatmulConfig, rows: string[], cols: string[]): string {
+  return rows.map((r, i) => `  {
+    let row = ${r};
+    if (row < u.M) {
+${cols.map((col, j) => `      { let col = ${col}; if (col < u.N) { let o = bases.z + row * u.N + col; ${epilogue(c, 'row', 'col', `acc${i}[${j}]`, 'o')} } }`).join('\n')}
+    }
+  }`).join('\n');
+}
+
 const tiledKernel = defineKernel({
   name: 'matmul',
   uniforms,
@@ -223,12 +239,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     }
     workgroupBarrier();
   }
-${[0, 1, 2, 3].map((i) => `  {
-    let row = row0 + lid.y + ${16 * i}u;
-    if (row < u.M) {
-${[0, 1, 2, 3].map((j) => `      { let col = col0 + lid.x + ${16 * j}u; if (col < u.N) { let o = bases.z + row * u.N + col; ${epilogue(c, 'row', 'col', `acc${i}[${j}]`, 'o')} } }`).join('\n')}
-    }
-  }`).join('\n')}
+${storeBlock(c, span(4, (i) => `row0 + lid.y + ${16 * i}u`), span(4, (j) => `col0 + lid.x + ${16 * j}u`))}
 }
 `,
 });
@@ -275,8 +286,6 @@ const DR = 8; // rows per direct_nt workgroup (shared by its invocations)
 const DC = 4; // columns per direct_nt invocation
 const DWG = 16; // invocations per direct_nt workgroup
 
-const seq = (n: number, f: (i: number) => string, sep = '\n') => Array.from({ length: n }, (_, i) => f(i)).join(sep);
-
 const directNtKernel = defineKernel({
   name: 'matmul',
   uniforms,
@@ -301,12 +310,7 @@ ${seq(DR, (i) => `  var acc${i} = vec4<f32>(0.0);`)}
 ${seq(DC, (j) => `    let w${j} = vec4<f32>(b[bc${j} + kv]);`)}
 ${seq(DR, (i) => `    { let av = vec4<f32>(a[ar${i} + kv]); acc${i} += vec4<f32>(${seq(DC, (j) => `dot(av, w${j})`, ', ')}); }`)}
   }
-${seq(DR, (i) => `  {
-    let row = row0 + ${i}u;
-    if (row < u.M) {
-${seq(DC, (j) => `      { let col = col0 + ${DWG * j}u; if (col < u.N) { let o = bases.z + row * u.N + col; ${epilogue(c, 'row', 'col', `acc${i}[${j}]`, 'o')} } }`)}
-    }
-  }`)}
+${storeBlock(c, span(DR, (i) => `row0 + ${i}u`), span(DC, (j) => `col0 + ${DWG * j}u`))}
 }
 `,
 });
