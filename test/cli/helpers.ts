@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { expect } from 'vitest';
+import { mismatches } from '../helpers/compare.js';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
 export const BIN = join(ROOT, 'bin', 'samclip.mjs');
@@ -70,13 +71,6 @@ export const CLI_TIMEOUT = 400_000;
 /** Count of differing entries, with the first one, for a readable failure. */
 export function expectSame(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string): void {
   expect(actual.length, `${what}: length`).toBe(expected.length);
-  let diff = 0;
-  let first = -1;
-  for (let i = 0; i < expected.length; i++) {
-    if (actual[i] !== expected[i]) {
-      diff++;
-      if (first < 0) first = i;
-    }
-  }
+  const { diff, first } = mismatches(actual, expected);
   expect(diff, `${what}: ${diff} pixels differ from the library's result (first at index ${first}: ${actual[first]} vs ${expected[first]})`).toBe(0);
 }

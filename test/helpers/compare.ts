@@ -103,3 +103,17 @@ export function expectClose(
   if (c.failures > 0) expect.fail(formatComparison(name, c, tol, shape));
   return c;
 }
+
+/** How many entries differ, and the first that does (-1 if none). Lengths must agree. */
+export function mismatches(a: ArrayLike<number>, b: ArrayLike<number>): { diff: number; first: number } {
+  if (a.length !== b.length) throw new Error(`mismatches: lengths ${a.length} and ${b.length}`);
+  let diff = 0;
+  let first = -1;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] !== b[i]) {
+      diff++;
+      if (first < 0) first = i;
+    }
+  }
+  return { diff, first };
+}

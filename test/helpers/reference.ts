@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import { SafetensorsFile } from '../../src/weights/safetensors.js';
-import { compare, formatComparison } from './compare.js';
+import { compare, formatComparison, mismatches } from './compare.js';
 
 export const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
 export const REFERENCE = join(FIXTURES, 'reference');
@@ -86,8 +86,5 @@ export function unpackBits(bytes: Uint8Array, unpackedShape: number[]): Uint8Arr
 
 /** Fraction of equal entries. */
 export function agreement(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) throw new Error(`agreement: lengths ${a.length} and ${b.length}`);
-  let same = 0;
-  for (let i = 0; i < a.length; i++) if (a[i] === b[i]) same++;
-  return same / a.length;
+  return 1 - mismatches(a, b).diff / a.length;
 }

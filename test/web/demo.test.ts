@@ -26,6 +26,7 @@ import type { ImageU8 } from '../../src/image/image.js';
 import { SamClip, type SamClipImageEmbedding } from '../../src/model/samclip/samclip.js';
 import type { SamPrompt } from '../../src/pipelines/sam-predictor.js';
 import { type StaticServer, startStaticServer } from '../../tools/serve-demo.js';
+import { mismatches } from '../helpers/compare.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const CHROMIUM = process.env.SAMCLIP_CHROMIUM ?? '/usr/bin/chromium';
@@ -64,14 +65,7 @@ type Win = { __samclipDemo?: Hooks };
 /** Fraction of equal entries, with a readable summary. */
 function agreement(page: Uint8Array, lib: ArrayLike<number>): { frac: number; diff: number; first: number } {
   expect(page.length, 'mask length').toBe(lib.length);
-  let diff = 0;
-  let first = -1;
-  for (let i = 0; i < lib.length; i++) {
-    if (page[i] !== lib[i]) {
-      diff++;
-      if (first < 0) first = i;
-    }
-  }
+  const { diff, first } = mismatches(page, lib);
   return { frac: 1 - diff / lib.length, diff, first };
 }
 
