@@ -107,7 +107,6 @@ export interface ClassPoints {
   coords: [number, number][];
 }
 
-
 /**
  * Points for one class map p [gh * gw] (row-major) on the padded input grid. `inputSize` [h, w] is
  * the resized image inside the padded square; `patch` the token size in pixels.

@@ -15,8 +15,6 @@ import type { CliEnv, CommonOptions } from '../env.js';
 import { CliError } from '../errors.js';
 import { formatBytes } from '../output.js';
 
-const LIMITS = REPORTED_LIMITS;
-
 export interface DoctorReport {
   ok: boolean;
   node: { version: string; ok: boolean; platform: string };
@@ -108,7 +106,7 @@ export async function runDoctor(): Promise<DoctorReport> {
     report.adapter = { ...acq.info, summary: describeAdapter(acq.info) };
     report.features = [...acq.adapter.features].map(String).sort();
     report.engine = acq.features;
-    for (const k of LIMITS) {
+    for (const k of REPORTED_LIMITS) {
       const v = (acq.device.limits as unknown as Record<string, number | undefined>)[k];
       if (typeof v === 'number') report.limits[k] = v;
     }
