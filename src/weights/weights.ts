@@ -43,8 +43,16 @@ export interface RenameTable {
   ignore?: RegExp[];
 }
 
+/** Matrix storage for a load: the one asked for, else f16 when the context prefers it, else f32. */
+export function weightStorage(ctx: GpuContext, dtype?: 'f32' | 'f16'): 'f32' | 'f16' {
+  return dtype ?? (ctx.useF16 ? 'f16' : 'f32');
+}
+
 export interface LoadWeightsOptions {
-  /** Storage for matrices and convolution kernels; vectors (biases, norms) always stay f32. */
+  /**
+   * Storage for matrices and convolution kernels; vectors (biases, norms) always stay f32.
+   * Default: f16 when the context prefers it (`preferF16` on an adapter with shader-f16), else f32.
+   */
   dtype?: 'f32' | 'f16';
   /** Keep only canonical keys for which this returns true (others count as used). */
   include?: (key: string) => boolean;
@@ -136,11 +144,12 @@ export class Weights {
     opts: LoadWeightsOptions = {},
   ): Promise<Weights> {
     const plan = Weights.plan(source, table, opts);
+    const storage = weightStorage(ctx, opts.dtype);
     const tensors = new Map<string, Tensor>();
     try {
       for (const p of plan.values()) {
         if (opts.include && !opts.include(p.key)) continue;
-        const dtype = opts.dtype === 'f16' && p.shape.length >= 2 ? 'f16' : 'f32';
+        const dtype = storage === 'f16' && p.shape.length >= 2 ? 'f16' : 'f32';
         let t: Tensor;
         if (p.sources.length === 1 && !p.transpose) {
           t = await source.upload(ctx, p.sources[0]!, { dtype });

@@ -8,7 +8,7 @@ import type { GpuContext } from '../../gpu/context.js';
 import { detectFamily, type Family } from '../../weights/families.js';
 import { CLIP_HF_TABLE } from '../../weights/families/clip-hf.js';
 import type { SafetensorsFile } from '../../weights/safetensors.js';
-import { Weights } from '../../weights/weights.js';
+import { Weights, weightStorage } from '../../weights/weights.js';
 import { ClipModel, type ClipModelOptions } from './clip.js';
 import { ClipError } from './config.js';
 
@@ -59,7 +59,7 @@ export async function loadClip(ctx: GpuContext, source: SafetensorsFile, opts: L
   if (opts.family && !source.keys().some((k) => FORCED_SIGNATURE[family].test(k))) {
     throw new ClipError(`${source.name}: family '${family}' was forced, but the file has none of its tower keys (${FORCED_SIGNATURE[family].source}); first keys: ${source.keys().slice(0, 4).join(', ')}`);
   }
-  const dtype = opts.dtype ?? (ctx.useF16 ? 'f16' : 'f32');
+  const dtype = weightStorage(ctx, opts.dtype);
   // A tower left out is not uploaded at all (its tensors count as used).
   const towers = opts.towers ?? 'both';
   const include = towers === 'vision' ? (k: string) => !isTextKey(k) : towers === 'text' ? (k: string) => !k.startsWith('visual.') : undefined;

@@ -107,7 +107,7 @@ export async function loadSamWeights(
     const shapes = plannedShapes(file, family, table, include);
     const config = samConfigFromWeights(shapes, opts.overrides);
     checkSamWeights(shapes, config);
-    const weights = await Weights.load(ctx, file, table, { dtype: opts.dtype ?? (ctx.useF16 ? 'f16' : 'f32'), include });
+    const weights = await Weights.load(ctx, file, table, { dtype: opts.dtype, include });
     return { weights, config };
   } finally {
     if (owned) await file.close();

@@ -482,7 +482,7 @@ export async function loadSamclipBundle(
   const file = typeof src !== 'string' ? src : /^https?:\/\//.test(src) ? await SafetensorsFile.fromUrl(src) : await SafetensorsFile.open(src);
   try {
     const config = validateSamclipBundle(file);
-    const weights = await Weights.load(ctx, file, null, { dtype: opts.dtype ?? (ctx.useF16 ? 'f16' : 'f32') });
+    const weights = await Weights.load(ctx, file, null, { dtype: opts.dtype });
     return { weights, config };
   } finally {
     if (owned) await file.close();
