@@ -1,5 +1,5 @@
 /** One GPU context per test file (Dawn on lavapipe here; any adapter elsewhere). */
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, beforeAll, onTestFinished } from 'vitest';
 import { GpuContext, type ContextOptions } from '../../src/gpu/context.js';
 
 export function useGpu(opts: ContextOptions = {}): () => GpuContext {
@@ -17,4 +17,13 @@ export function useGpu(opts: ContextOptions = {}): () => GpuContext {
     if (!ctx) throw new Error('GPU context not ready');
     return ctx;
   };
+}
+
+/** Run the current test with the CPU-adapter kernel tuning on or off; restored when it finishes. */
+export function withCpuTuning(ctx: GpuContext, cpuAdapter: boolean): void {
+  const saved = ctx.tuning.cpuAdapter;
+  ctx.tuning.cpuAdapter = cpuAdapter;
+  onTestFinished(() => {
+    ctx.tuning.cpuAdapter = saved;
+  });
 }

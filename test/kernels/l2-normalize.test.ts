@@ -1,11 +1,11 @@
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { GpuContext } from '../../src/gpu/context.js';
 import { type DType, fromF16Array, toF16Array } from '../../src/gpu/dtype.js';
 import type { Tensor } from '../../src/gpu/tensor.js';
 import { l2NormalizeCpu } from '../../src/kernels/cpu/l2-normalize.js';
 import { l2Normalize } from '../../src/kernels/l2-normalize.js';
 import { expectClose, type Tolerance } from '../helpers/compare.js';
-import { useGpu } from '../helpers/gpu.js';
+import { useGpu, withCpuTuning } from '../helpers/gpu.js';
 import { type OnnxNode, runOnnx } from '../helpers/onnx.js';
 import { Rng } from '../helpers/random.js';
 
@@ -74,11 +74,7 @@ for (const cpuTuning of [true, false]) describe(`l2Normalize vs onnxruntime (${c
   cases.forEach((c, idx) => {
     it(c.name, async () => {
       const ctx = gpu();
-      const saved = ctx.tuning.cpuAdapter;
-      ctx.tuning.cpuAdapter = cpuTuning;
-      onTestFinished(() => {
-        ctx.tuning.cpuAdapter = saved;
-      });
+      withCpuTuning(ctx, cpuTuning);
       const rng = new Rng(800 + idx);
       const shape = c.perm ? c.perm.map((p) => c.stored[p]!) : c.stored;
       let x = rng.randn(numel(c.stored), c.xScale ?? 1);

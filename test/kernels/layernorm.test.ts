@@ -1,11 +1,11 @@
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { GpuContext } from '../../src/gpu/context.js';
 import { type DType, fromF16Array, toF16Array } from '../../src/gpu/dtype.js';
 import type { Tensor } from '../../src/gpu/tensor.js';
 import { layerNorm2dCpu, layerNormCpu } from '../../src/kernels/cpu/layernorm.js';
 import { layerNorm, layerNorm2d } from '../../src/kernels/layernorm.js';
 import { compare, expectClose, type Tolerance } from '../helpers/compare.js';
-import { useGpu } from '../helpers/gpu.js';
+import { useGpu, withCpuTuning } from '../helpers/gpu.js';
 import { type OnnxConst, type OnnxNode, runModel, buildModel, runOnnx } from '../helpers/onnx.js';
 import { Rng } from '../helpers/random.js';
 
@@ -90,11 +90,7 @@ for (const cpuTuning of [true, false]) describe(`layerNorm vs onnxruntime LayerN
   cases.forEach((c, idx) => {
     it(c.name, async () => {
       const ctx = gpu();
-      const saved = ctx.tuning.cpuAdapter;
-      ctx.tuning.cpuAdapter = cpuTuning;
-      onTestFinished(() => {
-        ctx.tuning.cpuAdapter = saved;
-      });
+      withCpuTuning(ctx, cpuTuning);
       const rng = new Rng(20 + idx);
       const shape = c.perm ? c.perm.map((p) => c.stored[p]!) : c.stored;
       const n = shape[shape.length - 1]!;

@@ -1,11 +1,11 @@
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { GpuContext } from '../../src/gpu/context.js';
 import { type DType, fromF16Array, toF16Array } from '../../src/gpu/dtype.js';
 import type { Tensor } from '../../src/gpu/tensor.js';
 import { softmaxCpu } from '../../src/kernels/cpu/softmax.js';
 import { softmax } from '../../src/kernels/softmax.js';
 import { expectClose, type Tolerance } from '../helpers/compare.js';
-import { useGpu } from '../helpers/gpu.js';
+import { useGpu, withCpuTuning } from '../helpers/gpu.js';
 import { type OnnxNode, runOnnx } from '../helpers/onnx.js';
 import { Rng } from '../helpers/random.js';
 
@@ -73,11 +73,7 @@ for (const cpuTuning of [true, false]) describe(`softmax vs onnxruntime (${cpuTu
   cases.forEach((c, idx) => {
     it(c.name, async () => {
       const ctx = gpu();
-      const saved = ctx.tuning.cpuAdapter;
-      ctx.tuning.cpuAdapter = cpuTuning;
-      onTestFinished(() => {
-        ctx.tuning.cpuAdapter = saved;
-      });
+      withCpuTuning(ctx, cpuTuning);
       const rng = new Rng(200 + idx);
       const shape = c.perm ? c.perm.map((p) => c.stored[p]!) : c.stored;
       const n = c.stored[c.stored.length - 1]!;
