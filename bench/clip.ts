@@ -35,7 +35,7 @@ import type { GpuContext } from '../src/gpu/context.js';
 import type { Tensor } from '../src/gpu/tensor.js';
 import type { ClipModel } from '../src/model/clip/clip.js';
 import { loadClip } from '../src/model/clip/load.js';
-import { IMAGENET_TEMPLATES } from '../src/pipelines/imagenet-templates.js';
+import { IMAGENET_TEMPLATES } from '../src/text/imagenet-templates.js';
 import { loadClipTokenizer } from '../src/text/clip-tokenizer-node.js';
 import { writeRandomWeights } from '../src/weights/random.js';
 import { SafetensorsFile } from '../src/weights/safetensors.js';

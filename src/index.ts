@@ -51,7 +51,7 @@ export {
   type TemplateChoice,
   type SamClipLoadOptions,
   type SamClipCompositeOptions,
-} from './model/samclip/samclip.js';
+} from './pipelines/samclip.js';
 export { SamclipBundleError, SAMCLIP_BUNDLE_FORMAT, validateSamclipBundle, type SamclipConfig } from './model/samclip/bundle.js';
 export type {
   ClassifyOptions as SamClipClassifyOptions,
@@ -60,4 +60,4 @@ export type {
 export type { SemanticSegmentation, SemanticSegmentationOptions } from './pipelines/semantic-segmentation.js';
 export type { TextPromptedOptions, TextPromptedResult } from './pipelines/text-prompted.js';
 export { RefinementError, type RefinementOptions } from './pipelines/refinement.js';
-export { DenseClip, DenseClipError, DENSE_CLIP_METHODS, type DenseClipMethod, type DenseClipOptions } from './pipelines/dense-clip.js';
+export { DenseClip, DenseClipError, DENSE_CLIP_METHODS, type DenseClipMethod, type DenseClipOptions } from './model/clip/dense-clip.js';

@@ -13,7 +13,7 @@ import { GpuContext } from '../../src/gpu/context.js';
 import { REPORTED_LIMITS } from '../../src/gpu/device.js';
 import { GpuUnavailableError } from '../../src/gpu/errors.js';
 import type { ImageU8 } from '../../src/image/image.js';
-import { SamClip, SamClipImageEmbedding, type TemplateChoice } from '../../src/model/samclip/samclip.js';
+import { SamClip, SamClipImageEmbedding, type TemplateChoice } from '../../src/pipelines/samclip.js';
 import type { SemanticSegmentation } from '../../src/pipelines/semantic-segmentation.js';
 import { type SamImageEmbedding, SamPredictor, type SamPrompt } from '../../src/pipelines/sam-predictor.js';
 import { ClipTokenizer } from '../../src/text/clip-tokenizer.js';

@@ -22,7 +22,7 @@ import type { ClipModel } from '../model/clip/clip.js';
 import { ClipError } from '../model/clip/config.js';
 import type { ClipTokenizer } from '../text/clip-tokenizer.js';
 import { clipNormalize } from '../text/text-cleanup.js';
-import { IMAGENET_TEMPLATES } from './imagenet-templates.js';
+import { IMAGENET_TEMPLATES } from '../text/imagenet-templates.js';
 
 export { IMAGENET_TEMPLATES };
 

@@ -27,7 +27,8 @@ import { matmul } from '../kernels/matmul.js';
 import { resizeBilinear } from '../kernels/resize.js';
 import type { Sam } from '../model/sam/sam.js';
 import { BACKGROUND_INDEX, FALLBACK_BIT, labelMap } from '../model/samclip/label-kernels.js';
-import { type SamClip, SamClipImageEmbedding, type TemplateChoice } from '../model/samclip/samclip.js';
+import { SamClipImageEmbedding, type SamClipModel } from './samclip-core.js';
+import type { TemplateChoice } from '../text/imagenet-templates.js';
 import { ClassListError, checkClassList } from '../model/samclip/text-embeddings.js';
 import { type ClassPoints, type RefinementOptions, type RefinementPlan, planRefinement, resolveRefinement, softmaxClasses } from './refinement.js';
 
@@ -188,7 +189,7 @@ function backgroundPrompts(opt: SemanticSegmentationOptions['background']): stri
 // ------------------------------------------------------------------------------ pipeline
 
 export async function segmentSemantic(
-  model: SamClip,
+  model: SamClipModel,
   image: ImageU8 | SamClipImageEmbedding,
   classes: readonly string[],
   opts: SemanticSegmentationOptions = {},

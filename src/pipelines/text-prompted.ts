@@ -15,7 +15,8 @@
 import { readTensor } from '../kernels/copy.js';
 import { resizeBilinear } from '../kernels/resize.js';
 import type { ImageU8 } from '../image/image.js';
-import { type SamClip, SamClipImageEmbedding, type TemplateChoice } from '../model/samclip/samclip.js';
+import { SamClipImageEmbedding, type SamClipModel } from './samclip-core.js';
+import type { TemplateChoice } from '../text/imagenet-templates.js';
 import { ClassListError } from '../model/samclip/text-embeddings.js';
 import { type RefinementOptions, maskPromptLogits, resolveRefinement, selectPoints, softmaxClasses } from './refinement.js';
 import { scoreMaps } from './semantic-segmentation.js';
@@ -49,7 +50,7 @@ export interface TextPromptedResult {
   confident: boolean;
 }
 
-export async function segmentText(model: SamClip, image: ImageU8 | SamClipImageEmbedding, text: string, opts: TextPromptedOptions = {}): Promise<TextPromptedResult> {
+export async function segmentText(model: SamClipModel, image: ImageU8 | SamClipImageEmbedding, text: string, opts: TextPromptedOptions = {}): Promise<TextPromptedResult> {
   if (typeof text !== 'string' || !text.trim()) throw new ClassListError(`segmentText: the text prompt must be a non-empty string, got ${JSON.stringify(text)}`);
   const query = text.trim();
   const negatives = [...(opts.negatives ?? ['background'])];

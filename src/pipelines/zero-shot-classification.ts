@@ -10,7 +10,8 @@
  */
 import type { ImageU8 } from '../image/image.js';
 import { readTensor } from '../kernels/copy.js';
-import type { SamClip, TemplateChoice } from '../model/samclip/samclip.js';
+import type { TemplateChoice } from '../text/imagenet-templates.js';
+import type { SamClipModel } from './samclip-core.js';
 import { checkClassList } from '../model/samclip/text-embeddings.js';
 import { type Classification, rankClasses, zeroShotLogits } from './clip-classifier.js';
 
@@ -29,7 +30,7 @@ export function classificationLogits(pooled: Float32Array, T: Float32Array, clas
   return zeroShotLogits(pooled, Array.from({ length: classes }, (_, c) => T.subarray(c * D, (c + 1) * D)), scale);
 }
 
-export async function classify(model: SamClip, image: ImageU8, labels: readonly string[], opts: ClassifyOptions = {}): Promise<Classification> {
+export async function classify(model: SamClipModel, image: ImageU8, labels: readonly string[], opts: ClassifyOptions = {}): Promise<Classification> {
   const names = checkClassList(labels, 'classify: labels');
   const rgb = model.checkImage(image, 'classify');
   const size = opts.size ?? model.resolutions.cls;

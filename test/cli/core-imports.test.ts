@@ -93,3 +93,68 @@ describe('core library imports', () => {
     expect(io).toEqual(expect.arrayContaining(['jpeg-js', 'pngjs', 'exifr']));
   });
 });
+
+/** Relative imports of a file resolved to paths under src: every one (a type arrow is still an arrow) or the runtime ones. */
+function relativeImports(file: string, only: 'all' | 'runtime' = 'all'): string[] {
+  const source = readFileSync(file, 'utf8');
+  const specs =
+    only === 'runtime'
+      ? runtimeImports(source).map((f) => f.spec)
+      : [...stripComments(source).matchAll(/(?:^|\s)(?:import|export)\s[^'"`;]*?['"](\.[^'"]+)['"]/gm), ...stripComments(source).matchAll(/\bimport\s*\(\s*['"](\.[^'"]+)['"]\s*\)/g)].map((m) => m[1]!);
+  return specs.filter((s) => s.startsWith('.')).map((s) => join(file, '..', s.replace(/\.js$/, '.ts')));
+}
+
+/** The floor of a file under src: the first folder name (cli, pipelines, model, kernels, ...). */
+function floorOf(file: string): string {
+  return relative(SRC, file).split(sep)[0]!;
+}
+
+describe('import layering (DESIGN.md section 2)', () => {
+  const files = tsFiles(SRC);
+  const graph = new Map(files.map((f) => [f, relativeImports(f)]));
+
+  it('arrows run one way: model/ holds network modules and never imports a facade or the CLI', () => {
+    // Floors, top first; a file may import its own floor or any floor below it.
+    const order = ['cli', 'node', 'io', 'pipelines', 'model', 'kernels', 'weights', 'text', 'image', 'util', 'gpu'];
+    const rank = (f: string) => order.indexOf(floorOf(f));
+    const upward: string[] = [];
+    for (const [f, deps] of graph) {
+      for (const d of deps) {
+        const [a, b] = [floorOf(f), floorOf(d)];
+        if (a === 'index.ts' || a === b) continue;
+        // The lower floors (kernels .. gpu) may use each other freely; what must hold is that nothing
+        // at or below model/ reaches up into pipelines/, io/, node/ or cli/.
+        if (rank(f) >= order.indexOf('model') && rank(d) < order.indexOf('model')) upward.push(`${relative(ROOT, f)} -> ${relative(ROOT, d)}`);
+        if (rank(f) === order.indexOf('pipelines') && rank(d) < order.indexOf('pipelines')) upward.push(`${relative(ROOT, f)} -> ${relative(ROOT, d)}`);
+      }
+    }
+    expect(upward, `imports that point up a floor:\n${upward.join('\n')}`).toEqual([]);
+  });
+
+  // Type-only cycles (two kernels sharing a spec type) cost nothing at run time; a runtime cycle
+  // makes module initialisation order matter and bundlers split worse.
+  it('no runtime import cycles in src/', () => {
+    const runtime = new Map(files.map((f) => [f, relativeImports(f, 'runtime')]));
+    const cycles: string[] = [];
+    const state = new Map<string, 'open' | 'done'>();
+    const stack: string[] = [];
+    const visit = (f: string) => {
+      state.set(f, 'open');
+      stack.push(f);
+      for (const d of runtime.get(f) ?? []) {
+        if (!runtime.has(d)) continue;
+        if (state.get(d) === 'open') cycles.push([...stack.slice(stack.indexOf(d)), d].map((p) => relative(SRC, p)).join(' -> '));
+        else if (!state.has(d)) visit(d);
+      }
+      stack.pop();
+      state.set(f, 'done');
+    };
+    for (const f of runtime.keys()) if (!state.has(f)) visit(f);
+    expect(cycles, `import cycles:\n${cycles.join('\n')}`).toEqual([]);
+  });
+
+  it('the checks see real arrows (the scanner is not blind)', () => {
+    const facade = join(SRC, 'pipelines', 'samclip.ts');
+    expect(graph.get(facade)).toEqual(expect.arrayContaining([join(SRC, 'pipelines', 'semantic-segmentation.ts'), join(SRC, 'model', 'samclip', 'backends.ts')]));
+  });
+});

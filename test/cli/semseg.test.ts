@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DecodedImage, readImage } from '../../src/io/decode.js';
 import { loadClip } from '../../src/model/clip/load.js';
-import { SamClip } from '../../src/model/samclip/samclip.js';
+import { SamClip } from '../../src/pipelines/samclip.js';
 import { SafetensorsFile } from '../../src/weights/safetensors.js';
 import { useGpu } from '../helpers/gpu.js';
 import { CLIP_TINY, CLI_TIMEOUT, DOG, SAM_TINY, expectOk, expectOneLineError, samclip } from './helpers.js';

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readImage } from '../../src/io/decode.js';
-import { SamClip } from '../../src/model/samclip/samclip.js';
+import { SamClip } from '../../src/pipelines/samclip.js';
 import { useGpu } from '../helpers/gpu.js';
 import { CLI_TIMEOUT, DOG, expectOk, expectOneLineError, samclip } from './helpers.js';
 import { BUNDLE, expectSame, greyPng, pngSize, readMask, samclipInProcess } from './semseg-helpers.js';

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { samConfigMetadata } from '../../src/model/sam/config.js';
 import { planBundle, randomClipHead } from '../../src/model/samclip/assemble.js';
 import { type SamclipConfig, validateSamclipBundle } from '../../src/model/samclip/bundle.js';
-import { SamClip } from '../../src/model/samclip/samclip.js';
+import { SamClip } from '../../src/pipelines/samclip.js';
 import { clipHfNamesFor } from '../../src/weights/families/clip-hf.js';
 import { SafetensorsFile } from '../../src/weights/safetensors.js';
 import { encodeSafetensors, writeSafetensorsFile } from '../../src/weights/safetensors-writer.js';

@@ -6,9 +6,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readTensor } from '../../src/kernels/copy.js';
-import { SamClip } from '../../src/model/samclip/samclip.js';
+import { SamClip } from '../../src/pipelines/samclip.js';
 import { ClassListError, TextEmbedder, checkClassList } from '../../src/model/samclip/text-embeddings.js';
-import { IMAGENET_TEMPLATES } from '../../src/pipelines/imagenet-templates.js';
+import { IMAGENET_TEMPLATES } from '../../src/text/imagenet-templates.js';
 import type { SafetensorsFile } from '../../src/weights/safetensors.js';
 import { useGpu } from '../helpers/gpu.js';
 import { expectReference, openReference } from '../helpers/reference.js';

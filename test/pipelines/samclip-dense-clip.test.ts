@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readTensor } from '../../src/kernels/copy.js';
 import type { ClipModel } from '../../src/model/clip/clip.js';
-import { DenseClip, type DenseClipMethod, slideOrigins } from '../../src/pipelines/dense-clip.js';
+import { DenseClip, type DenseClipMethod, slideOrigins } from '../../src/model/clip/dense-clip.js';
 import { SafetensorsFile } from '../../src/weights/safetensors.js';
 import { expectClose } from '../helpers/compare.js';
 import { useGpu } from '../helpers/gpu.js';

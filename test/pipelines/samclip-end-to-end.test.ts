@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ImageU8 } from '../../src/image/image.js';
 import { readTensor } from '../../src/kernels/copy.js';
-import { SamClip, type SamClipImageEmbedding } from '../../src/model/samclip/samclip.js';
+import { SamClip, type SamClipImageEmbedding } from '../../src/pipelines/samclip.js';
 import { useGpu } from '../helpers/gpu.js';
 import { FIXTURES, REFERENCE, agreement, expectReference, openReference } from '../helpers/reference.js';
 import { readSafetensorsSimple } from '../helpers/read-safetensors-simple.js';

@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copyInto, readTensor } from '../../src/kernels/copy.js';
 import { labelMap } from '../../src/model/samclip/label-kernels.js';
-import { SamClip } from '../../src/model/samclip/samclip.js';
+import { SamClip } from '../../src/pipelines/samclip.js';
 import { planRefinement, resolveRefinement, softmaxClasses } from '../../src/pipelines/refinement.js';
 import { decodeClasses, finalizeLabels, maskPromptInputs, scoreMaps } from '../../src/pipelines/semantic-segmentation.js';
 import { classificationLogits } from '../../src/pipelines/zero-shot-classification.js';

@@ -23,7 +23,7 @@ import { type Browser, type Page, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.js';
 import type { ImageU8 } from '../../src/image/image.js';
-import { SamClip, type SamClipImageEmbedding } from '../../src/model/samclip/samclip.js';
+import { SamClip, type SamClipImageEmbedding } from '../../src/pipelines/samclip.js';
 import type { SamPrompt } from '../../src/pipelines/sam-predictor.js';
 import { type StaticServer, startStaticServer } from '../../tools/serve-demo.js';
 import { mismatches } from '../helpers/compare.js';

@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import type { DecodedImage } from '../../io/decode.js';
-import type { SamClip, TemplateChoice } from '../../model/samclip/samclip.js';
+import type { SamClip, TemplateChoice } from '../../pipelines/samclip.js';
 import type { SemanticSegmentation } from '../../pipelines/semantic-segmentation.js';
 import { collect, intArg, numberArg, withCommon } from '../common.js';
 import type { CliEnv, CommonOptions } from '../env.js';
@@ -111,7 +111,7 @@ export function repoFile(rel: string): string | null {
 /** Checks the photo before any model work: SAM-CLIP's smallest input (the library checks again). */
 export async function loadSamClipPhoto(path: string): Promise<DecodedImage> {
   const photo = await loadPhoto(path);
-  const { MIN_IMAGE_SIDE } = await import('../../model/samclip/samclip.js');
+  const { MIN_IMAGE_SIDE } = await import('../../pipelines/samclip.js');
   if (photo.width < MIN_IMAGE_SIDE || photo.height < MIN_IMAGE_SIDE) {
     throw new CliError(`${path}: the image is too small (${photo.width}x${photo.height}); SAM-CLIP needs at least ${MIN_IMAGE_SIDE}x${MIN_IMAGE_SIDE} pixels`);
   }
@@ -207,7 +207,7 @@ async function randomWeights(env: CliEnv, opts: SamClipCliOptions, kind: RandomK
 export async function loadSamClip(env: CliEnv, opts: SamClipCliOptions, r: ResolvedSamClip): Promise<{ model: SamClip; dispose: () => void }> {
   const dtype = checkDtype(opts.dtype);
   if (opts.act && opts.act !== 'quick_gelu' && opts.act !== 'gelu') throw new UsageError(`--act must be quick_gelu or gelu, got '${opts.act}'`);
-  const { SamClip } = await import('../../model/samclip/samclip.js');
+  const { SamClip } = await import('../../pipelines/samclip.js');
   const ctx = await env.gpu({ preferF16: dtype === 'f16' });
   if (r.mode === 'merged') {
     const model = await step(env, opts, 'loading the SAM-CLIP bundle', () => SamClip.load(ctx, r.bundle!, { dtype }));

@@ -25,17 +25,17 @@
  * set; the mean is not re-normalised). `windows: 'whole'` instead runs the tower once on the whole
  * input with its position table resized (needs `prepare` for the antialiased default).
  */
-import type { GpuContext } from '../gpu/context.js';
-import { SamclipError, check, fmtShape } from '../gpu/errors.js';
-import type { Tensor } from '../gpu/tensor.js';
-import { conv2d } from '../kernels/conv2d.js';
-import { copy, copyInto, readTensor } from '../kernels/copy.js';
-import { add } from '../kernels/elementwise.js';
-import { l2Normalize } from '../kernels/l2-normalize.js';
-import { layerNorm } from '../kernels/layernorm.js';
-import { linear, matmul } from '../kernels/matmul.js';
-import type { ClipModel } from '../model/clip/clip.js';
-import type { VisionConfig } from '../model/clip/config.js';
+import type { GpuContext } from '../../gpu/context.js';
+import { SamclipError, check, fmtShape } from '../../gpu/errors.js';
+import type { Tensor } from '../../gpu/tensor.js';
+import { conv2d } from '../../kernels/conv2d.js';
+import { copy, copyInto, readTensor } from '../../kernels/copy.js';
+import { add } from '../../kernels/elementwise.js';
+import { l2Normalize } from '../../kernels/l2-normalize.js';
+import { layerNorm } from '../../kernels/layernorm.js';
+import { linear, matmul } from '../../kernels/matmul.js';
+import type { ClipModel } from './clip.js';
+import type { VisionConfig } from './config.js';
 
 export type DenseClipMethod = 'maskclip' | 'value' | 'baseline';
 export const DENSE_CLIP_METHODS: readonly DenseClipMethod[] = ['maskclip', 'value', 'baseline'];

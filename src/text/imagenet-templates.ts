@@ -86,3 +86,14 @@ export const IMAGENET_TEMPLATES: readonly string[] = Object.freeze([
   'a photo of a small {}.',
   'a tattoo of the {}.',
 ]);
+
+/** Template sets by name (or pass your own list, each with one `{}`). */
+export type TemplateChoice = 'ensemble' | 'single' | 'name' | readonly string[];
+
+/** The templates a choice stands for: the 80-template ensemble, one photo template, or the bare name. */
+export function resolveTemplates(t: TemplateChoice | undefined): readonly string[] {
+  if (t === undefined || t === 'ensemble') return IMAGENET_TEMPLATES;
+  if (t === 'single') return ['a photo of a {}.'];
+  if (t === 'name') return ['{}'];
+  return t;
+}

@@ -1,0 +1,209 @@
+/**
+ * SAM-CLIP (arXiv 2310.15308), the user-facing facade: one SAM ViT backbone serving a SAM head
+ * (prompt encoder + mask decoder) and a CLIP head, with a CLIP text tower. Built from a merged
+ * bundle (`SamClip.load`) or from public SAM + CLIP weights (`SamClip.composite`); the networks and
+ * how each mode wires them are in src/model/samclip/backends.ts.
+ *
+ *   const m = await SamClip.load(ctx, 'samclip.safetensors');
+ *   const cls = await m.classify(image, ['dog', 'cat']);
+ *   const seg = await m.segmentSemantic(image, ['dog', 'grass', 'sky'], { refine: true });
+ *   const txt = await m.segmentText(image, 'a red car');
+ *   const emb = await m.embed(image);                        // one backbone pass, both heads
+ *   const r = await m.predictor.predict(emb.sam, { points: [[x, y]], labels: [1] });
+ */
+import type { GpuContext } from '../gpu/context.js';
+import { SamclipError, check } from '../gpu/errors.js';
+import { type ImageU8, ImageError, checkImage, toRgb } from '../image/image.js';
+import { samResizeShape } from '../image/transforms.js';
+import { readTensor } from '../kernels/copy.js';
+import type { ClipModel } from '../model/clip/clip.js';
+import type { ClipAct } from '../model/clip/config.js';
+import { type DenseClipOptions, DenseClip } from '../model/clip/dense-clip.js';
+import { loadClip } from '../model/clip/load.js';
+import { TextTransformer } from '../model/clip/text.js';
+import { Sam } from '../model/sam/sam.js';
+import { CompositeBackend, MergedBackend, type SamClipBackend, type SamClipMode } from '../model/samclip/backends.js';
+import { loadSamclipBundle } from '../model/samclip/bundle.js';
+import { ClipHead } from '../model/samclip/clip-head.js';
+import { TextEmbedder } from '../model/samclip/text-embeddings.js';
+import type { ClipTokenizer } from '../text/clip-tokenizer.js';
+import { type TemplateChoice, resolveTemplates } from '../text/imagenet-templates.js';
+import { SafetensorsFile } from '../weights/safetensors.js';
+import { SamImageEmbedding, SamPredictor } from './sam-predictor.js';
+import { SamClipImageEmbedding, type SamClipModel } from './samclip-core.js';
+import { type SemanticSegmentation, type SemanticSegmentationOptions, segmentSemantic } from './semantic-segmentation.js';
+import { type TextPromptedOptions, type TextPromptedResult, segmentText } from './text-prompted.js';
+import { type Classification, type ClassifyOptions, classify } from './zero-shot-classification.js';
+
+export { SamClipImageEmbedding } from './samclip-core.js';
+export type { SamClipMode } from '../model/samclip/backends.js';
+export type { TemplateChoice } from '../text/imagenet-templates.js';
+
+/** Smallest side (pixels) an input image may have. */
+export const MIN_IMAGE_SIDE = 16;
+
+export interface SamClipLoadOptions {
+  /** GPU storage of matrices (vectors stay f32). Default: f16 when the context prefers it (`preferF16` on an adapter with shader-f16), else f32. */
+  dtype?: 'f32' | 'f16';
+  /** CLIP tokenizer (default: the BPE file shipped in `assets/`, Node only; browsers pass one). */
+  tokenizer?: ClipTokenizer;
+}
+
+export interface SamClipCompositeOptions extends SamClipLoadOptions {
+  /** CLIP activation when the checkpoint cannot tell (OpenAI: quick_gelu, OpenCLIP LAION / DataComp: gelu). */
+  clipAct?: ClipAct;
+  /** Dense CLIP features: method, windows (default MaskCLIP, sliding native-size windows). */
+  dense?: DenseClipOptions;
+  /** Input sizes: `seg` for head-only dense features (default 2x the CLIP input, 448 for ViT-B/16), `cls` for classification (default the CLIP input). */
+  resolutions?: { seg?: number; cls?: number };
+}
+
+async function defaultTokenizer(t?: ClipTokenizer): Promise<ClipTokenizer> {
+  if (t) return t;
+  const { loadClipTokenizer } = await import('../text/clip-tokenizer-node.js');
+  return loadClipTokenizer();
+}
+
+async function openFile(src: string | SafetensorsFile): Promise<{ file: SafetensorsFile; owned: boolean }> {
+  if (typeof src !== 'string') return { file: src, owned: false };
+  return { file: /^https?:\/\//.test(src) ? await SafetensorsFile.fromUrl(src) : await SafetensorsFile.open(src), owned: true };
+}
+
+export class SamClip implements SamClipModel {
+  /** The SAM head on the shared embedding (`embed(image).sam`), or on its own encoder in composite mode. */
+  readonly predictor: SamPredictor;
+
+  private constructor(
+    readonly ctx: GpuContext,
+    readonly backend: SamClipBackend,
+  ) {
+    this.predictor = new SamPredictor(ctx, backend.sam);
+  }
+
+  /** Merged model from a SAM-CLIP bundle (path, URL or open file), validated strictly. */
+  static async load(ctx: GpuContext, src: string | SafetensorsFile, opts: SamClipLoadOptions = {}): Promise<SamClip> {
+    const tokenizer = await defaultTokenizer(opts.tokenizer);
+    const { weights, config } = await loadSamclipBundle(ctx, src, { dtype: opts.dtype });
+    try {
+      // The CLIP parts take their tensors first, so that Sam.create's strictness check (every
+      // tensor of the set used) covers the whole bundle; the SAM image encoder is the backbone.
+      const head = new ClipHead(weights, 'clip_head', config.clipHead);
+      const textTower = new TextTransformer(weights, 'text.', config.text);
+      const logitScale = Math.exp((await readTensor(ctx, weights.get('logit_scale', [])))[0]!);
+      const sam = await Sam.create(ctx, weights, config.sam, { imageEncoder: true, pixelMean: config.pixelMean, pixelStd: config.pixelStd });
+      const text = new TextEmbedder(tokenizer, (c, t) => textTower.forward(c, t, { trim: true }), config.embedDim, config.text.contextLength, config.text.mlpWidth);
+      return new SamClip(ctx, new MergedBackend(config, weights, sam.imageEncoder!, head, sam, textTower, text, logitScale));
+    } catch (e) {
+      weights.dispose();
+      throw e;
+    }
+  }
+
+  /**
+   * Composite mode: public SAM + CLIP checkpoints (paths, URLs, open files, or models already
+   * built). Same pipelines and API as the merged model.
+   */
+  static async composite(
+    ctx: GpuContext,
+    parts: { sam: string | SafetensorsFile | Sam; clip: string | SafetensorsFile | ClipModel },
+    opts: SamClipCompositeOptions = {},
+  ): Promise<SamClip> {
+    const tokenizer = await defaultTokenizer(opts.tokenizer);
+    const sam = parts.sam instanceof Sam ? parts.sam : await Sam.load(ctx, parts.sam, { dtype: opts.dtype });
+    const ownClip = typeof parts.clip === 'string' || parts.clip instanceof SafetensorsFile;
+    let clip: ClipModel | undefined;
+    try {
+      if (!sam.imageEncoder) throw new SamclipError('SamClip.composite: the SAM model needs its image encoder');
+      if (ownClip) {
+        const { file, owned } = await openFile(parts.clip as string | SafetensorsFile);
+        try {
+          clip = await loadClip(ctx, file, { act: opts.clipAct, dtype: opts.dtype });
+        } finally {
+          if (owned) await file.close();
+        }
+      } else {
+        clip = parts.clip as ClipModel;
+      }
+      if (!clip.visual || !clip.text) throw new SamclipError(`${clip.weights.file}: composite mode needs both CLIP towers (vision for dense features, text for class embeddings)`);
+      if (!Number.isFinite(clip.logitScale)) throw new SamclipError(`${clip.weights.file}: no 'logit_scale' in the CLIP checkpoint`);
+      const dense = new DenseClip(ctx, clip);
+      const tcfg = clip.config.text!;
+      const text = new TextEmbedder(tokenizer, (c, t) => clip!.encodeText(c, t, { trim: true }), clip.config.embedDim, tcfg.contextLength, tcfg.mlpWidth);
+      const cls = opts.resolutions?.cls ?? clip.imageSize;
+      const seg = opts.resolutions?.seg ?? 2 * clip.imageSize;
+      const P = clip.config.vision!.patch;
+      check(Number.isInteger(seg) && seg >= P && seg % P === 0, () => `SamClip.composite: resolutions.seg ${seg} must be a positive multiple of the CLIP patch ${P}`);
+      const backend = new CompositeBackend(sam, clip, dense, text, { native: sam.imgSize, seg, cls }, opts.dense ?? {}, { sam: !(parts.sam instanceof Sam), clip: ownClip });
+      dense.windowing(backend.denseOptions); // validate window / stride now
+      return new SamClip(ctx, backend);
+    } catch (e) {
+      if (ownClip) clip?.dispose();
+      if (!(parts.sam instanceof Sam)) sam.dispose();
+      throw e;
+    }
+  }
+
+  get mode(): SamClipMode {
+    return this.backend.mode;
+  }
+
+  get resolutions(): { native: number; seg: number; cls: number } {
+    return this.backend.resolutions;
+  }
+
+  get embedDim(): number {
+    return this.backend.embedDim;
+  }
+
+  /** exp(logit_scale): the multiplier of cosine similarities. */
+  get logitScale(): number {
+    return this.backend.logitScale;
+  }
+
+  /** An RGB copy of an input image, checked (size, channels). */
+  checkImage(image: ImageU8, what: string): ImageU8 {
+    checkImage(image, what);
+    if (image.width < MIN_IMAGE_SIDE || image.height < MIN_IMAGE_SIDE) {
+      throw new ImageError(`${what}: the image is too small (${image.width}x${image.height}); SAM-CLIP needs at least ${MIN_IMAGE_SIDE}x${MIN_IMAGE_SIDE} pixels`);
+    }
+    const S = this.resolutions.native;
+    const p = this.backend.sam.config.patchSize;
+    const [h, w] = samResizeShape(image.height, image.width, S);
+    if (h < p || w < p) {
+      throw new ImageError(`${what}: the ${image.width}x${image.height} image is too narrow: resized to the ${S}-px input it is ${w}x${h}, under one ${p}-px patch`);
+    }
+    return toRgb(image);
+  }
+
+  /** Class embeddings T [C, D] (unit norm, host), cached per template set and class. */
+  classEmbeddings(classes: readonly string[], opts: { templates?: TemplateChoice } = {}): Promise<Float32Array> {
+    return this.backend.text.classEmbeddings(this.ctx, classes, resolveTemplates(opts.templates));
+  }
+
+  /** One native-size pass: the SAM head's embedding and the CLIP features on the same grid. */
+  async embed(image: ImageU8): Promise<SamClipImageEmbedding> {
+    const rgb = this.checkImage(image, 'SamClip.embed');
+    const out = await this.backend.native(this.ctx, rgb);
+    await this.ctx.sync();
+    return new SamClipImageEmbedding(new SamImageEmbedding(out.embedding, [rgb.height, rgb.width], out.inputSize), out.dense);
+  }
+
+  /** Zero-shot classification (DESIGN.md 6.3). */
+  classify(image: ImageU8, labels: readonly string[], opts: ClassifyOptions = {}): Promise<Classification> {
+    return classify(this, image, labels, opts);
+  }
+
+  /** Zero-shot semantic segmentation, head-only or refined with the SAM head (DESIGN.md 6.4). */
+  segmentSemantic(image: ImageU8 | SamClipImageEmbedding, classes: readonly string[], opts: SemanticSegmentationOptions = {}): Promise<SemanticSegmentation> {
+    return segmentSemantic(this, image, classes, opts);
+  }
+
+  /** Text-prompted instance masks: "the dog" -> its best region -> SAM masks (DESIGN.md 6.5). */
+  segmentText(image: ImageU8 | SamClipImageEmbedding, text: string, opts: TextPromptedOptions = {}): Promise<TextPromptedResult> {
+    return segmentText(this, image, text, opts);
+  }
+
+  dispose(): void {
+    this.backend.dispose();
+  }
+}
