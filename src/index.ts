@@ -1,5 +1,7 @@
 /** samclip-webgpu: SAM, CLIP and SAM-CLIP on WebGPU with hand-written WGSL kernels. */
-export { GpuContext, type ContextOptions, type BindingRange } from './gpu/context.js';
+export { GpuContext, TensorTask, type ContextOptions, type BindingRange } from './gpu/context.js';
+export type { Progress, ProgressOptions } from './gpu/pacer.js';
+export { latestWins } from './util/latest-wins.js';
 export { acquireDevice, loadDawn, describeAdapter, type DeviceOptions, type AdapterDescription } from './gpu/device.js';
 export { Tensor } from './gpu/tensor.js';
 export type { DType } from './gpu/dtype.js';

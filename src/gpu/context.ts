@@ -7,7 +7,7 @@ import { BufferPool, type PoolStats } from './buffer-pool.js';
 import { debugFlags } from './debug.js';
 import { acquireDevice, describeAdapter, type AdapterDescription, type DeviceOptions } from './device.js';
 import { BYTES, type DType, fromF16Array, toF16Array } from './dtype.js';
-import { GpuError, ShapeError, fmtShape } from './errors.js';
+import { DeviceLostError, GpuError, ShapeError, fmtShape } from './errors.js';
 import type { KernelConfig, KernelDef } from './kernel.js';
 import { PipelineCache } from './pipeline-cache.js';
 import { type KernelCost, Profiler } from './profiler.js';
@@ -48,8 +48,14 @@ export class GpuContext implements StorageOwner {
   private batchKernels: string[] = [];
   private readonly errorChecks: Promise<GpuError | null>[] = [];
   private readonly asyncErrors: GpuError[] = [];
-  private lost: GpuError | null = null;
+  private lostError: DeviceLostError | null = null;
   private destroyed = false;
+  /**
+   * Resolves when the device is gone: lost (driver reset, GPU removed, `device.destroy()`) or
+   * destroyed through `destroy()`. From then on every call rejects with a DeviceLostError; create a
+   * new context and load the models again.
+   */
+  readonly lost: Promise<{ reason: DeviceLostError['reason']; message: string }>;
   private readonly scopes: Tensor[][] = [];
   private readonly stagePath: string[] = [];
   private uniformChunks: { buffer: GPUBuffer; data: ArrayBuffer; used: number }[] = [];
@@ -87,8 +93,12 @@ export class GpuContext implements StorageOwner {
       ev.preventDefault?.();
       this.asyncErrors.push(new GpuError(`GPU error: ${ev.error.message}`));
     };
-    void device.lost.then((info) => {
-      if (!this.destroyed) this.lost = new GpuError(`GPU device lost (${info.reason}): ${info.message}`);
+    this.lost = device.lost.then((info) => {
+      if (!this.lostError) {
+        const reason = info.reason === 'destroyed' ? 'destroyed' : 'unknown';
+        this.lostError = new DeviceLostError(`the GPU device was lost (${info.reason}${info.message ? `: ${info.message}` : ''}); create a new GpuContext and load the models again`, reason);
+      }
+      return { reason: this.lostError.reason, message: this.lostError.message };
     });
     if ((options.profile || debugFlags.profile) && features.timestamps) this.profiler = new Profiler(device);
   }
@@ -171,6 +181,7 @@ export class GpuContext implements StorageOwner {
 
   /** Download a contiguous tensor (f16 is widened to f32). */
   async read(t: Tensor): Promise<Float32Array | Int32Array | Uint32Array> {
+    this.assertUsable();
     if (!t.isContiguous) throw new ShapeError(`read: ${t} is a strided view; make it contiguous first`);
     const elem = BYTES[t.dtype];
     const start = t.offset * elem;
@@ -188,8 +199,11 @@ export class GpuContext implements StorageOwner {
     try {
       await staging.mapAsync(MapMode.READ);
     } catch (e) {
+      staging.destroy();
+      this.assertUsable(); // a lost device rejects the map: name the loss, not the symptom
       await this.sync();
-      throw new GpuError(`readback of ${t} failed: ${(e as Error).message}`);
+      const err = e as Error;
+      throw new GpuError(`readback of ${t} failed: ${err.name}${err.message ? `: ${err.message}` : ''}`);
     }
     const raw = staging.getMappedRange().slice(start - a0, end - a0);
     staging.destroy();
@@ -213,6 +227,21 @@ export class GpuContext implements StorageOwner {
    * Tensors in the result (a tensor, or arrays / plain objects holding tensors) move to the parent scope.
    */
   scope<T>(fn: () => T): T {
+    return this.syncScope(fn, undefined);
+  }
+
+  /**
+   * Tensors owned by one asynchronous call. `task.run(fn)` is a scope whose surviving tensors
+   * belong to the task (not to any enclosing scope) until `task.dispose()`. Unlike `scopeAsync`,
+   * tasks are safe when calls overlap: every scope stays synchronous, so no other call's tensors
+   * can land in it. The library's own async calls (encode, predict, ...) use tasks.
+   */
+  task(): TensorTask {
+    return new TensorTask(this);
+  }
+
+  /** A synchronous scope; survivors go to `into` when given, else to the enclosing scope. */
+  syncScope<T>(fn: () => T, into: Tensor[] | undefined): T {
     this.scopes.push([]);
     let result: T;
     try {
@@ -222,15 +251,19 @@ export class GpuContext implements StorageOwner {
       throw e;
     }
     if (result instanceof Promise) {
-      throw new Error('scope(): use scopeAsync for async functions');
+      this.closeScope(undefined);
+      throw new Error('scope(): the function returned a promise; use ctx.task() for async work');
     }
-    this.closeScope(result);
+    this.closeScope(result, into);
     return result;
   }
 
+  /**
+   * Like `scope` for an async function, for sequential scripts: every tensor created while it is
+   * open, by anyone, is attributed to it. Do not use it while other calls on this context may be
+   * in flight (use `task()`); the library never does.
+   */
   async scopeAsync<T>(fn: () => Promise<T>): Promise<T> {
-    // Async scopes must not interleave with other scopes on this context; they are meant for
-    // sequential pipelines (encode, read back, continue).
     this.scopes.push([]);
     const depth = this.scopes.length;
     let result: T;
@@ -245,11 +278,11 @@ export class GpuContext implements StorageOwner {
     return result;
   }
 
-  private closeScope(result: unknown): void {
+  private closeScope(result: unknown, into?: Tensor[]): void {
     const created = this.scopes.pop()!;
     const keep = new Set<Tensor>();
     collectTensors(result, keep, 0);
-    const parent = this.scopes[this.scopes.length - 1];
+    const parent = into ?? this.scopes[this.scopes.length - 1];
     for (const t of created) {
       if (keep.has(t) || t.persistent) parent?.push(t);
       else t.dispose();
@@ -370,12 +403,13 @@ export class GpuContext implements StorageOwner {
    * are usually its consequences, are dropped, so the context is clean afterwards.
    */
   async sync(): Promise<void> {
+    this.assertUsable();
     this.flush();
     const compile = await this.pipelines.checkCompiles().then(() => null, (e: unknown) => e as Error);
     await this.device.queue.onSubmittedWorkDone();
     const checks = await Promise.all(this.errorChecks.splice(0));
     const asyncErr = this.asyncErrors.splice(0)[0];
-    const err = compile ?? checks.find((e) => e !== null) ?? asyncErr ?? this.lost;
+    const err = this.lostError ?? compile ?? checks.find((e) => e !== null) ?? asyncErr;
     if (this.profiler) await this.profiler.collect().catch(() => undefined);
     if (err) throw err;
     if (this.profiler && debugFlags.level >= 1 && this.profiler.records.length) {
@@ -399,8 +433,9 @@ export class GpuContext implements StorageOwner {
 
   destroy(): void {
     if (this.destroyed) return;
-    this.flush();
+    if (!this.lostError) this.flush();
     this.destroyed = true;
+    this.lostError ??= new DeviceLostError('the GPU context was destroyed (destroy() was called); create a new GpuContext and load the models again', 'context-destroyed');
     this.profiler?.destroy();
     this.pool.trim();
     this.device.destroy();
@@ -408,9 +443,9 @@ export class GpuContext implements StorageOwner {
 
   // ---------------------------------------------------------------- internals
 
-  private assertUsable(): void {
-    if (this.destroyed) throw new GpuError('the GPU context was destroyed');
-    if (this.lost) throw this.lost;
+  /** Throws the DeviceLostError once the context was destroyed or its device lost. */
+  assertUsable(): void {
+    if (this.lostError) throw this.lostError;
   }
 
   private openBatch(): void {
@@ -449,6 +484,29 @@ export class GpuContext implements StorageOwner {
     const offset = chunk.used;
     chunk.used += size;
     return { chunk, offset };
+  }
+}
+
+/** See `GpuContext.task()`. */
+export class TensorTask {
+  private readonly owned: Tensor[] = [];
+
+  constructor(private readonly ctx: GpuContext) {}
+
+  /** A synchronous scope: temporaries are freed at its end, the tensors in its result kept by this task. */
+  run<T>(fn: () => T): T {
+    return this.ctx.syncScope(fn, this.owned);
+  }
+
+  /** Hand a tensor made elsewhere to this task. */
+  own<T extends Tensor>(t: T): T {
+    this.owned.push(t);
+    return t;
+  }
+
+  /** Free every tensor the task holds (persistent ones, such as embeddings, stay). */
+  dispose(): void {
+    for (const t of this.owned.splice(0)) if (!t.persistent) t.dispose();
   }
 }
 

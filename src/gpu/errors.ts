@@ -14,6 +14,34 @@ export class GpuError extends SamclipError {
   override name = 'GpuError';
 }
 
+/**
+ * The context can no longer run work: `destroy()` was called on it, or the device was lost (driver
+ * reset, GPU removed, `device.destroy()`). `reason` is WebGPU's (`'destroyed'` or `'unknown'`).
+ * Create a new context and load the models again.
+ */
+export class DeviceLostError extends GpuError {
+  override name = 'DeviceLostError';
+  constructor(
+    message: string,
+    readonly reason: 'destroyed' | 'unknown' | 'context-destroyed',
+  ) {
+    super(message);
+  }
+}
+
+/** A long call was cancelled through its AbortSignal; nothing it made is left behind. */
+export class AbortError extends SamclipError {
+  override name = 'AbortError';
+}
+
+/** Throws an AbortError (with the signal's reason) when the signal has fired. */
+export function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
+  if (!signal?.aborted) return;
+  const r: unknown = signal.reason;
+  const why = r instanceof Error ? r.message : r === undefined ? 'aborted' : String(r);
+  throw new AbortError(`${what}: cancelled (${why})`);
+}
+
 /** A WGSL module failed to compile: carries the compiler's messages with line:col and the source. */
 export class WgslCompileError extends SamclipError {
   override name = 'WgslCompileError';

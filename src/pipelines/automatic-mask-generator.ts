@@ -17,6 +17,7 @@
  * stability counts are a GPU reduction and the binary masks come back bit-packed. Boxes, NMS,
  * RLE and connected components run on the CPU.
  */
+import { Pacer, type ProgressOptions } from '../gpu/pacer.js';
 import { type ImageU8, checkImage, cropImage, toRgb } from '../image/image.js';
 import { applyCoords } from '../image/transforms.js';
 import { gatherRows } from '../kernels/gather.js';
@@ -101,6 +102,9 @@ const DEFAULTS = {
   outputMode: 'binary_mask' as const,
 };
 
+/** The part of a crop's progress given to its image encoding (the point batches share the rest). */
+const ENCODE_SHARE = 0.4;
+
 export class SamAutomaticMaskGenerator {
   readonly opts: Required<Omit<AmgOptions, 'pointGrids' | 'pointsPerSide'>>;
   readonly pointGrids: Float64Array[];
@@ -144,11 +148,12 @@ export class SamAutomaticMaskGenerator {
   }
 
   /** Masks for the whole image (HWC uint8; non-RGB converted like convert('RGB')). */
-  async generate(image: ImageU8): Promise<AmgMask[]> {
+  async generate(image: ImageU8, opts: ProgressOptions = {}): Promise<AmgMask[]> {
     checkImage(image, 'SamAutomaticMaskGenerator.generate');
     const rgb = toRgb(image);
     this.lastTimings = { encodeMs: 0, decodeMs: 0, postMs: 0, masksDecoded: 0 };
-    let data = await this.generateMasks(rgb);
+    const pacer = Pacer.for(this.predictor.ctx, opts, 'SamAutomaticMaskGenerator.generate');
+    let data = await this.generateMasks(rgb, pacer);
     const t0 = performance.now();
     if (this.opts.minMaskRegionArea > 0) {
       data = postprocessSmallRegions(data, this.opts.minMaskRegionArea, Math.max(this.opts.boxNmsThresh, this.opts.cropNmsThresh));
@@ -166,11 +171,12 @@ export class SamAutomaticMaskGenerator {
     return out;
   }
 
-  private async generateMasks(image: ImageU8): Promise<AmgRecord[]> {
+  private async generateMasks(image: ImageU8, pacer: Pacer | null): Promise<AmgRecord[]> {
     const orig: [number, number] = [image.height, image.width];
     const { boxes: crops, layers } = generateCropBoxes(orig, this.opts.cropNLayers, this.opts.cropOverlapRatio);
     let data: AmgRecord[] = [];
-    for (let i = 0; i < crops.length; i++) data.push(...(await this.processCrop(image, crops[i]!, layers[i]!, orig)));
+    const C = crops.length;
+    for (let i = 0; i < C; i++) data.push(...(await this.processCrop(image, crops[i]!, layers[i]!, orig, pacer?.part(i / C, (i + 1) / C) ?? null)));
     if (crops.length > 1) {
       const t0 = performance.now();
       // Prefer masks from smaller crops.
@@ -181,12 +187,13 @@ export class SamAutomaticMaskGenerator {
     return data;
   }
 
-  private async processCrop(image: ImageU8, crop: BoxXyxy, layer: number, orig: [number, number]): Promise<AmgRecord[]> {
+  private async processCrop(image: ImageU8, crop: BoxXyxy, layer: number, orig: [number, number], pacer: Pacer | null): Promise<AmgRecord[]> {
     const [x0, y0, x1, y1] = crop;
     const full = x0 === 0 && y0 === 0 && x1 === image.width && y1 === image.height;
     const cropped = full ? image : cropImage(image, x0, y0, x1 - x0, y1 - y0);
     const t0 = performance.now();
-    const emb = await this.predictor.encode(cropped);
+    // The encoder is a fixed share of a crop's work here; the batches of points share the rest.
+    const emb = await this.predictor.encodePaced(cropped, pacer?.part(0, ENCODE_SHARE) ?? null);
     this.lastTimings.encodeMs += performance.now() - t0;
     try {
       const grid = this.pointGrids[layer]!;
@@ -201,6 +208,8 @@ export class SamAutomaticMaskGenerator {
       for (let b0 = 0; b0 < n; b0 += this.opts.pointsPerBatch) {
         const b1 = Math.min(n, b0 + this.opts.pointsPerBatch);
         data.push(...(await this.processBatch(emb, points.subarray(2 * b0, 2 * b1), crop, orig)));
+        pacer?.check();
+        pacer?.note(`masks for points ${b1}/${n}`, ENCODE_SHARE * n + (1 - ENCODE_SHARE) * b1, n);
       }
       this.lastTimings.decodeMs += performance.now() - t1;
       const t2 = performance.now();
@@ -228,8 +237,9 @@ export class SamAutomaticMaskGenerator {
     const [ch, cw] = emb.originalSize;
     const [origH, origW] = orig;
     const coords = Array.from(applyCoords(points, emb.originalSize, model.imgSize));
-    return ctx.scopeAsync(async () => {
-      const out = predictor.decodeTransformed(emb, { batch: B, points: { coords, labels: new Array<number>(B).fill(1) } }, true);
+    const task = ctx.task(); // not an async scope: other calls may run on the context meanwhile
+    try {
+      const out = task.run(() => predictor.decodeTransformed(emb, { batch: B, points: { coords, labels: new Array<number>(B).fill(1) } }, true));
       const M = out.masks.dim(1);
       const L = out.masks.dim(2);
       this.lastTimings.masksDecoded += B * M;
@@ -239,17 +249,18 @@ export class SamAutomaticMaskGenerator {
       for (let i = 0; i < B * M; i++) if (!(o.predIouThresh > 0) || iou[i]! > o.predIouThresh) keep1.push(i);
       const records: AmgRecord[] = [];
       if (keep1.length === 0) return records;
-      const table = out.masks.reshape([B * M, L * L]);
+      const table = task.run(() => out.masks.reshape([B * M, L * L]));
       const chunk = model.postprocessChunk(ctx, emb.originalSize);
       for (let k0 = 0; k0 < keep1.length; k0 += chunk) {
         const ids = keep1.slice(k0, k0 + chunk);
-        const rows = gatherRows(ctx, table, ids);
-        const low = rows.reshape([ids.length, 1, L, L]);
-        const up = predictor.postprocess(emb, low);
+        const { up, bits } = task.run(() => {
+          const up = predictor.postprocess(emb, gatherRows(ctx, table, ids).reshape([ids.length, 1, L, L]));
+          return { up, bits: thresholdBits(ctx, up, model.maskThreshold) };
+        });
         const counts = await thresholdCounts(ctx, up, model.maskThreshold + o.stabilityScoreOffset, model.maskThreshold - o.stabilityScoreOffset);
-        const bits = thresholdBits(ctx, up, model.maskThreshold);
         const words = (await ctx.read(bits)) as Uint32Array;
-        for (const t of [rows, low, up, bits]) t.dispose();
+        up.dispose();
+        bits.dispose();
         for (let k = 0; k < ids.length; k++) {
           const stability = stabilityScore(counts[2 * k]!, counts[2 * k + 1]!);
           if (o.stabilityScoreThresh > 0 && !(stability >= o.stabilityScoreThresh)) continue;
@@ -269,7 +280,9 @@ export class SamAutomaticMaskGenerator {
         }
       }
       return records;
-    });
+    } finally {
+      task.dispose();
+    }
   }
 }
 

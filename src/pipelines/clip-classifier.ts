@@ -14,6 +14,8 @@
  * softmax) is done in double precision on the CPU; everything per token or pixel runs on the GPU.
  */
 import type { GpuContext } from '../gpu/context.js';
+import { throwIfAborted } from '../gpu/errors.js';
+import { Pacer, type ProgressOptions } from '../gpu/pacer.js';
 import type { ImageU8 } from '../image/image.js';
 import { clipPreprocess } from '../image/preprocess.js';
 import { readTensor } from '../kernels/copy.js';
@@ -185,8 +187,9 @@ export class ClipClassifier {
   }
 
   /** L2-normalised image embeddings of a batch of images, one Float32Array each. */
-  async encodeImages(images: readonly ImageU8[], opts: { size?: number } = {}): Promise<Float32Array[]> {
+  async encodeImages(images: readonly ImageU8[], opts: { size?: number } & ProgressOptions = {}): Promise<Float32Array[]> {
     if (images.length === 0) return [];
+    throwIfAborted(opts.signal, 'ClipClassifier.encodeImages');
     const size = opts.size ?? this.model.imageSize;
     const per = 3 * size * size;
     const input = new Float32Array(images.length * per);
@@ -200,6 +203,7 @@ export class ClipClassifier {
     try {
       const data = (await readTensor(ctx, out)) as Float32Array;
       const E = out.dim(1);
+      opts.onProgress?.({ stage: 'image encoder', fraction: 1 });
       return images.map((_, i) => data.slice(i * E, (i + 1) * E));
     } finally {
       out.dispose();
@@ -207,12 +211,16 @@ export class ClipClassifier {
   }
 
   /** L2-normalised image embedding. */
-  async encodeImage(image: ImageU8, opts: { size?: number } = {}): Promise<Float32Array> {
+  async encodeImage(image: ImageU8, opts: { size?: number } & ProgressOptions = {}): Promise<Float32Array> {
     return (await this.encodeImages([image], opts))[0]!;
   }
 
   /** L2-normalised text embeddings, one per text (batched; cached per model and prompt). */
-  async encodeText(texts: readonly string[]): Promise<Float32Array[]> {
+  async encodeText(texts: readonly string[], opts: ProgressOptions = {}): Promise<Float32Array[]> {
+    return this.encodeTextPaced(texts, Pacer.for(this.ctx, opts, 'ClipClassifier.encodeText'));
+  }
+
+  private async encodeTextPaced(texts: readonly string[], pacer: Pacer | null): Promise<Float32Array[]> {
     if (!Array.isArray(texts)) throw new ClipError(`encodeText: expected an array of strings, got ${typeof texts}`);
     texts.forEach((t, i) => {
       if (typeof t !== 'string') throw new ClipError(`encodeText: text ${i} is not a string (${JSON.stringify(t)})`);
@@ -244,16 +252,22 @@ export class ClipClassifier {
       } finally {
         out.dispose();
       }
+      pacer?.note(`text embeddings ${s + chunk.length}/${todo.length}`, s + chunk.length, todo.length);
+      pacer?.check();
     }
     return texts.map((t) => result.get(t)!);
   }
 
   /** One embedding per label: the mean of its normalised template embeddings, re-normalised. */
-  async classEmbeddings(labels: readonly string[], templates: readonly string[] = IMAGENET_TEMPLATES): Promise<Float32Array[]> {
+  async classEmbeddings(labels: readonly string[], templates: readonly string[] = IMAGENET_TEMPLATES, opts: ProgressOptions = {}): Promise<Float32Array[]> {
+    return this.classEmbeddingsPaced(labels, templates, Pacer.for(this.ctx, opts, 'ClipClassifier.classEmbeddings'));
+  }
+
+  private async classEmbeddingsPaced(labels: readonly string[], templates: readonly string[], pacer: Pacer | null): Promise<Float32Array[]> {
     checkLabels(labels);
     checkTemplates(templates);
     const prompts = labels.flatMap((l) => templates.map((t) => t.replace('{}', l)));
-    const emb = await this.encodeText(prompts);
+    const emb = await this.encodeTextPaced(prompts, pacer);
     const E = emb[0]!.length;
     return labels.map((_, c) => {
       const acc = new Float64Array(E);
@@ -266,12 +280,14 @@ export class ClipClassifier {
   }
 
   /** Zero-shot probabilities of `labels` for `image`. */
-  async classify(image: ImageU8, labels: readonly string[], opts: ClassifyOptions = {}): Promise<Classification> {
+  async classify(image: ImageU8, labels: readonly string[], opts: ClassifyOptions & ProgressOptions = {}): Promise<Classification> {
     checkLabels(labels);
     const scale = this.model.logitScale;
     if (!Number.isFinite(scale)) throw new ClipError(`${this.model.weights.file}: the checkpoint has no 'logit_scale'; classification needs it`);
-    const classes = await this.classEmbeddings(labels, opts.templates ?? IMAGENET_TEMPLATES);
-    const img = await this.encodeImage(image, { size: opts.size });
+    const pacer = Pacer.for(this.ctx, opts, 'ClipClassifier.classify');
+    const classes = await this.classEmbeddingsPaced(labels, opts.templates ?? IMAGENET_TEMPLATES, pacer?.part(0, 0.8) ?? null);
+    const img = await this.encodeImage(image, { size: opts.size, ...(opts.signal ? { signal: opts.signal } : {}) });
+    pacer?.note('image encoder', 1, 1);
     return rankClasses(labels, zeroShotLogits(img, classes, scale));
   }
 }

@@ -21,6 +21,8 @@
  * `postprocess`) take the float tensors of the official pipeline's intermediate stages.
  */
 import type { GpuContext } from '../gpu/context.js';
+import { throwIfAborted } from '../gpu/errors.js';
+import { Pacer, type ProgressOptions } from '../gpu/pacer.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { type ImageU8, ImageError, checkImage, toRgb } from '../image/image.js';
 import { pilResize } from '../image/pil-resize.js';
@@ -72,6 +74,8 @@ export interface SamPrompt {
 }
 
 export interface PredictOptions {
+  /** Cancels the call (it rejects with an AbortError); see `latestWins` for hover previews. */
+  signal?: AbortSignal;
   /** Three masks (true, the default) or the single best-guess mask. */
   multimaskOutput?: boolean;
   /** Also return the float logits at the original size. */
@@ -149,16 +153,33 @@ export class SamPredictor {
    * size (CPU), normalise + pad (GPU), image encoder. Non-RGB images are converted like Pillow's
    * convert('RGB') (grey replicated, alpha dropped).
    */
-  async encode(image: ImageU8): Promise<SamImageEmbedding> {
+  async encode(image: ImageU8, opts: ProgressOptions = {}): Promise<SamImageEmbedding> {
+    return this.encodePaced(image, Pacer.for(this.ctx, opts, 'SamPredictor.encode'));
+  }
+
+  /** `encode` with a pacer from a larger call (automatic masks), or none. */
+  async encodePaced(image: ImageU8, pacer: Pacer | null): Promise<SamImageEmbedding> {
     checkImage(image, 'SamPredictor.encode');
     const rgb = toRgb(image);
     const S = this.model.imgSize;
     const [h, w] = samResizeShape(rgb.height, rgb.width, S);
     if (h < 1 || w < 1) throw new ImageError(`SamPredictor.encode: a ${rgb.height}x${rgb.width} image resized to longest side ${S} would be ${h}x${w}`);
     const resized = pilResize(rgb, w, h, { filter: 'bilinear' });
+    pacer?.note('preprocess', 1, 50);
     const ctx = this.ctx;
-    const emb = ctx.scope(() => this.model.encodeImage(ctx, this.model.preprocess(ctx, resized)));
-    await ctx.sync();
+    const input = ctx.scope(() => this.model.preprocess(ctx, resized));
+    let emb: Tensor;
+    try {
+      emb = await this.model.encodeImagePaced(ctx, input, pacer?.part(0.02, 1) ?? null);
+    } finally {
+      input.dispose();
+    }
+    try {
+      await ctx.sync();
+    } catch (e) {
+      emb.dispose();
+      throw e;
+    }
     return new SamImageEmbedding(emb, [rgb.height, rgb.width], [h, w]);
   }
 
@@ -343,32 +364,38 @@ export class SamPredictor {
   }
 
   private async decodePrompts(emb: SamImageEmbedding, prompts: readonly SamPrompt[], opts: PredictOptions): Promise<SamPrediction[]> {
+    throwIfAborted(opts.signal, 'SamPredictor.predict');
     const { enc, masks } = this.transform(prompts, emb);
     const ctx = this.ctx;
     const multimask = opts.multimaskOutput ?? true;
     const [H, W] = emb.originalSize;
     const L = this.lowResSize;
-    return ctx.scopeAsync(async () => {
-      const maskT = masks ? this.uploadMasks(masks) : undefined;
-      const out = this.model.predictLowRes(ctx, emb.tensor, { ...enc, masks: maskT }, multimask);
+    // A task, not an async scope: predicts may overlap on one context (hover previews do).
+    const task = ctx.task();
+    try {
+      const out = task.run(() => {
+        const maskT = masks ? this.uploadMasks(masks) : undefined;
+        return this.model.predictLowRes(ctx, emb.tensor, { ...enc, masks: maskT }, multimask);
+      });
       const B = enc.batch;
       const M = out.masks.dim(1);
-      const flat = out.masks.reshape([B * M, 1, L, L]);
+      const flat = task.run(() => out.masks.reshape([B * M, 1, L, L]));
       const chunk = this.model.postprocessChunk(ctx, emb.originalSize);
       const binary: Uint8Array[] = [];
       const logits: Float32Array[] = [];
       for (let i0 = 0; i0 < B * M; i0 += chunk) {
         const i1 = Math.min(B * M, i0 + chunk);
-        const part = flat.slice(0, i0, i1);
-        const up = this.postprocess(emb, part);
-        const bits = thresholdBits(ctx, up, this.model.maskThreshold);
+        const { up, bits } = task.run(() => {
+          const up = this.postprocess(emb, flat.slice(0, i0, i1));
+          return { up, bits: thresholdBits(ctx, up, this.model.maskThreshold) };
+        });
         const words = (await ctx.read(bits)) as Uint32Array;
+        throwIfAborted(opts.signal, 'SamPredictor.predict');
         for (let k = 0; k < i1 - i0; k++) binary.push(unpackMaskBits(words, k, H * W));
         if (opts.returnLogits) {
           const f = (await ctx.read(up)) as Float32Array;
           for (let k = 0; k < i1 - i0; k++) logits.push(f.slice(k * H * W, (k + 1) * H * W));
         }
-        part.dispose();
         up.dispose();
         bits.dispose();
       }
@@ -388,7 +415,9 @@ export class SamPredictor {
         results.push(r);
       }
       return results;
-    });
+    } finally {
+      task.dispose();
+    }
   }
 
   dispose(): void {

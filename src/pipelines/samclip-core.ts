@@ -4,6 +4,7 @@
  * the pipelines and never the other way round; and the embedding object those calls share.
  */
 import type { GpuContext } from '../gpu/context.js';
+import type { Pacer } from '../gpu/pacer.js';
 import type { Tensor } from '../gpu/tensor.js';
 import type { ImageU8 } from '../image/image.js';
 import type { SamClipBackend } from '../model/samclip/backends.js';
@@ -52,7 +53,7 @@ export interface SamClipModel {
   /** An RGB copy of an input image, checked (size, channels). */
   checkImage(image: ImageU8, what: string): ImageU8;
   /** Class embeddings T [C, D] (unit norm, host). */
-  classEmbeddings(classes: readonly string[], opts?: { templates?: TemplateChoice }): Promise<Float32Array>;
+  classEmbeddings(classes: readonly string[], opts?: { templates?: TemplateChoice; pacer?: Pacer | null }): Promise<Float32Array>;
   /** One native-size pass: the SAM head's embedding and the CLIP features on the same grid. */
-  embed(image: ImageU8): Promise<SamClipImageEmbedding>;
+  embedPaced(image: ImageU8, pacer: Pacer | null): Promise<SamClipImageEmbedding>;
 }

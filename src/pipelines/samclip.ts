@@ -13,6 +13,7 @@
  */
 import type { GpuContext } from '../gpu/context.js';
 import { SamclipError, check } from '../gpu/errors.js';
+import { Pacer, type ProgressOptions } from '../gpu/pacer.js';
 import { type ImageU8, ImageError, checkImage, toRgb } from '../image/image.js';
 import { samResizeShape } from '../image/transforms.js';
 import { readTensor } from '../kernels/copy.js';
@@ -176,30 +177,41 @@ export class SamClip implements SamClipModel {
   }
 
   /** Class embeddings T [C, D] (unit norm, host), cached per template set and class. */
-  classEmbeddings(classes: readonly string[], opts: { templates?: TemplateChoice } = {}): Promise<Float32Array> {
-    return this.backend.text.classEmbeddings(this.ctx, classes, resolveTemplates(opts.templates));
+  classEmbeddings(classes: readonly string[], opts: { templates?: TemplateChoice; pacer?: Pacer | null } = {}): Promise<Float32Array> {
+    return this.backend.text.classEmbeddings(this.ctx, classes, resolveTemplates(opts.templates), opts.pacer);
   }
 
   /** One native-size pass: the SAM head's embedding and the CLIP features on the same grid. */
-  async embed(image: ImageU8): Promise<SamClipImageEmbedding> {
+  async embed(image: ImageU8, opts: ProgressOptions = {}): Promise<SamClipImageEmbedding> {
+    return this.embedPaced(image, Pacer.for(this.ctx, opts, 'SamClip.embed'));
+  }
+
+  /** `embed` with a pacer from a larger call, or none. */
+  async embedPaced(image: ImageU8, pacer: Pacer | null): Promise<SamClipImageEmbedding> {
     const rgb = this.checkImage(image, 'SamClip.embed');
-    const out = await this.backend.native(this.ctx, rgb);
-    await this.ctx.sync();
+    const out = await this.backend.native(this.ctx, rgb, pacer);
+    try {
+      await this.ctx.sync();
+    } catch (e) {
+      out.embedding.dispose();
+      out.dense.dispose();
+      throw e;
+    }
     return new SamClipImageEmbedding(new SamImageEmbedding(out.embedding, [rgb.height, rgb.width], out.inputSize), out.dense);
   }
 
   /** Zero-shot classification (DESIGN.md 6.3). */
-  classify(image: ImageU8, labels: readonly string[], opts: ClassifyOptions = {}): Promise<Classification> {
+  classify(image: ImageU8, labels: readonly string[], opts: ClassifyOptions & ProgressOptions = {}): Promise<Classification> {
     return classify(this, image, labels, opts);
   }
 
   /** Zero-shot semantic segmentation, head-only or refined with the SAM head (DESIGN.md 6.4). */
-  segmentSemantic(image: ImageU8 | SamClipImageEmbedding, classes: readonly string[], opts: SemanticSegmentationOptions = {}): Promise<SemanticSegmentation> {
+  segmentSemantic(image: ImageU8 | SamClipImageEmbedding, classes: readonly string[], opts: SemanticSegmentationOptions & ProgressOptions = {}): Promise<SemanticSegmentation> {
     return segmentSemantic(this, image, classes, opts);
   }
 
   /** Text-prompted instance masks: "the dog" -> its best region -> SAM masks (DESIGN.md 6.5). */
-  segmentText(image: ImageU8 | SamClipImageEmbedding, text: string, opts: TextPromptedOptions = {}): Promise<TextPromptedResult> {
+  segmentText(image: ImageU8 | SamClipImageEmbedding, text: string, opts: TextPromptedOptions & ProgressOptions = {}): Promise<TextPromptedResult> {
     return segmentText(this, image, text, opts);
   }
 

@@ -19,6 +19,7 @@
  * entry of `result.classes`, so class i keeps label i.
  */
 import type { GpuContext } from '../gpu/context.js';
+import { Pacer, type ProgressOptions } from '../gpu/pacer.js';
 import { check, fmtShape } from '../gpu/errors.js';
 import type { Tensor } from '../gpu/tensor.js';
 import type { ImageU8 } from '../image/image.js';
@@ -192,9 +193,10 @@ export async function segmentSemantic(
   model: SamClipModel,
   image: ImageU8 | SamClipImageEmbedding,
   classes: readonly string[],
-  opts: SemanticSegmentationOptions = {},
+  opts: SemanticSegmentationOptions & ProgressOptions = {},
 ): Promise<SemanticSegmentation> {
   const ctx = model.ctx;
+  const pacer = Pacer.for(ctx, opts, 'segmentSemantic');
   const names = checkClassList(classes, 'segmentSemantic: classes');
   const bg = backgroundPrompts(opts.background);
   if (bg.length) checkClassList([...names, ...bg], 'segmentSemantic: classes and background prompts');
@@ -208,7 +210,7 @@ export async function segmentSemantic(
   if (isEmbedding && !refine) throw new ClassListError('segmentSemantic: a precomputed embedding serves the refined (native-size) pipeline; pass the image for head-only segmentation');
   const rgb = isEmbedding ? null : model.checkImage(image, 'segmentSemantic');
   const [H, W] = isEmbedding ? image.originalSize : [rgb!.height, rgb!.width];
-  const Tall = await model.classEmbeddings(all, { templates: opts.templates });
+  const Tall = await model.classEmbeddings(all, { templates: opts.templates, pacer: pacer?.part(0, 0.3) });
   const mapping: LabelMapping = { classes: C, background: hasBackground ? C : -1 };
   const resultClasses = hasBackground ? [...names, 'background'] : names;
 
@@ -218,7 +220,7 @@ export async function segmentSemantic(
   let extra: Partial<SemanticSegmentation> = {};
   if (!refine) {
     const size = opts.size ?? model.resolutions.seg;
-    const dense = await model.backend.denseSquare(ctx, rgb!, size);
+    const dense = await model.backend.denseSquare(ctx, rgb!, size, pacer?.part(0.3, 0.95));
     const [, gh, gw] = dense.shape as [number, number, number, number];
     const { S, labels } = ctx.scope(() => {
       const S = scoreMaps(ctx, dense, ctx.upload(Tall, [all.length, model.embedDim]), model.logitScale);
@@ -233,7 +235,7 @@ export async function segmentSemantic(
       labels.dispose();
     }
   } else {
-    const emb = isEmbedding ? image : await model.embed(rgb!);
+    const emb = isEmbedding ? image : await model.embedPaced(rgb!, pacer?.part(0.3, 0.85) ?? null);
     try {
       if (emb.disposed) throw new ClassListError('segmentSemantic: the image embedding was disposed');
       const sam = model.backend.sam;
@@ -256,6 +258,7 @@ export async function segmentSemantic(
           for (let i = 0; i < raw.length; i++) raw[i] = raw[i]! | FALLBACK_BIT;
         } else {
           const masks = maskPromptInputs(ctx, plan, g, g, sam.lowResSize);
+          pacer?.check();
           const dec = await decodeClasses(ctx, sam, emb.sam.tensor, masks, plan.decoded.map((c) => plan.points[c]!.coords));
           masks.dispose();
           iou = dec.iou;
@@ -275,6 +278,7 @@ export async function segmentSemantic(
     }
   }
 
+  pacer?.note('label map', 1, 1);
   const { labels, fallback } = finalizeLabels(raw, mapping);
   const nLabels = resultClasses.length;
   const tokens = P.length / all.length;

@@ -12,6 +12,7 @@
  *  3. The SAM head decodes them (three masks by default, sorted by predicted IoU; the first is
  *     `best`), post-processed to the original size like SamPredictor masks.
  */
+import { Pacer, type ProgressOptions } from '../gpu/pacer.js';
 import { readTensor } from '../kernels/copy.js';
 import { resizeBilinear } from '../kernels/resize.js';
 import type { ImageU8 } from '../image/image.js';
@@ -50,18 +51,19 @@ export interface TextPromptedResult {
   confident: boolean;
 }
 
-export async function segmentText(model: SamClipModel, image: ImageU8 | SamClipImageEmbedding, text: string, opts: TextPromptedOptions = {}): Promise<TextPromptedResult> {
+export async function segmentText(model: SamClipModel, image: ImageU8 | SamClipImageEmbedding, text: string, opts: TextPromptedOptions & ProgressOptions = {}): Promise<TextPromptedResult> {
   if (typeof text !== 'string' || !text.trim()) throw new ClassListError(`segmentText: the text prompt must be a non-empty string, got ${JSON.stringify(text)}`);
   const query = text.trim();
   const negatives = [...(opts.negatives ?? ['background'])];
   if (negatives.length === 0) throw new ClassListError('segmentText: give at least one negative prompt (the text competes with them on each token)');
   const ctx = model.ctx;
   const isEmbedding = image instanceof SamClipImageEmbedding;
-  const emb = isEmbedding ? image : await model.embed(image);
+  const pacer = Pacer.for(ctx, opts, 'segmentText');
+  const emb = isEmbedding ? image : await model.embedPaced(image, pacer?.part(0, 0.7) ?? null);
   try {
     if (emb.disposed) throw new ClassListError('segmentText: the image embedding was disposed');
     const prompts = [query, ...negatives];
-    const T = await model.classEmbeddings(prompts, { templates: opts.templates });
+    const T = await model.classEmbeddings(prompts, { templates: opts.templates, pacer: pacer?.part(0.7, 0.95) });
     const sam = model.backend.sam;
     const g = sam.config.imageEmbeddingSize;
     const p = sam.config.patchSize;
@@ -102,7 +104,7 @@ export async function segmentText(model: SamClipModel, image: ImageU8 | SamClipI
       const r = await model.predictor.predict(
         emb.sam,
         { points, labels: points.map(() => 1), ...(maskInput ? { maskInput } : {}) },
-        { multimaskOutput: opts.multimaskOutput ?? true },
+        { multimaskOutput: opts.multimaskOutput ?? true, ...(opts.signal ? { signal: opts.signal } : {}) },
       );
       const order = [...r.iouPredictions.keys()].sort((a, b) => r.iouPredictions[b]! - r.iouPredictions[a]! || a - b);
       const masks = order.map((i) => r.masks[i]!);

@@ -8,6 +8,7 @@
  * normalisation; composite: the CLIP vision tower on CLIP's own transform. The dot products with a
  * handful of classes run on the CPU in double precision (rounded to f32 once).
  */
+import { Pacer, type ProgressOptions } from '../gpu/pacer.js';
 import type { ImageU8 } from '../image/image.js';
 import { readTensor } from '../kernels/copy.js';
 import type { TemplateChoice } from '../text/imagenet-templates.js';
@@ -30,13 +31,14 @@ export function classificationLogits(pooled: Float32Array, T: Float32Array, clas
   return zeroShotLogits(pooled, Array.from({ length: classes }, (_, c) => T.subarray(c * D, (c + 1) * D)), scale);
 }
 
-export async function classify(model: SamClipModel, image: ImageU8, labels: readonly string[], opts: ClassifyOptions = {}): Promise<Classification> {
+export async function classify(model: SamClipModel, image: ImageU8, labels: readonly string[], opts: ClassifyOptions & ProgressOptions = {}): Promise<Classification> {
   const names = checkClassList(labels, 'classify: labels');
   const rgb = model.checkImage(image, 'classify');
   const size = opts.size ?? model.resolutions.cls;
-  const T = await model.classEmbeddings(names, { templates: opts.templates });
   const ctx = model.ctx;
-  const pooledT = await model.backend.pooled(ctx, rgb, size);
+  const pacer = Pacer.for(ctx, opts, 'classify');
+  const T = await model.classEmbeddings(names, { templates: opts.templates, pacer: pacer?.part(0, 0.5) });
+  const pooledT = await model.backend.pooled(ctx, rgb, size, pacer?.part(0.5, 1));
   let pooled: Float32Array;
   try {
     pooled = (await readTensor(ctx, pooledT)) as Float32Array;

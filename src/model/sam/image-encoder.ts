@@ -25,6 +25,7 @@
  */
 import type { GpuContext } from '../../gpu/context.js';
 import { check, fmtShape } from '../../gpu/errors.js';
+import type { Pacer } from '../../gpu/pacer.js';
 import type { Tensor } from '../../gpu/tensor.js';
 import { gridSelfAttention } from '../../kernels/attention.js';
 import { conv2d } from '../../kernels/conv2d.js';
@@ -395,6 +396,44 @@ export class ImageEncoderViT {
       if (taps) for (const v of Object.values(taps)) v.dispose();
       throw e;
     }
+  }
+
+  /**
+   * The last block's tokens [B, g, g, E] (what `forward` feeds the neck), submitted block by block
+   * through `pacer` (progress per block, cancellation between blocks). Same kernels, same result.
+   */
+  async tokensPaced(ctx: GpuContext, x: Tensor, pacer: Pacer): Promise<Tensor> {
+    const n = this.blocks.length;
+    let t = ctx.scope(() => ctx.stage('image_encoder', () => this.embed(ctx, x)));
+    try {
+      for (let i = 0; i < n; i++) {
+        const input = t;
+        t = ctx.scope(() => ctx.stage('image_encoder', () => ctx.stage(`block${i}`, () => this.blocks[i]!.forward(ctx, input))));
+        input.dispose();
+        await pacer.step(`image encoder block ${i + 1}/${n}`, i + 1, n);
+      }
+      return t;
+    } catch (e) {
+      t.dispose();
+      throw e;
+    }
+  }
+
+  /** `forward(ctx, x)` paced block by block (see `tokensPaced`); tokens kept when asked. */
+  async forwardPaced(ctx: GpuContext, x: Tensor, pacer: Pacer, opts: { returnTokens?: boolean } = {}): Promise<EncoderOutput> {
+    const tokens = await this.tokensPaced(ctx, x, pacer.part(0, 0.97));
+    let embedding: Tensor | undefined;
+    try {
+      embedding = this.neckForward(ctx, tokens);
+      await pacer.step('image encoder neck', 1, 1);
+    } catch (e) {
+      tokens.dispose();
+      embedding?.dispose();
+      throw e;
+    }
+    if (opts.returnTokens) return { embedding, tokens };
+    tokens.dispose();
+    return { embedding };
   }
 
   /** Free the cached resized position tables (weights belong to their Weights set). */

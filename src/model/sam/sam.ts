@@ -14,6 +14,7 @@
  */
 import type { GpuContext } from '../../gpu/context.js';
 import { ShapeError, check, fmtShape } from '../../gpu/errors.js';
+import type { Pacer } from '../../gpu/pacer.js';
 import type { Tensor } from '../../gpu/tensor.js';
 import { type ImageU8, checkImage } from '../../image/image.js';
 import { SAM_PIXEL_MEAN, SAM_PIXEL_STD } from '../../image/preprocess.js';
@@ -100,11 +101,21 @@ export class Sam {
 
   /** Image encoder on a preprocessed input [1, 3, S, S] -> embedding [1, C, g, g]. */
   encodeImage(ctx: GpuContext, input: Tensor): Tensor {
+    return this.encoderFor(input).forward(ctx, input).embedding;
+  }
+
+  /** `encodeImage`, paced block by block (progress, cancellation) when a pacer is given. */
+  async encodeImagePaced(ctx: GpuContext, input: Tensor, pacer: Pacer | null): Promise<Tensor> {
+    const encoder = this.encoderFor(input);
+    return pacer ? (await encoder.forwardPaced(ctx, input, pacer)).embedding : encoder.forward(ctx, input).embedding;
+  }
+
+  private encoderFor(input: Tensor): ImageEncoderViT {
     if (!this.imageEncoder) throw new WeightError(`${this.weights.file}: this SAM was built without its image encoder`);
     const S = this.imgSize;
     check(input.ndim === 4 && input.dim(0) === 1 && input.dim(1) === 3 && input.dim(2) === S && input.dim(3) === S,
       () => `Sam.encodeImage: input must be [1, 3, ${S}, ${S}] (preprocessed and padded), got ${fmtShape(input.shape)}`);
-    return this.imageEncoder.forward(ctx, input).embedding;
+    return this.imageEncoder;
   }
 
   /**

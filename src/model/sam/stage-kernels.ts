@@ -233,8 +233,12 @@ export async function thresholdCounts(ctx: GpuContext, x: Tensor, hi: number, lo
   const total = N * blocks;
   const partial = ctx.empty([total, 2], 'u32');
   ctx.run(countKernel, {}, { x, out: partial }, { pixels, blocks, total, x_offset: x.offset, hi, lo }, grid1d(total), { bytes: x.byteSize });
-  const parts = (await ctx.read(partial)) as Uint32Array;
-  partial.dispose();
+  let parts: Uint32Array;
+  try {
+    parts = (await ctx.read(partial)) as Uint32Array;
+  } finally {
+    partial.dispose();
+  }
   const out = new Uint32Array(2 * N);
   for (let g = 0; g < total; g++) {
     const m = Math.floor(g / blocks);

@@ -14,6 +14,7 @@
  * its dense features use a square Pillow-bicubic resize with CLIP normalisation.
  */
 import type { GpuContext } from '../../gpu/context.js';
+import type { Pacer } from '../../gpu/pacer.js';
 import type { Tensor } from '../../gpu/tensor.js';
 import type { ImageU8 } from '../../image/image.js';
 import { pilResize } from '../../image/pil-resize.js';
@@ -44,12 +45,12 @@ export interface SamClipBackend {
   readonly resolutions: { native: number; seg: number; cls: number };
   readonly text: TextEmbedder;
   readonly sam: Sam;
-  /** Unit-norm pooled image embedding [1, D]. */
-  pooled(ctx: GpuContext, rgb: ImageU8, size: number): Promise<Tensor>;
+  /** Unit-norm pooled image embedding [1, D]. A pacer (progress, cancellation) is optional throughout. */
+  pooled(ctx: GpuContext, rgb: ImageU8, size: number, pacer?: Pacer | null): Promise<Tensor>;
   /** Unit-norm dense features [1, g, g, D] of the image squarely resized to `size`. */
-  denseSquare(ctx: GpuContext, rgb: ImageU8, size: number): Promise<Tensor>;
+  denseSquare(ctx: GpuContext, rgb: ImageU8, size: number, pacer?: Pacer | null): Promise<Tensor>;
   /** SAM embedding + CLIP features on the native grid of the padded native input. */
-  native(ctx: GpuContext, rgb: ImageU8): Promise<{ embedding: Tensor; dense: Tensor; inputSize: [number, number] }>;
+  native(ctx: GpuContext, rgb: ImageU8, pacer?: Pacer | null): Promise<{ embedding: Tensor; dense: Tensor; inputSize: [number, number] }>;
   dispose(): void;
 }
 
@@ -97,26 +98,63 @@ export class MergedBackend implements SamClipBackend {
     return ctx.stage('preprocess', () => normalizePadU8(ctx, resized.data, size, size, size, this.config.pixelMean, this.config.pixelStd));
   }
 
-  async pooled(ctx: GpuContext, rgb: ImageU8, size: number): Promise<Tensor> {
-    return ctx.scope(() => this.head.forward(ctx, this.tokens(ctx, this.squareInput(ctx, rgb, size)), { dense: false }).pooled!);
+  async pooled(ctx: GpuContext, rgb: ImageU8, size: number, pacer?: Pacer | null): Promise<Tensor> {
+    return this.squareHead(ctx, rgb, size, pacer, 'pooled');
   }
 
-  async denseSquare(ctx: GpuContext, rgb: ImageU8, size: number): Promise<Tensor> {
-    return ctx.scope(() => this.head.forward(ctx, this.tokens(ctx, this.squareInput(ctx, rgb, size)), { pooled: false }).dense!);
+  async denseSquare(ctx: GpuContext, rgb: ImageU8, size: number, pacer?: Pacer | null): Promise<Tensor> {
+    return this.squareHead(ctx, rgb, size, pacer, 'dense');
   }
 
-  async native(ctx: GpuContext, rgb: ImageU8) {
+  /** The CLIP head's pooled or dense output on the square input; the backbone paced block by block when asked. */
+  private async squareHead(ctx: GpuContext, rgb: ImageU8, size: number, pacer: Pacer | null | undefined, out: 'pooled' | 'dense'): Promise<Tensor> {
+    const head = (tokens: Tensor) => this.head.forward(ctx, tokens, { pooled: out === 'pooled', dense: out === 'dense' })[out]!;
+    if (!pacer) return ctx.scope(() => head(this.tokens(ctx, this.squareInput(ctx, rgb, size))));
+    const input = ctx.scope(() => this.squareInput(ctx, rgb, size));
+    let tokens: Tensor;
+    try {
+      tokens = await this.encoder.tokensPaced(ctx, input, pacer.part(0, 0.9));
+    } finally {
+      input.dispose();
+    }
+    try {
+      return ctx.scope(() => head(tokens));
+    } finally {
+      tokens.dispose();
+    }
+  }
+
+  async native(ctx: GpuContext, rgb: ImageU8, pacer?: Pacer | null) {
     const S = this.config.sam.imgSize;
     const [h, w] = samResizeShape(rgb.height, rgb.width, S);
     const resized = pilResize(rgb, w, h, { filter: 'bilinear' });
-    const out = ctx.scope(() => {
-      const input = this.sam.preprocess(ctx, resized);
-      // One backbone pass: the neck output feeds the SAM head, the pre-neck tokens the CLIP head.
-      const { embedding, tokens } = this.encoder.forward(ctx, input, { returnTokens: true });
-      const dense = this.head.forward(ctx, tokens!, { pooled: false }).dense!;
-      return { embedding, dense };
-    });
-    return { ...out, inputSize: [h, w] as [number, number] };
+    const inputSize: [number, number] = [h, w];
+    if (!pacer) {
+      const out = ctx.scope(() => {
+        const input = this.sam.preprocess(ctx, resized);
+        // One backbone pass: the neck output feeds the SAM head, the pre-neck tokens the CLIP head.
+        const { embedding, tokens } = this.encoder.forward(ctx, input, { returnTokens: true });
+        const dense = this.head.forward(ctx, tokens!, { pooled: false }).dense!;
+        return { embedding, dense };
+      });
+      return { ...out, inputSize };
+    }
+    const input = ctx.scope(() => this.sam.preprocess(ctx, resized));
+    let enc: { embedding: Tensor; tokens?: Tensor };
+    try {
+      enc = await this.encoder.forwardPaced(ctx, input, pacer.part(0, 0.9), { returnTokens: true });
+    } finally {
+      input.dispose();
+    }
+    try {
+      const dense = ctx.scope(() => this.head.forward(ctx, enc.tokens!, { pooled: false }).dense!);
+      return { embedding: enc.embedding, dense, inputSize };
+    } catch (e) {
+      enc.embedding.dispose();
+      throw e;
+    } finally {
+      enc.tokens!.dispose();
+    }
   }
 
   dispose(): void {
@@ -150,13 +188,15 @@ export class CompositeBackend implements SamClipBackend {
     return this.clip.logitScale;
   }
 
-  async pooled(ctx: GpuContext, rgb: ImageU8, size: number): Promise<Tensor> {
+  async pooled(ctx: GpuContext, rgb: ImageU8, size: number, pacer?: Pacer | null): Promise<Tensor> {
+    pacer?.check();
     const pre = clipPreprocess(rgb, { size });
     await this.clip.prepareImageSize(ctx, size);
     return ctx.scope(() => l2Normalize(ctx, this.clip.encodeImage(ctx, ctx.upload(pre.input, pre.shape))));
   }
 
-  async denseSquare(ctx: GpuContext, rgb: ImageU8, size: number): Promise<Tensor> {
+  async denseSquare(ctx: GpuContext, rgb: ImageU8, size: number, pacer?: Pacer | null): Promise<Tensor> {
+    pacer?.check();
     const resized = fixedResize(rgb, size, size, 'bicubic');
     const input = normalizeToChw(resized, { mean: CLIP_MEAN, std: CLIP_STD, divide255: true });
     const pixels = ctx.upload(input, [1, 3, size, size]);
@@ -167,13 +207,19 @@ export class CompositeBackend implements SamClipBackend {
     }
   }
 
-  async native(ctx: GpuContext, rgb: ImageU8) {
+  async native(ctx: GpuContext, rgb: ImageU8, pacer?: Pacer | null) {
     const S = this.sam.imgSize;
     const [h, w] = samResizeShape(rgb.height, rgb.width, S);
     const resized = pilResize(rgb, w, h, { filter: 'bilinear' });
-    const embedding = ctx.scope(() => this.sam.encodeImage(ctx, this.sam.preprocess(ctx, resized)));
+    const input = ctx.scope(() => this.sam.preprocess(ctx, resized));
+    let embedding: Tensor;
     try {
-      const seg = await this.denseSquare(ctx, rgb, this.resolutions.seg);
+      embedding = await this.sam.encodeImagePaced(ctx, input, pacer?.part(0, 0.7) ?? null);
+    } finally {
+      input.dispose();
+    }
+    try {
+      const seg = await this.denseSquare(ctx, rgb, this.resolutions.seg, pacer);
       const host = (await readTensor(ctx, seg)) as Float32Array;
       const Gs = seg.dim(1);
       seg.dispose();

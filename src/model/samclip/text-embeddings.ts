@@ -14,6 +14,7 @@
  */
 import type { GpuContext } from '../../gpu/context.js';
 import { SamclipError } from '../../gpu/errors.js';
+import type { Pacer } from '../../gpu/pacer.js';
 import type { Tensor } from '../../gpu/tensor.js';
 import { copyInto, readTensor } from '../../kernels/copy.js';
 import { l2Normalize } from '../../kernels/l2-normalize.js';
@@ -112,26 +113,41 @@ export class TextEmbedder {
    * Class embeddings T [C, D] (host, unit norm), cached per template set and class. `templates`
    * default: the 80 ImageNet templates given at construction time by the caller.
    */
-  async classEmbeddings(ctx: GpuContext, classes: readonly string[], templates: readonly string[]): Promise<Float32Array> {
+  async classEmbeddings(ctx: GpuContext, classes: readonly string[], templates: readonly string[], pacer?: Pacer | null): Promise<Float32Array> {
     const names = checkClassList(classes);
     checkTemplates(templates);
     const tkey = templates.join('\u0000');
     const D = this.embedDim;
     const missing = names.filter((c) => !this.cache.has(`${tkey}\u0001${c}`));
-    if (missing.length) {
-      const texts = missing.flatMap((c) => templates.map((t) => t.replace('{}', c)));
-      const Tn = templates.length;
-      const host = await ctx.scopeAsync(async () => {
-        const f = this.features(ctx, texts);
-        const unit = l2Normalize(ctx, f);
-        const mean = reduceMean(ctx, unit.reshape([missing.length, Tn, D]), 1);
-        return (await readTensor(ctx, l2Normalize(ctx, mean))) as Float32Array;
-      });
-      missing.forEach((c, i) => this.cache.set(`${tkey}\u0001${c}`, host.slice(i * D, (i + 1) * D)));
+    // Paced: one class (its templates) per GPU step, so progress moves and an abort stops soon.
+    const groups = pacer ? missing.map((c) => [c]) : missing.length ? [missing] : [];
+    let done = 0;
+    for (const group of groups) {
+      const host = await this.embedClasses(ctx, group, templates);
+      group.forEach((c, i) => this.cache.set(`${tkey}\u0001${c}`, host.slice(i * D, (i + 1) * D)));
+      done += group.length;
+      pacer?.note(`class embeddings ${done}/${missing.length}`, done, missing.length);
+      pacer?.check();
     }
     const T = new Float32Array(names.length * D);
     names.forEach((c, i) => T.set(this.cache.get(`${tkey}\u0001${c}`)!, i * D));
     return T;
+  }
+
+  /** Unit-norm mean of the unit-norm template embeddings of each class: [classes.length * D] on the host. */
+  private async embedClasses(ctx: GpuContext, classes: readonly string[], templates: readonly string[]): Promise<Float32Array> {
+    const texts = classes.flatMap((c) => templates.map((t) => t.replace('{}', c)));
+    const D = this.embedDim;
+    const T = ctx.task(); // not an async scope: other calls may run on the context meanwhile
+    try {
+      const unitMean = T.run(() => {
+        const unit = l2Normalize(ctx, this.features(ctx, texts));
+        return l2Normalize(ctx, reduceMean(ctx, unit.reshape([classes.length, templates.length, D]), 1));
+      });
+      return (await readTensor(ctx, unitMean)) as Float32Array;
+    } finally {
+      T.dispose();
+    }
   }
 
   clearCache(): void {
