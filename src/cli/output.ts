@@ -66,6 +66,9 @@ export class Progress {
     this.total = total;
   }
 
+  /** Text shown instead of the amount and rate (a long computation's current stage). */
+  detail: string | null = null;
+
   update(done: number): void {
     this.done = done;
     if (!this.sink || this.finished) return;
@@ -106,8 +109,8 @@ export class Progress {
     const width = 24;
     const bar = known ? '#'.repeat(Math.round(frac * width)).padEnd(width, '.') : '?'.repeat(3).padEnd(width, '.');
     const pct = known ? `${(100 * frac).toFixed(0).padStart(3)}%` : '  ?%';
-    const amount = known ? `${fmt(this.done)}/${fmt(this.total)}` : fmt(this.done);
-    const speed = rate > 0 ? ` ${this.bytes ? `${formatBytes(rate)}/s` : `${rate.toFixed(1)}/s`}` : '';
+    const amount = this.detail ?? (known ? `${fmt(this.done)}/${fmt(this.total)}` : fmt(this.done));
+    const speed = rate > 0 && this.detail === null ? ` ${this.bytes ? `${formatBytes(rate)}/s` : `${rate.toFixed(1)}/s`}` : '';
     const eta = known && rate > 0 && frac < 1 ? ` ETA ${formatSeconds((this.total - this.done) / rate)}` : '';
     return `${this.label} [${bar}] ${pct} ${amount}${speed}${eta}`;
   }

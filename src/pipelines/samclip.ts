@@ -197,6 +197,7 @@ export class SamClip implements SamClipModel {
       out.dense.dispose();
       throw e;
     }
+    pacer?.note('embedding', 1, 1);
     return new SamClipImageEmbedding(new SamImageEmbedding(out.embedding, [rgb.height, rgb.width], out.inputSize), out.dense);
   }
 

@@ -106,6 +106,7 @@ export async function segmentText(model: SamClipModel, image: ImageU8 | SamClipI
         { points, labels: points.map(() => 1), ...(maskInput ? { maskInput } : {}) },
         { multimaskOutput: opts.multimaskOutput ?? true, ...(opts.signal ? { signal: opts.signal } : {}) },
       );
+      pacer?.note('masks', 1, 1);
       const order = [...r.iouPredictions.keys()].sort((a, b) => r.iouPredictions[b]! - r.iouPredictions[a]! || a - b);
       const masks = order.map((i) => r.masks[i]!);
       return {

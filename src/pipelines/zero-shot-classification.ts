@@ -45,5 +45,6 @@ export async function classify(model: SamClipModel, image: ImageU8, labels: read
   } finally {
     pooledT.dispose();
   }
+  pacer?.note('scores', 1, 1);
   return rankClasses(names, classificationLogits(pooled, T, names.length, model.logitScale));
 }

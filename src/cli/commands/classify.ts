@@ -75,8 +75,8 @@ export function registerClassify(program: Command, env: CliEnv): void {
       }
     });
     const classifier = await ClipClassifier.create(ctx, model);
-    const res = await step(env, opts, `classifying over ${labels.length} labels`, () =>
-      classifier.classify(photo, labels, { ...(templates ? { templates } : {}), ...(opts.size ? { size: opts.size } : {}) }),
+    const res = await step(env, opts, `classifying over ${labels.length} labels`, (p) =>
+      classifier.classify(photo, labels, { ...p, ...(templates ? { templates } : {}), ...(opts.size ? { size: opts.size } : {}) }),
     );
     model.dispose();
     const ranked = res.ranked.slice(0, opts.top ?? res.ranked.length).map((r) => ({ label: r.label, prob: r.prob, logit: r.logit }));

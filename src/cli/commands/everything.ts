@@ -77,7 +77,7 @@ export function registerEverything(program: Command, env: CliEnv): void {
       cropNLayers: opts.cropLayers,
       minMaskRegionArea: opts.minArea,
     });
-    const masks = await step(env, opts, `generating masks (${opts.pointsPerSide}x${opts.pointsPerSide} points)`, () => amg.generate(photo));
+    const masks = await step(env, opts, `generating masks (${opts.pointsPerSide}x${opts.pointsPerSide} points)`, (p) => amg.generate(photo, p));
     predictor.dispose();
     // Largest first: small masks drawn last stay visible on the overlay.
     const order = masks.map((_, i) => i).sort((a, b) => masks[b]!.area - masks[a]!.area || a - b);

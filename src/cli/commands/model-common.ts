@@ -8,10 +8,11 @@ import { mkdir } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import type { Command } from 'commander';
 import type { DecodedImage } from '../../io/decode.js';
+import type { ProgressOptions } from '../../gpu/pacer.js';
 import { intArg } from '../common.js';
 import type { CliEnv, CommonOptions } from '../env.js';
 import { CliError, UsageError } from '../errors.js';
-import { formatSeconds } from '../output.js';
+import { type Progress, formatSeconds } from '../output.js';
 import { type ModelKind, REGISTRY, type RegistryEntry, cacheDir, cachedPath } from '../weights/registry.js';
 import { checkReadable } from './files.js';
 
@@ -109,12 +110,26 @@ export async function loadPhoto(path: string): Promise<DecodedImage> {
 }
 
 /** Reports a long step's duration on stderr (progress; never on stdout, silent with --quiet). */
-export async function step<T>(env: CliEnv, opts: CommonOptions, label: string, fn: () => Promise<T>): Promise<T> {
+export async function step<T>(env: CliEnv, opts: CommonOptions, label: string, fn: (progress: ProgressOptions) => Promise<T>): Promise<T> {
   const t0 = performance.now();
+  // Calls that report progress get a bar with the stage and an ETA; the others a "label... 1.2s" line.
+  let bar: Progress | null = null;
+  const onProgress = (p: { stage: string; fraction: number }) => {
+    if (opts.quiet) return;
+    if (!bar) {
+      if (env.stderr.isTTY) env.stderr.write('\r\x1b[K');
+      bar = env.progress(opts, label, 1000);
+    }
+    bar.detail = p.stage;
+    bar.update(Math.round(1000 * p.fraction));
+  };
   if (env.stderr.isTTY && !opts.quiet) env.stderr.write(`${label}...`);
-  const r = await fn();
+  const r = await fn({ onProgress });
   const secs = (performance.now() - t0) / 1000;
-  if (!opts.quiet) env.stderr.write(env.stderr.isTTY ? ` ${formatSeconds(secs)}\n` : `${label}: ${formatSeconds(secs)}\n`);
+  if (bar) {
+    (bar as Progress).detail = 'done';
+    (bar as Progress).finish(`in ${formatSeconds(secs)}`);
+  } else if (!opts.quiet) env.stderr.write(env.stderr.isTTY ? ` ${formatSeconds(secs)}\n` : `${label}: ${formatSeconds(secs)}\n`);
   return r;
 }
 

@@ -57,7 +57,7 @@ export function registerSegment(program: Command, env: CliEnv): void {
     const { writePng, maskToGrey } = await import('../../io/encode.js');
     const ctx = await env.gpu({ preferF16: dtype === 'f16' });
     const predictor = await step(env, opts, 'loading SAM weights', () => SamPredictor.load(ctx, weights.path, { dtype }));
-    const emb = await step(env, opts, 'encoding the image', () => predictor.encode(photo));
+    const emb = await step(env, opts, 'encoding the image', (p) => predictor.encode(photo, p));
     const prompt = {
       ...(points.length ? { points: points.map((p) => [p.x, p.y] as [number, number]), labels: points.map((p) => p.label) } : {}),
       ...(box ? { box } : {}),

@@ -276,8 +276,9 @@ function hex(c: readonly number[]): string {
 export async function runSemseg(env: CliEnv, opts: SamClipCliOptions, model: SamClip, r: ResolvedSamClip, run: SemsegRun): Promise<{ json: Record<string, unknown>; seg: SemanticSegmentation }> {
   const templates = await templateChoice(opts);
   const { photo } = run;
-  const seg = await step(env, opts, `segmenting into ${run.classes.length} classes${run.refine ? ' (refined with the SAM head)' : ''}`, () =>
+  const seg = await step(env, opts, `segmenting into ${run.classes.length} classes${run.refine ? ' (refined with the SAM head)' : ''}`, (p) =>
     model.segmentSemantic(photo, run.classes, {
+      ...p,
       refine: run.refine,
       masks: false,
       ...(run.backgroundPrompts ? { background: run.backgroundPrompts } : {}),

@@ -51,8 +51,9 @@ export function registerText(program: Command, env: CliEnv): void {
     const { model, dispose } = await loadSamClip(env, opts, weights);
     try {
       await warnIfSlow(env, opts, model);
-      const res = await step(env, opts, `segmenting "${text.trim()}"`, () =>
+      const res = await step(env, opts, `segmenting "${text.trim()}"`, (p) =>
         model.segmentText(photo, text, {
+          ...p,
           multimaskOutput: !opts.singleMask,
           ...(negatives ? { negatives } : {}),
           ...(templates ? { templates } : {}),
