@@ -1,12 +1,19 @@
 /**
- * JPEG and PNG decoding on Node (jpeg-js, pngjs: pure JavaScript, no native build) into the
- * engine's `ImageU8`, with the EXIF orientation applied (read by exifr) so pixel coordinates mean
- * what a photo viewer shows. Other formats are recognised by their signature and refused by name.
+ * JPEG and PNG decoding on Node into the engine's `ImageU8`, with the EXIF orientation applied
+ * (read by exifr) so pixel coordinates mean what a photo viewer shows. Other formats are
+ * recognised by their signature and refused by name.
+ *
+ * JPEG pixels equal Pillow's (`Image.open(f).convert('RGB')`, libjpeg-turbo), so the same file gives
+ * the same answer here, in PyTorch and in Chromium: they are decoded by libvips (through `sharp`,
+ * mozjpeg: libjpeg-turbo's decoder, with its accurate integer IDCT and fancy chroma upsampling),
+ * with embedded ICC profiles ignored as Pillow ignores them, and CMYK / YCCK converted to RGB with
+ * Pillow's own formula. test/io/decode-exact.test.ts checks max |delta| = 0 on the photos and on
+ * variants of every JPEG flavour. PNG stays with pngjs (pure JavaScript; PNG decoding is exact).
  */
 import { readFile } from 'node:fs/promises';
 import exifr from 'exifr';
-import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
+import type SharpConstructor from 'sharp';
 import type { ImageU8 } from '../image/image.js';
 import { ImageFileError } from './errors.js';
 import { type ExifOrientation, applyOrientation, isExifOrientation } from './orientation.js';
@@ -81,42 +88,90 @@ export async function decodeImage(bytes: Uint8Array, name = '<bytes>', opts: Dec
     );
   }
   const maxMp = opts.maxMegapixels ?? 200;
-  const raw = format === 'jpeg' ? decodeJpeg(bytes, name, maxMp) : decodePng(bytes, name, maxMp);
+  const raw = format === 'jpeg' ? await decodeJpeg(bytes, name, maxMp) : decodePng(bytes, name, maxMp);
   let orientation: ExifOrientation = 1;
   if (opts.orientation !== false) orientation = await readOrientation(bytes, name);
   const shown = applyOrientation(raw, orientation);
   return { ...shown, channels: raw.channels, data: shown.data as Uint8Array, format, orientation };
 }
 
-function decodeJpeg(bytes: Uint8Array, name: string, maxMp: number): ImageU8 & { channels: 3; data: Uint8Array } {
-  // A file cut short still decodes partly with jpeg-js (grey bottom rows); the end-of-image
-  // marker tells a truncated file apart. Some writers append bytes after it, so look near the end.
+type Sharp = typeof SharpConstructor;
+let sharpModule: Promise<Sharp> | undefined;
+
+/** sharp, loaded on the first JPEG (its native binary is not needed to read PNGs or write files). */
+function loadSharp(name: string): Promise<Sharp> {
+  sharpModule ??= import('sharp').then((m) => m.default);
+  return sharpModule.catch((e: unknown) => {
+    sharpModule = undefined;
+    const why = (e as Error).message.split('\n')[0];
+    throw new ImageFileError(
+      name,
+      `JPEG decoding needs the sharp package and its prebuilt libvips for ${process.platform}-${process.arch}, which did not load (${why}); ` +
+        'reinstall with `npm install --include=optional sharp`, see docs/images.md',
+    );
+  });
+}
+
+/** The end-of-image marker tells a file cut short apart; some writers append bytes after it, so look near the end. */
+function hasJpegEnd(bytes: Uint8Array): boolean {
   const tail = bytes.subarray(Math.max(0, bytes.length - 4096));
-  let hasEoi = false;
-  for (let i = tail.length - 2; i >= 0; i--) {
-    if (tail[i] === 0xff && tail[i + 1] === 0xd9) {
-      hasEoi = true;
-      break;
+  for (let i = tail.length - 2; i >= 0; i--) if (tail[i] === 0xff && tail[i + 1] === 0xd9) return true;
+  return false;
+}
+
+async function decodeJpeg(bytes: Uint8Array, name: string, maxMp: number): Promise<ImageU8 & { channels: 3; data: Uint8Array }> {
+  const sharp = await loadSharp(name);
+  const hasEoi = hasJpegEnd(bytes);
+  const fail = (e: unknown): never => {
+    const msg = (e as Error).message.split('\n')[0];
+    if (!hasEoi) throw new ImageFileError(name, `truncated JPEG (${bytes.length} bytes, no end-of-image marker; decoder: ${msg})`);
+    throw new ImageFileError(name, `corrupt or unsupported JPEG (${msg})`);
+  };
+  // The header first: size and colour space, before any pixel memory is allocated.
+  const header = await sharp(bytes, { limitInputPixels: false }).metadata().catch(fail);
+  const { width, height } = header;
+  if (header.format !== 'jpeg' || !(width > 0 && height > 0)) throw new ImageFileError(name, `JPEG has no image data (${width}×${height})`);
+  const mp = (width * height) / 1e6;
+  if (mp > maxMp) throw new ImageFileError(name, `JPEG too large (${width}×${height}, ${mp.toFixed(1)} megapixels; limit ${maxMp})`);
+  if (!hasEoi) throw new ImageFileError(name, `truncated JPEG (${bytes.length} bytes, no end-of-image marker)`);
+  // ignoreIcc: Pillow hands out the stored RGB, it does not colour-manage. failOn 'truncated':
+  // libjpeg's warnings (e.g. a bad Huffman code in corrupt data) do not stop Pillow either.
+  let img = sharp(bytes, { ignoreIcc: true, failOn: 'truncated', limitInputPixels: width * height });
+  const cmyk = header.space === 'cmyk';
+  // CMYK stays CMYK through libvips (values already in Adobe polarity, as Pillow reads them) and is
+  // converted below with Pillow's formula rather than through an ICC profile.
+  if (cmyk) img = img.pipelineColourspace('cmyk').toColourspace('cmyk');
+  const { data, info } = await img.raw().toBuffer({ resolveWithObject: true }).catch(fail);
+  if (info.width !== width || info.height !== height) throw new ImageFileError(name, `JPEG decoded to ${info.width}×${info.height}, header says ${width}×${height}`);
+  const pixels = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (cmyk && info.channels === 4) return { width, height, channels: 3, data: cmykToRgb(pixels) };
+  if (info.channels === 3) return { width, height, channels: 3, data: pixels };
+  if (info.channels === 1) return { width, height, channels: 3, data: greyToRgb(pixels) };
+  throw new ImageFileError(name, `unsupported JPEG colour layout (${info.channels} channels, colour space ${header.space})`);
+}
+
+function greyToRgb(grey: Uint8Array): Uint8Array {
+  const rgb = new Uint8Array(grey.length * 3);
+  for (let i = 0; i < grey.length; i++) rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = grey[i]!;
+  return rgb;
+}
+
+/**
+ * Pillow's CMYK -> RGB (`convert('RGB')`, Pillow 9.4; checked against it on random values and by
+ * the CMYK / YCCK variants): with nk = 255 - K, each of R, G, B is nk - C·nk/255 for its ink, the
+ * division rounded like Pillow's MULDIV255. (Never negative, so no clamp is needed.)
+ */
+function cmykToRgb(cmyk: Uint8Array): Uint8Array {
+  const n = cmyk.length >> 2;
+  const rgb = new Uint8Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    const nk = 255 - cmyk[4 * i + 3]!;
+    for (let c = 0; c < 3; c++) {
+      const t = cmyk[4 * i + c]! * nk + 128;
+      rgb[3 * i + c] = nk - (((t >> 8) + t) >> 8);
     }
   }
-  let d: { width: number; height: number; data: Uint8Array };
-  try {
-    d = jpeg.decode(bytes, {
-      useTArray: true,
-      formatAsRGBA: false,
-      tolerantDecoding: true,
-      maxResolutionInMP: maxMp,
-      maxMemoryUsageInMB: Math.max(512, Math.ceil(maxMp * 8)),
-    });
-  } catch (e) {
-    const msg = (e as Error).message;
-    if (!hasEoi) throw new ImageFileError(name, `truncated JPEG (${bytes.length} bytes, no end-of-image marker; decoder: ${msg})`);
-    if (/limit exceeded/.test(msg)) throw new ImageFileError(name, `JPEG too large (${msg}; limit ${maxMp} megapixels)`);
-    throw new ImageFileError(name, `corrupt or unsupported JPEG (${msg})`);
-  }
-  if (!hasEoi) throw new ImageFileError(name, `truncated JPEG (${bytes.length} bytes, no end-of-image marker)`);
-  if (!(d.width > 0 && d.height > 0)) throw new ImageFileError(name, `JPEG has no image data (${d.width}×${d.height})`);
-  return { width: d.width, height: d.height, channels: 3, data: d.data };
+  return rgb;
 }
 
 function decodePng(bytes: Uint8Array, name: string, maxMp: number): ImageU8 & { channels: 3 | 4; data: Uint8Array } {

@@ -2,7 +2,7 @@
  * The core library must stay dependency-free and browser-safe: outside `src/cli/**` and
  * `src/io/**`, every runtime import is relative or a `node:` built-in (the only exception is the
  * optional `webgpu` package, imported dynamically in `src/gpu/device.ts`). The CLI packages
- * (commander, jpeg-js, pngjs, exifr, fflate) may only be used by the CLI and the Node image I/O.
+ * (commander, sharp, pngjs, exifr, fflate) may only be used by the CLI and the Node image I/O.
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
@@ -90,7 +90,7 @@ describe('core library imports', () => {
 
   it('the CLI and image I/O really use their packages (the scan would notice them elsewhere)', () => {
     const io = runtimeImports(readFileSync(join(SRC, 'io', 'decode.ts'), 'utf8')).map((f) => f.spec);
-    expect(io).toEqual(expect.arrayContaining(['jpeg-js', 'pngjs', 'exifr']));
+    expect(io).toEqual(expect.arrayContaining(['sharp', 'pngjs', 'exifr']));
   });
 });
 
