@@ -20,9 +20,11 @@ import { type Rle, buildPointGrid, connectedComponents, generateCropBoxes, rleTo
 import { SamPredictor } from '../../src/pipelines/sam-predictor.js';
 import type { ImageU8 } from '../../src/image/image.js';
 import { useGpu } from '../helpers/gpu.js';
-import { TINY_WEIGHTS, photoImage } from './sam-fixture.js';
+import { usePhotos } from '../helpers/photos.js';
+import { TINY_WEIGHTS } from './sam-fixture.js';
 
 const gpu = useGpu();
+const photo = usePhotos();
 let predictor: SamPredictor;
 let image: ImageU8;
 
@@ -38,7 +40,7 @@ const OPTS: AmgOptions = {
 
 beforeAll(async () => {
   predictor = await SamPredictor.load(gpu(), TINY_WEIGHTS);
-  image = photoImage('dog');
+  image = photo('dog');
 });
 
 interface Expected {

@@ -1,6 +1,6 @@
 /**
  * The zero-shot classification pipeline:
- *  - end to end from the decoded photos (decoded_rgb.safetensors) through the CPU preprocessing
+ *  - end to end from the photos (the .jpg files decoded by readImage) through the CPU preprocessing
  *    and the vision tower to `image_features` of the official code (clip_tiny, fixtures' rule);
  *  - the template ensemble (mean of normalised prompt embeddings, re-normalised) against the
  *    official class embeddings `T` of the SAM-CLIP fixtures (the OpenAI text tower with exact GELU,
@@ -11,7 +11,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ImageU8 } from '../../src/image/image.js';
 import { clipPreprocess } from '../../src/image/preprocess.js';
 import { ClipModel } from '../../src/model/clip/clip.js';
 import { ClipError } from '../../src/model/clip/config.js';
@@ -21,7 +20,7 @@ import type { ClipTokenizer } from '../../src/text/clip-tokenizer.js';
 import { Weights } from '../../src/weights/weights.js';
 import { expectClose } from '../helpers/compare.js';
 import { useGpu } from '../helpers/gpu.js';
-import { readSafetensorsSimple } from '../helpers/read-safetensors-simple.js';
+import { usePhotos } from '../helpers/photos.js';
 import { FIXTURES, expectReference, manifest, openReference } from '../helpers/reference.js';
 import { CLIP_MANIFEST, loadTiny, readF32 } from '../model/clip-helpers.js';
 
@@ -30,12 +29,7 @@ let tiny: ClipModel;
 let tokenizer: ClipTokenizer;
 let classifier: ClipClassifier;
 
-const photos = readSafetensorsSimple(join(FIXTURES, 'images', 'decoded_rgb.safetensors'));
-function photo(name: 'truck' | 'dog'): ImageU8 {
-  const t = photos.get(name);
-  const [h, w, c] = t.shape as [number, number, number];
-  return { width: w, height: h, channels: c, data: t.bytes };
-}
+const photo = usePhotos();
 
 function normalized(x: Float32Array, rows: number): Float32Array {
   const E = x.length / rows;
@@ -66,7 +60,7 @@ describe('templates', () => {
   });
 });
 
-describe('end to end from the decoded photo', () => {
+describe('end to end from the .jpg', () => {
   it('photo -> preprocess (within 1 uint8 step) -> vision tower -> image_features (fixtures rule)', async () => {
     const ctx = gpu();
     const ref = await openReference('clip_tiny.safetensors');

@@ -5,11 +5,9 @@
  */
 import type { GpuContext } from '../../src/gpu/context.js';
 import type { Tensor } from '../../src/gpu/tensor.js';
-import type { ImageU8 } from '../../src/image/image.js';
 import { SafetensorsFile } from '../../src/weights/safetensors.js';
 import { Weights } from '../../src/weights/weights.js';
 import { type ManifestTensor, FIXTURES, manifest, openReference } from '../helpers/reference.js';
-import { readSafetensorsSimple } from '../helpers/read-safetensors-simple.js';
 import { join } from 'node:path';
 
 export interface SamCase {
@@ -133,14 +131,6 @@ export function transformedPrompts(c: SamCase) {
   return { batch, points, boxes };
 }
 
-const photos = readSafetensorsSimple(join(FIXTURES, 'images', 'decoded_rgb.safetensors'));
-
-/** The decoded RGB photo (HWC uint8). */
-export function photoImage(name: 'truck' | 'dog'): ImageU8 {
-  const t = photos.get(name);
-  const [h, w, c] = t.shape as [number, number, number];
-  return { width: w, height: h, channels: c, data: t.bytes };
-}
 
 /** Multi-line rel-L2 log for the closing notes. */
 export function logStage(what: string, r: { relL2: number; maxAbs: number; relL2Gate: number }): void {

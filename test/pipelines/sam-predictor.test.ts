@@ -6,7 +6,7 @@
  *  - Every recorded case, from the STORED image embedding (`embeddingFrom`), with the case's raw
  *    prompts in original-image pixels: low-res logits and IoU under the fixtures' rule, final
  *    masks >= 99.99% pixel agreement (acceptance of issue 3).
- *  - End to end from the decoded photo: encode (CPU resize, GPU normalise, encoder) -> embedding
+ *  - End to end from the .jpg (decoded by readImage, equal to Pillow's decode): encode (CPU resize, GPU normalise, encoder) -> embedding
  *    under the fixtures' rule; masks >= 99.99% agreement for every case.
  *  - Chaining: the low-res mask of our own first prediction as mask input.
  *  - Errors: a prompt outside the image, a mask input of the wrong size, mismatched points and
@@ -22,9 +22,11 @@ import { PromptError, SamPredictor, type SamImageEmbedding, type SamPrediction, 
 import { expectClose } from '../helpers/compare.js';
 import { useGpu } from '../helpers/gpu.js';
 import { REFERENCE, agreement, expectReference, unpackBits } from '../helpers/reference.js';
-import { PhotoRef, SAM_PHOTOS, type SamCase, type SamPhoto, TINY_WEIGHTS, logStage, photoImage } from './sam-fixture.js';
+import { PhotoRef, SAM_PHOTOS, type SamCase, type SamPhoto, TINY_WEIGHTS, logStage } from './sam-fixture.js';
+import { usePhotos } from '../helpers/photos.js';
 
 const gpu = useGpu();
+const photoImage = usePhotos();
 let predictor: SamPredictor;
 const MASK_AGREEMENT = 0.9999;
 

@@ -7,7 +7,6 @@
  * own encode + the dense features resampled to the native grid, refined maps well-formed.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ImageU8 } from '../../src/image/image.js';
 import { CLIP_MEAN, CLIP_STD, fixedResize, normalizeToChw } from '../../src/image/preprocess.js';
 import { readTensor } from '../../src/kernels/copy.js';
 import type { ClipModel } from '../../src/model/clip/clip.js';
@@ -17,16 +16,13 @@ import { ClipClassifier } from '../../src/pipelines/clip-classifier.js';
 import { DenseClip } from '../../src/model/clip/dense-clip.js';
 import { expectClose } from '../helpers/compare.js';
 import { useGpu } from '../helpers/gpu.js';
-import { readSafetensorsSimple } from '../helpers/read-safetensors-simple.js';
-import { FIXTURES, REFERENCE, agreement } from '../helpers/reference.js';
+import { usePhotos } from '../helpers/photos.js';
+import { REFERENCE, agreement } from '../helpers/reference.js';
 import { loadTiny } from '../model/clip-helpers.js';
 
 const gpu = useGpu();
-const decoded = readSafetensorsSimple(`${FIXTURES}/images/decoded_rgb.safetensors`);
-const dog = (): ImageU8 => {
-  const t = decoded.get('dog');
-  return { height: t.shape[0]!, width: t.shape[1]!, channels: 3, data: t.bytes };
-};
+const photo = usePhotos();
+const dog = () => photo('dog');
 const CLASSES = ['dog', 'grass', 'sky', 'road'];
 let clip: ClipModel;
 let model: SamClip;

@@ -1,5 +1,5 @@
 /**
- * The merged SAM-CLIP pipelines end to end on the reference photos (decoded RGB in, label maps out)
+ * The merged SAM-CLIP pipelines end to end on the reference photos (the .jpg decoded by readImage in, label maps out)
  * against test/fixtures/reference/samclip: classification probabilities, the shared native pass
  * (SAM embedding and dense CLIP features from one backbone pass), head-only and refined label maps
  * (>= 99.9% of pixels), decoded classes and points (exact); plus the API's options (background,
@@ -11,18 +11,13 @@ import type { ImageU8 } from '../../src/image/image.js';
 import { readTensor } from '../../src/kernels/copy.js';
 import { SamClip, type SamClipImageEmbedding } from '../../src/pipelines/samclip.js';
 import { useGpu } from '../helpers/gpu.js';
-import { FIXTURES, REFERENCE, agreement, expectReference, openReference } from '../helpers/reference.js';
-import { readSafetensorsSimple } from '../helpers/read-safetensors-simple.js';
+import { usePhotos } from '../helpers/photos.js';
+import { REFERENCE, agreement, expectReference, openReference } from '../helpers/reference.js';
 import { BUNDLE, CLASSES, PHOTOS, checkRef, decodeBitPlanes } from '../model/samclip-fixture.js';
 
 const gpu = useGpu();
 let model: SamClip;
-const decoded = readSafetensorsSimple(`${FIXTURES}/images/decoded_rgb.safetensors`);
-
-function photo(name: 'truck' | 'dog'): ImageU8 {
-  const t = decoded.get(name);
-  return { height: t.shape[0]!, width: t.shape[1]!, channels: 3, data: t.bytes };
-}
+const photo = usePhotos();
 
 beforeAll(async () => {
   model = await SamClip.load(gpu(), BUNDLE);
@@ -75,7 +70,9 @@ for (const p of PHOTOS) {
       r.points!.forEach((q, c) => q.tokens.forEach((t, k) => expect(t).toEqual([tok[(c * 3 + k) * 2], tok[(c * 3 + k) * 2 + 1]])));
       const a = agreement(r.labelMap, decodeBitPlanes(new Uint8Array(await f.readRaw('refine.label_map')), 3, H, W));
       console.log(`${p.name}: refined end to end agreement ${(100 * a).toFixed(4)}%, fallback pixels ${r.fallbackPixels} (reference ${(p.refinement_checks as { fallback_pixels: number }).fallback_pixels}), IoU ${Array.from(r.iouPredictions!, (v) => v.toFixed(4)).join(' ')}`);
-      expect(a).toBeGreaterThanOrEqual(0.999);
+      // 99.99 % from the .jpg (measured 99.9971 % truck, 99.9984 % dog on lavapipe). With a decoder
+      // that is not libjpeg-turbo (jpeg-js, max 26 levels off) this fell to 51 % / 68 %.
+      expect(a).toBeGreaterThanOrEqual(0.9999);
       await f.close();
     });
 

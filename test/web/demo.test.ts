@@ -9,8 +9,8 @@
  * names give the library's semantic label map. Masks are compared pixel by pixel: two GPUs round
  * differently, so a few boundary pixels may flip; the agreement is printed and must be >= 99.9 %.
  *
- * The reference uses the pixels the page decoded (read back from the page): Chromium's JPEG decoder
- * and the Node one (jpeg-js) differ by up to a few levels per channel, which is not what is tested.
+ * The reference uses the pixels the page decoded (read back from the page), so the comparison does
+ * not depend on the browser's JPEG decoder (Node's readImage equals Pillow's libjpeg-turbo decode).
  *
  * Skipped, with a message, when /usr/bin/chromium is absent (tools/setup.sh installs it).
  * Screenshots go to test-results/: web-demo-mask.png after the click, web-demo.png after the semantic
