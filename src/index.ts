@@ -29,6 +29,7 @@ export {
   type SamPrediction,
 } from './pipelines/sam-predictor.js';
 export { SamAutomaticMaskGenerator, type AmgOptions, type AmgMask } from './pipelines/automatic-mask-generator.js';
+export { maskToCocoRle, cocoRleToMask, compressRle, decompressRle, rleArea, rleBbox, amgToCoco, type CocoRle, type CocoAnnotation, type CocoDataset, type Rle } from './pipelines/coco-rle.js';
 
 // CLIP / OpenCLIP
 export { ClipModel, type ClipModelOptions, type ClipConfig } from './model/clip/clip.js';
