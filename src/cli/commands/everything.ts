@@ -1,13 +1,14 @@
 /**
  * `samclip everything IMAGE --out DIR`: SAM's automatic mask generation
- * (src/pipelines/automatic-mask-generator.ts). Writes into DIR one grey PNG per mask
- * (`mask-000.png`, largest first, like the SAM notebook draws them), `overlay.png` (each mask in
- * its own colour over the photo, outlined) and `masks.json` (area, box, predicted IoU, stability,
- * grid point, crop box and file of each mask).
+ * (src/pipelines/automatic-mask-generator.ts). Writes into DIR `overlay.png` (each mask in its own
+ * colour over the photo, outlined) and, with `--format png` (the default), one grey PNG per mask
+ * (`mask-000.png`, largest first, like the SAM notebook draws them) and `masks.json` (area, box,
+ * predicted IoU, stability, grid point, crop box and file of each mask); with `--format coco`,
+ * `annotations.json`: COCO annotation JSON with pycocotools' compressed RLE (src/pipelines/coco-rle.ts).
  */
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import type { Command } from 'commander';
+import { basename, join } from 'node:path';
+import { type Command, InvalidArgumentError } from 'commander';
 import { intArg, numberArg, withCommon } from '../common.js';
 import type { CliEnv } from '../env.js';
 import { CliError } from '../errors.js';
@@ -22,10 +23,18 @@ interface EverythingOptions extends ModelOptions {
   boxNmsThresh: number;
   cropLayers: number;
   minArea: number;
+  format: OutputFormat;
   force?: boolean;
 }
 
-const OUTPUTS = /^(mask-\d+\.png|overlay\.png|masks\.json)$/;
+type OutputFormat = 'png' | 'coco';
+
+function formatArg(v: string): OutputFormat {
+  if (v !== 'png' && v !== 'coco') throw new InvalidArgumentError(`--format must be png or coco, got '${v}'`);
+  return v;
+}
+
+const OUTPUTS = /^(mask-\d+\.png|overlay\.png|masks\.json|annotations\.json)$/;
 
 /** DIR must be new or empty; with --force, earlier outputs of this command are removed first. */
 async function prepareDir(dir: string, force: boolean): Promise<void> {
@@ -44,7 +53,7 @@ async function prepareDir(dir: string, force: boolean): Promise<void> {
 export function registerEverything(program: Command, env: CliEnv): void {
   const cmd = program
     .command('everything')
-    .description("segment everything: SAM's automatic mask generator; writes a PNG per mask, an overlay and masks.json")
+    .description("segment everything: SAM's automatic mask generator; writes a PNG per mask, an overlay and masks.json (or COCO JSON)")
     .argument('<image>', 'JPEG or PNG photo')
     .requiredOption('-o, --out <dir>', 'output directory (new or empty)')
     .option('--points-per-side <n>', 'prompt grid size', intArg('--points-per-side', 1), 32)
@@ -54,8 +63,9 @@ export function registerEverything(program: Command, env: CliEnv): void {
     .option('--box-nms-thresh <x>', 'box IoU above which duplicates are removed', numberArg('--box-nms-thresh', 0, 1), 0.7)
     .option('--crop-layers <n>', 'extra layers of overlapping crops (0: whole image only)', intArg('--crop-layers'), 0)
     .option('--min-area <px>', 'fill holes and remove islands smaller than this', intArg('--min-area'), 0)
+    .option('--format <fmt>', 'png: a grey PNG per mask and masks.json; coco: annotations.json, COCO annotations with compressed RLE masks (pycocotools format)', formatArg, 'png')
     .option('--force', 'write into a non-empty directory (earlier masks there are removed)')
-    .addHelpText('after', '\nExample:\n  samclip everything truck.jpg --out truck-masks/');
+    .addHelpText('after', '\nExamples:\n  samclip everything truck.jpg --out truck-masks/\n  samclip everything truck.jpg --out truck-coco/ --format coco');
   withModelOptions(withCommon(cmd), 'sam', 'sam-vit-b').action(async (image: string, opts: EverythingOptions) => {
     const dtype = checkDtype(opts.dtype);
     const photo = await loadPhoto(image);
@@ -84,13 +94,14 @@ export function registerEverything(program: Command, env: CliEnv): void {
     const canvas = draw.toCanvas(photo);
     const colors = draw.palette(order.length);
     const outline = Math.max(1, Math.round(Math.min(photo.width, photo.height) / 400));
+    const coco = opts.format === 'coco';
     const records = [];
     const bar = env.progress(opts, 'writing masks', order.length);
     for (let k = 0; k < order.length; k++) {
       const m = masks[order[k]!]!;
       const seg = m.segmentation as Uint8Array;
-      const file = `mask-${String(k).padStart(3, '0')}.png`;
-      await writePng(join(opts.out, file), maskToGrey(seg, photo.width, photo.height));
+      const file = coco ? undefined : `mask-${String(k).padStart(3, '0')}.png`;
+      if (file) await writePng(join(opts.out, file), maskToGrey(seg, photo.width, photo.height));
       draw.fillMask(canvas, seg, colors[k]!, 0.5);
       draw.outlineMask(canvas, seg, [255, 255, 255], outline);
       records.push({ file, area: m.area, bbox: m.bbox, predictedIou: m.predictedIou, stabilityScore: m.stabilityScore, point: m.pointCoords[0], cropBox: m.cropBox });
@@ -98,6 +109,12 @@ export function registerEverything(program: Command, env: CliEnv): void {
     }
     bar.finish();
     await writePng(join(opts.out, 'overlay.png'), canvas);
+    if (coco) {
+      // Annotation ids follow the same largest-first order as the overlay's colours.
+      const { amgToCoco } = await import('../../pipelines/coco-rle.js');
+      const dataset = amgToCoco(order.map((i) => masks[i]!), { fileName: basename(image), width: photo.width, height: photo.height });
+      await writeFile(join(opts.out, 'annotations.json'), `${JSON.stringify(dataset)}\n`);
+    }
     const result = {
       image,
       width: photo.width,
@@ -106,14 +123,17 @@ export function registerEverything(program: Command, env: CliEnv): void {
       randomWeights: weights.randomFamily,
       out: opts.out,
       count: records.length,
+      format: opts.format,
       options: { pointsPerSide: opts.pointsPerSide, predIouThresh: opts.predIouThresh, stabilityThresh: opts.stabilityThresh, boxNmsThresh: opts.boxNmsThresh, cropLayers: opts.cropLayers, minArea: opts.minArea },
       timings: amg.lastTimings,
       masks: records,
     };
-    await writeFile(join(opts.out, 'masks.json'), `${JSON.stringify(result, null, 2)}\n`);
+    if (!coco) await writeFile(join(opts.out, 'masks.json'), `${JSON.stringify(result, null, 2)}\n`);
     env.emit(opts, result, () =>
       [
-        `${opts.out}: ${records.length} masks (mask-000.png ... largest first), overlay.png, masks.json`,
+        coco
+          ? `${opts.out}: ${records.length} masks in annotations.json (COCO, compressed RLE, largest first), overlay.png`
+          : `${opts.out}: ${records.length} masks (mask-000.png ... largest first), overlay.png, masks.json`,
         ...(records.length === 0 ? ['no mask passed the filters; try lower --pred-iou-thresh / --stability-thresh'] : []),
         ...(weights.randomFamily ? [`(random weights ${weights.randomFamily}: the masks are meaningless)`] : []),
       ].join('\n'),
