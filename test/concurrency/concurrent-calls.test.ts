@@ -12,7 +12,11 @@ import { SamClip } from '../../src/pipelines/samclip.js';
 import { latestWins } from '../../src/util/latest-wins.js';
 import { useGpu } from '../helpers/gpu.js';
 import { BUNDLE, CLASSES } from '../model/samclip-fixture.js';
-import { TINY_WEIGHTS, photoImage } from '../pipelines/sam-fixture.js';
+import { usePhotos } from '../helpers/photos.js';
+import { TINY_WEIGHTS } from '../pipelines/sam-fixture.js';
+
+/** The photos decoded from their .jpg files (test/helpers/photos.ts). */
+const photoImage = usePhotos();
 
 const gpu = useGpu();
 

@@ -9,7 +9,11 @@ import { GpuContext } from '../../src/gpu/context.js';
 import { DeviceLostError } from '../../src/gpu/errors.js';
 import { cropImage } from '../../src/image/image.js';
 import { SamPredictor } from '../../src/pipelines/sam-predictor.js';
-import { TINY_WEIGHTS, photoImage } from '../pipelines/sam-fixture.js';
+import { usePhotos } from '../helpers/photos.js';
+import { TINY_WEIGHTS } from '../pipelines/sam-fixture.js';
+
+/** The photos decoded from their .jpg files (test/helpers/photos.ts). */
+const photoImage = usePhotos();
 
 const image = () => cropImage(photoImage('dog'), 200, 150, 160, 120);
 const prompt = { points: [[80, 60]] as [number, number][], labels: [1] };

@@ -13,7 +13,11 @@ import { SamPredictor } from '../../src/pipelines/sam-predictor.js';
 import { SamClip } from '../../src/pipelines/samclip.js';
 import { useGpu } from '../helpers/gpu.js';
 import { BUNDLE, CLASSES } from '../model/samclip-fixture.js';
-import { TINY_WEIGHTS, photoImage } from './sam-fixture.js';
+import { usePhotos } from '../helpers/photos.js';
+import { TINY_WEIGHTS } from './sam-fixture.js';
+
+/** The photos decoded from their .jpg files (test/helpers/photos.ts). */
+const photoImage = usePhotos();
 
 const gpu = useGpu();
 const image = () => cropImage(photoImage('truck'), 600, 400, 240, 160);
