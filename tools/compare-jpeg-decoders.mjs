@@ -69,13 +69,13 @@ decoders['sharp (libvips 8.18, mozjpeg)'] = async (buf) => {
   const { data, info } = await sharp(buf, { failOn: 'none' }).raw().toBuffer({ resolveWithObject: true });
   return { w: info.width, h: info.height, rgb: toRgb(data, info.channels) };
 };
-decoders['sharp, ignoreIcc, CMYK raw + Pillow formula'] = async (buf) => {
+decoders['sharp as used (ignoreIcc, failOn truncated, CMYK raw + Pillow formula)'] = async (buf) => {
   const m = await sharp(buf).metadata();
   if (m.space !== 'cmyk') {
-    const { data, info } = await sharp(buf, { ignoreIcc: true }).raw().toBuffer({ resolveWithObject: true });
+    const { data, info } = await sharp(buf, { ignoreIcc: true, failOn: 'truncated' }).raw().toBuffer({ resolveWithObject: true });
     return { w: info.width, h: info.height, rgb: toRgb(data, info.channels) };
   }
-  const { data, info } = await sharp(buf, { ignoreIcc: true }).pipelineColourspace('cmyk').toColourspace('cmyk').raw().toBuffer({ resolveWithObject: true });
+  const { data, info } = await sharp(buf, { ignoreIcc: true, failOn: 'truncated' }).pipelineColourspace('cmyk').toColourspace('cmyk').raw().toBuffer({ resolveWithObject: true });
   return { w: info.width, h: info.height, rgb: cmykToRgb(data, false) };
 };
 const jsq = await import('@jsquash/jpeg/decode.js');
