@@ -64,3 +64,6 @@ export type { SemanticSegmentation, SemanticSegmentationOptions } from './pipeli
 export type { TextPromptedOptions, TextPromptedResult } from './pipelines/text-prompted.js';
 export { RefinementError, type RefinementOptions } from './pipelines/refinement.js';
 export { DenseClip, DenseClipError, DENSE_CLIP_METHODS, type DenseClipMethod, type DenseClipOptions } from './model/clip/dense-clip.js';
+
+// Models by name: registry, resumable verified downloads, caches (Node's file cache: samclip-webgpu/node)
+export * from './hub/index.js';

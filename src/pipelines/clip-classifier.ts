@@ -16,12 +16,14 @@
 import type { GpuContext } from '../gpu/context.js';
 import { throwIfAborted } from '../gpu/errors.js';
 import { Pacer, type ProgressOptions } from '../gpu/pacer.js';
+import { type PretrainedName, type PretrainedOptions, openPretrained } from '../hub/pretrained.js';
 import type { ImageU8 } from '../image/image.js';
 import { clipPreprocess } from '../image/preprocess.js';
 import { readTensor } from '../kernels/copy.js';
 import { l2Normalize } from '../kernels/l2-normalize.js';
 import type { ClipModel } from '../model/clip/clip.js';
 import { ClipError } from '../model/clip/config.js';
+import { type LoadClipOptions, loadClip } from '../model/clip/load.js';
 import type { ClipTokenizer } from '../text/clip-tokenizer.js';
 import { clipNormalize } from '../text/text-cleanup.js';
 import { IMAGENET_TEMPLATES } from '../text/imagenet-templates.js';
@@ -184,6 +186,32 @@ export class ClipClassifier {
       tokenizer = await loadClipTokenizer();
     }
     return new ClipClassifier(ctx, model, tokenizer, opts);
+  }
+
+  /**
+   * A CLIP model by registry name ('clip-vit-b-16', 'openclip-vit-b-16-datacomp', ...), from the
+   * cache or downloaded into it first (src/hub). The registry supplies what the file does not
+   * record (the DataComp models' GELU). `cache` is the model cache here; the text-embedding cache
+   * of `create` is `textCache`. `classifier.model.dispose()` releases the model.
+   */
+  static async fromPretrained(
+    ctx: GpuContext,
+    name: PretrainedName,
+    opts: PretrainedOptions & LoadClipOptions & Omit<ClipClassifierOptions, 'cache'> & { textCache?: TextEmbeddingCache; tokenizer?: ClipTokenizer } = {},
+  ): Promise<ClipClassifier> {
+    const { file, entry } = await openPretrained(name, 'clip', opts);
+    let model: ClipModel;
+    try {
+      model = await loadClip(ctx, file, { ...opts, act: opts.act ?? entry.act });
+    } finally {
+      await file.close();
+    }
+    try {
+      return await ClipClassifier.create(ctx, model, { ...opts, cache: opts.textCache });
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
   }
 
   /** L2-normalised image embeddings of a batch of images, one Float32Array each. */

@@ -24,6 +24,7 @@ import type { GpuContext } from '../gpu/context.js';
 import { throwIfAborted } from '../gpu/errors.js';
 import { Pacer, type ProgressOptions } from '../gpu/pacer.js';
 import type { Tensor } from '../gpu/tensor.js';
+import { type PretrainedName, type PretrainedOptions, openPretrained } from '../hub/pretrained.js';
 import { type ImageU8, ImageError, checkImage, toRgb } from '../image/image.js';
 import { pilResize } from '../image/pil-resize.js';
 import { applyBoxes, applyCoords, samResizeShape } from '../image/transforms.js';
@@ -140,6 +141,19 @@ export class SamPredictor {
   /** Load a SAM checkpoint (official / Hugging Face / SAM-CLIP names; another model is an error). */
   static async load(ctx: GpuContext, src: string | SafetensorsFile, opts: LoadSamOptions & SamCreateOptions = {}): Promise<SamPredictor> {
     return new SamPredictor(ctx, await Sam.load(ctx, src, opts));
+  }
+
+  /**
+   * A SAM model by registry name ('sam-vit-b', 'sam-vit-l', 'sam-vit-h'), from the cache or
+   * downloaded into it first (resumable, SHA-256 checked; src/hub). See docs/api.md.
+   */
+  static async fromPretrained(ctx: GpuContext, name: PretrainedName, opts: PretrainedOptions & LoadSamOptions & SamCreateOptions = {}): Promise<SamPredictor> {
+    const { file } = await openPretrained(name, 'sam', opts);
+    try {
+      return await SamPredictor.load(ctx, file, opts);
+    } finally {
+      await file.close();
+    }
   }
 
   get lowResSize(): number {

@@ -16,6 +16,7 @@ import { SamclipError, check } from '../gpu/errors.js';
 import { Pacer, type ProgressOptions } from '../gpu/pacer.js';
 import { type ImageU8, ImageError, checkImage, toRgb } from '../image/image.js';
 import { samResizeShape } from '../image/transforms.js';
+import { type PretrainedName, type PretrainedOptions, openPretrained } from '../hub/pretrained.js';
 import { readTensor } from '../kernels/copy.js';
 import type { ClipModel } from '../model/clip/clip.js';
 import type { ClipAct } from '../model/clip/config.js';
@@ -141,6 +142,27 @@ export class SamClip implements SamClipModel {
       if (ownClip) clip?.dispose();
       if (!(parts.sam instanceof Sam)) sam.dispose();
       throw e;
+    }
+  }
+
+  /**
+   * Composite mode from registry names, e.g. `{ sam: 'sam-vit-b', clip: 'clip-vit-b-16' }` (the
+   * default pair), each from the cache or downloaded into it first (src/hub); the downloads run
+   * side by side and report progress with their names.
+   */
+  static async fromPretrained(
+    ctx: GpuContext,
+    names: { sam?: PretrainedName; clip?: PretrainedName } = {},
+    opts: PretrainedOptions & SamClipCompositeOptions = {},
+  ): Promise<SamClip> {
+    const [sam, clip] = await Promise.allSettled([openPretrained(names.sam ?? 'sam-vit-b', 'sam', opts), openPretrained(names.clip ?? 'clip-vit-b-16', 'clip', opts)]);
+    try {
+      if (sam.status === 'rejected') throw sam.reason;
+      if (clip.status === 'rejected') throw clip.reason;
+      return await SamClip.composite(ctx, { sam: sam.value.file, clip: clip.value.file }, { ...opts, clipAct: opts.clipAct ?? clip.value.entry.act });
+    } finally {
+      if (sam.status === 'fulfilled') await sam.value.file.close();
+      if (clip.status === 'fulfilled') await clip.value.file.close();
     }
   }
 
