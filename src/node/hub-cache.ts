@@ -16,7 +16,7 @@
  * record (a crash between the two renames, or an older cache) is not used: it becomes the partial.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { type FileHandle, mkdir, open, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { homedir, hostname } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -126,6 +126,18 @@ export class FileModelCache implements ModelCache {
     const record = parseRecord(await readText(`${path}.json`), name, file);
     if (!record || record.bytes !== size) return null;
     return fileEntry(path, record);
+  }
+
+  /** Whether the entry is cached (file + matching record), synchronously: for picking defaults. */
+  hasSync(name: string, file: string): boolean {
+    const path = this.describe(name, file);
+    try {
+      const size = statSync(path).size;
+      const record = parseRecord(readFileSync(`${path}.json`, 'utf8'), name, file);
+      return !!record && record.bytes === size;
+    } catch {
+      return false;
+    }
   }
 
   /** Every recorded entry and every unrecorded file in the cache (for `weights list`). */

@@ -4,10 +4,11 @@
  * and writes a label map and an overlay at the photo's size; with (stand-in) pulled SAM + CLIP
  * checkpoints in the cache it runs composite mode on them instead.
  */
-import { mkdirSync, mkdtempSync, readFileSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { addCacheEntry } from '../helpers/model-cache.js';
 import { CLIP_TINY, CLI_TIMEOUT, ROOT, SAM_TINY, expectOk, samclip } from './helpers.js';
 import { pngSize } from './semseg-helpers.js';
 
@@ -23,10 +24,8 @@ describe('demo', { timeout: CLI_TIMEOUT }, () => {
     const out = join(tmp, 'out');
     // Stand-ins for pulled checkpoints: the tiny public-format SAM and CLIP under the registry's names.
     const cache = join(tmp, 'cache');
-    mkdirSync(join(cache, 'sam-vit-b'), { recursive: true });
-    mkdirSync(join(cache, 'clip-vit-b-16'), { recursive: true });
-    symlinkSync(SAM_TINY, join(cache, 'sam-vit-b', 'model.safetensors'));
-    symlinkSync(CLIP_TINY, join(cache, 'clip-vit-b-16', 'model.safetensors'));
+    addCacheEntry(cache, 'sam-vit-b', SAM_TINY);
+    addCacheEntry(cache, 'clip-vit-b-16', CLIP_TINY);
     const [r, c] = await Promise.all([
       samclip(['demo', '--out-dir', out, '--cache', join(tmp, 'empty-cache')]),
       samclip(['demo', '--out-dir', join(tmp, 'out-cached'), '--cache', cache, '--no-refine', '--json']),

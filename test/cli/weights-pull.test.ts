@@ -5,7 +5,7 @@
  * leaves nothing in the cache.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,6 +15,7 @@ import { expectOk, expectOneLineError, samclip, CLI_TIMEOUT } from './helpers.js
 
 const BODY = randomBytes(3 * 1024 * 1024 + 123);
 const SHA = createHash('sha256').update(BODY).digest('hex');
+const ETAG = '"v1"';
 
 interface Behaviour {
   /** Drop the connection after this many bytes, on the next `drops` full-body requests. */
@@ -52,14 +53,16 @@ beforeAll(async () => {
     }
     let start = 0;
     const m = /^bytes=(\d+)-$/.exec(range ?? '');
-    if (m && !behaviour.ignoreRange) start = Number(m[1]);
+    // If-Range with another validator than the current one: the whole (current) file, as RFC 9110 says.
+    const ifRange = req.headers['if-range'];
+    if (m && !behaviour.ignoreRange && (!ifRange || ifRange === ETAG)) start = Number(m[1]);
     if (start >= BODY.length && m && !behaviour.ignoreRange) {
       res.writeHead(416, { 'content-range': `bytes */${BODY.length}` }).end();
       log.push({ url: req.url, range, status: 416 });
       return;
     }
     const status = start > 0 ? 206 : 200;
-    const headers: Record<string, string | number> = { 'content-length': BODY.length - start, 'accept-ranges': 'bytes' };
+    const headers: Record<string, string | number> = { 'content-length': BODY.length - start, 'accept-ranges': 'bytes', etag: ETAG };
     if (status === 206) headers['content-range'] = `bytes ${start}-${BODY.length - 1}/${BODY.length}`;
     res.writeHead(status, headers);
     log.push({ url: req.url, range, status });
@@ -166,16 +169,26 @@ describe('weights pull', { timeout: CLI_TIMEOUT }, () => {
     expect(filesIn(cache).sort()).toEqual(['redirect', 'redirect.json']);
   });
 
-  it('a cached file that no longer matches its recorded digest is deleted and reported', async () => {
+  it('a cached file that no longer matches its record is reported and replaced by a verified download', async () => {
     const cache = freshCache();
     reset();
     expectOk(await samclip(['weights', 'pull', 'x', '--url', `${base}/model.safetensors`, '--cache', cache, '--quiet']));
     const file = join(cache, 'x', 'model.safetensors');
-    const { writeFileSync } = await import('node:fs');
-    writeFileSync(file, Buffer.concat([BODY.subarray(0, 100), Buffer.from('corrupt')]));
-    const r = await samclip(['weights', 'pull', 'x', '--url', `${base}/model.safetensors`, '--cache', cache]);
-    expectOneLineError(r, 1, /cached file is corrupt .*it was deleted, run the command again/);
-    expect(existsSync(file)).toBe(false);
+    // Same length, one byte changed: only the digest can tell.
+    const flipped = Buffer.from(BODY);
+    flipped[1000] ^= 0xff;
+    writeFileSync(file, flipped);
+    const r = await samclip(['weights', 'pull', 'x', '--url', `${base}/model.safetensors`, '--cache', cache, '--json']);
+    expectOk(r);
+    expect(r.stderr).toMatch(/x: .*model\.safetensors is corrupt \(SHA-256 [0-9a-f]{64}, its record says [0-9a-f]{64}\); it was deleted; downloading it again/);
+    expect(JSON.parse(r.stdout)).toMatchObject({ status: 'downloaded', sha256: SHA });
+    expect(readFileSync(file).equals(BODY)).toBe(true);
+    // Cut short: the record's length no longer matches, so it is not used.
+    writeFileSync(file, BODY.subarray(0, 1000));
+    const t = await samclip(['weights', 'pull', 'x', '--url', `${base}/model.safetensors`, '--cache', cache, '--json']);
+    expectOk(t);
+    expect(JSON.parse(t.stdout)).toMatchObject({ status: 'downloaded', sha256: SHA });
+    expect(readFileSync(file).equals(BODY)).toBe(true);
   });
 
   it('HTTP errors and unknown names are one-line errors (404 exit 1, unknown name exit 2)', async () => {

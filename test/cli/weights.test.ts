@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { writeRandomWeights } from '../../src/weights/random.js';
+import { addCacheEntry } from '../helpers/model-cache.js';
 import { SafetensorsFile } from '../../src/weights/safetensors.js';
 import { CLIP_TINY, DOG, FIXTURES, SAM_TINY, expectOk, expectOneLineError, samclip, CLI_TIMEOUT } from './helpers.js';
 
@@ -111,8 +112,10 @@ describe('weights random', { timeout: CLI_TIMEOUT }, () => {
 });
 
 describe('weights list', { timeout: CLI_TIMEOUT }, () => {
-  it('shows the registry and what the cache holds', async () => {
+  it('shows the registry and what the cache holds; --verify re-hashes each entry against its record', async () => {
     const cache = join(tmp, 'cache');
+    addCacheEntry(cache, 'clip-vit-b-16', CLIP_TINY);
+    // A file without a record (an interrupted or older pull) does not count as cached.
     const dir = join(cache, 'sam-vit-b');
     await import('node:fs').then((fs) => fs.mkdirSync(dir, { recursive: true }));
     writeFileSync(join(dir, 'model.safetensors'), 'x');
@@ -120,7 +123,13 @@ describe('weights list', { timeout: CLI_TIMEOUT }, () => {
     expectOk(r);
     const out = JSON.parse(r.stdout);
     expect(out.weights.map((w: { name: string }) => w.name)).toEqual(['sam-vit-b', 'sam-vit-l', 'sam-vit-h', 'clip-vit-b-16', 'openclip-vit-b-16-datacomp', 'openclip-vit-l-14-datacomp']);
-    expect(out.weights[0]).toMatchObject({ cached: true, url: 'https://huggingface.co/facebook/sam-vit-base/resolve/main/model.safetensors', sha256: null });
-    expect(out.weights[1].cached).toBe(false);
+    expect(out.weights[0]).toMatchObject({ cached: false, state: 'unrecorded', url: 'https://huggingface.co/facebook/sam-vit-base/resolve/main/model.safetensors' });
+    expect(out.weights[0].sha256).toMatch(/^[0-9a-f]{64}$/); // pinned from the Hub's file page
+    expect(out.weights[1]).toMatchObject({ cached: false, state: 'no' });
+    expect(out.weights[3]).toMatchObject({ cached: true, state: 'yes', sha256: null });
+
+    const verify = await samclip(['weights', 'list', '--cache', cache, '--verify', '--json']);
+    expectOneLineError(verify, 1, /1 cached file\(s\) failed verification: sam-vit-b \(no record of its download/);
+    expect(JSON.parse(verify.stdout).weights[3]).toMatchObject({ cached: true, state: 'verified' });
   });
 });

@@ -14,7 +14,7 @@ import type { Command } from 'commander';
 import { collect, withCommon } from '../common.js';
 import type { CliEnv } from '../env.js';
 import { CliError } from '../errors.js';
-import { cacheDir } from '../weights/registry.js';
+import { cacheDir } from '../weights/cache.js';
 import { stem } from './model-common.js';
 import {
   type ResolvedSamClip,

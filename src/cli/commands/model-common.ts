@@ -13,7 +13,7 @@ import { intArg } from '../common.js';
 import type { CliEnv, CommonOptions } from '../env.js';
 import { CliError, UsageError } from '../errors.js';
 import { type Progress, formatSeconds } from '../output.js';
-import { type ModelKind, REGISTRY, type RegistryEntry, cacheDir, cachedPath } from '../weights/registry.js';
+import { type ModelKind, REGISTRY, type RegistryEntry, cacheDir, cachedPath, isCached } from '../weights/cache.js';
 import { checkReadable } from './files.js';
 
 export interface ModelOptions extends CommonOptions {
@@ -50,9 +50,9 @@ export function checkDtype(dtype: string): 'f32' | 'f16' {
   return dtype;
 }
 
-/** The first registry entry of `kind` whose file is in the cache. */
+/** The first registry entry of `kind` whose file is in the cache (complete, with its record). */
 export function firstCached(cache: string, kind: ModelKind): RegistryEntry | null {
-  return REGISTRY.find((e) => e.kind === kind && existsSync(cachedPath(cache, e.name, e.file))) ?? null;
+  return REGISTRY.find((e) => e.kind === kind && isCached(cache, e.name, e.file)) ?? null;
 }
 
 /** The checkpoint to run: --weights, else --random-weights, else the first pulled one of `kind`. */

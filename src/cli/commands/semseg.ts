@@ -19,7 +19,7 @@ import { collect, intArg, numberArg, withCommon } from '../common.js';
 import type { CliEnv, CommonOptions } from '../env.js';
 import { CliError, UsageError } from '../errors.js';
 import { formatTable } from '../output.js';
-import { cacheDir, cachedPath } from '../weights/registry.js';
+import { cacheDir, cachedPath } from '../weights/cache.js';
 import { checkReadable } from './files.js';
 import { checkDtype, firstCached, loadPhoto, resolveWeights, stem, step } from './model-common.js';
 
