@@ -301,7 +301,7 @@ class Download {
       res = await o.fetch(o.url, { headers, signal: o.signal });
     } catch (e) {
       if (o.signal?.aborted) throw e;
-      throw new Retryable(describeNetworkError(e), true);
+      throw connectFailure(e, o.url);
     }
     this.reachedServer = true;
     const d = declaredBy(res);
@@ -500,6 +500,19 @@ async function readWithTimeout(reader: ReadableStreamDefaultReader<Uint8Array>, 
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Codes of a network that cannot be reached at all (as opposed to one that failed midway). */
+const UNREACHABLE = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_NONAME', 'ECONNREFUSED', 'ENETUNREACH', 'EHOSTUNREACH', 'ENETDOWN', 'EHOSTDOWN', 'ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT']);
+
+/** A request that got no answer: offline, a TLS or proxy refusal (final), or something transient. */
+function connectFailure(e: unknown, url: string): Error {
+  const err = e as Error & { code?: string; cause?: { code?: string } };
+  const code = err?.code ?? err?.cause?.code ?? '';
+  if (/CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_VERIFY|PROXY/.test(code)) return new DownloadError(`${url}: ${describeNetworkError(e)}`);
+  // Browsers say only "TypeError: Failed to fetch" for DNS, refused connections and CORS alike.
+  const unreachable = UNREACHABLE.has(code) || (!code && err instanceof TypeError);
+  return new Retryable(describeNetworkError(e), unreachable);
 }
 
 /** A network error's message with its cause (undici wraps the code in `cause`). */

@@ -76,7 +76,7 @@ function tunnel(proxy: URL, target: URL, opts: NodeFetchOptions, signal?: AbortS
     req.once('connect', (res, socket: Socket) => {
       if (res.statusCode !== 200) {
         socket.destroy();
-        reject(new Error(`proxy ${proxy.host} refused CONNECT ${authority}: HTTP ${res.statusCode} ${res.statusMessage ?? ''}`.trim()));
+        reject(Object.assign(new Error(`proxy ${proxy.host} refused CONNECT ${authority}: HTTP ${res.statusCode} ${res.statusMessage ?? ''}`.trim()), { code: 'ERR_PROXY_CONNECT' }));
         return;
       }
       const secure = tls.connect({ socket, servername: target.hostname, ...(opts.ca ? { ca: opts.ca } : {}) });
