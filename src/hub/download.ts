@@ -210,6 +210,8 @@ class Download {
     this.bytes = part.bytes;
     this.info = part.info;
     this.resumedFrom = part.bytes;
+    // The digest declared when the kept part was downloaded: a different one now means a new file.
+    this.serverSha = part.info?.declaredSha256 ?? null;
   }
 
   async run(): Promise<EnsureResult> {
@@ -285,6 +287,7 @@ class Download {
     this.info = null;
     this.pieces = 0;
     this.total = null;
+    this.serverSha = null;
   }
 
   /** One request: append what the answer brings. Returns when its body ended cleanly. */
@@ -349,6 +352,7 @@ class Download {
         // Range ignored, or If-Range saw a changed remote: this body is the whole (current) file.
         this.o.onEvent?.({ type: 'restart', reason: 'the server sent the whole file (it changed, or ignores Range)' });
         await this.restart2();
+        this.serverSha = d.sha256;
       }
       total = d.contentLength;
     } else {

@@ -154,7 +154,8 @@ export class Loopback {
       cut = true;
     }
     const finish = () => {
-      if (cut && s.cutMode === 'close') setTimeout(() => res.socket?.destroy(), 10);
+      // end(), not destroy(): a reset could drop bytes the client has not read yet.
+      if (cut && s.cutMode === 'close') res.socket?.end();
       else res.end();
     };
     if (!s.pieceBytes) {
