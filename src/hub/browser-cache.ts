@@ -4,7 +4,7 @@
  * stopped; tabs and workers of one origin take turns on an entry through the Web Locks API.
  */
 import type { CacheRecord, ModelCache, WriterOptions } from './cache.js';
-import { type ChunkStore, ChunkedModelCache, MemoryModelCache } from './chunked-cache.js';
+import { type ChunkStore, type ChunkedCacheOptions, ChunkedModelCache, MemoryModelCache } from './chunked-cache.js';
 import { HubError } from './errors.js';
 
 const DEFAULT_NAME = 'samclip-webgpu';
@@ -116,8 +116,8 @@ export class CacheApiStore implements ChunkStore {
 
 /** Models in the Cache API (`caches.open(cacheName)`). */
 export class CacheApiModelCache extends ChunkedModelCache {
-  constructor(cacheName = DEFAULT_NAME) {
-    super(new CacheApiStore(cacheName));
+  constructor(cacheName = DEFAULT_NAME, opts: ChunkedCacheOptions = {}) {
+    super(new CacheApiStore(cacheName), opts);
   }
 }
 
@@ -223,8 +223,8 @@ export class OpfsStore implements ChunkStore {
 
 /** Models in the Origin Private File System (`navigator.storage.getDirectory()`). */
 export class OpfsModelCache extends ChunkedModelCache {
-  constructor(dirName = DEFAULT_NAME) {
-    super(new OpfsStore(dirName));
+  constructor(dirName = DEFAULT_NAME, opts: ChunkedCacheOptions = {}) {
+    super(new OpfsStore(dirName), opts);
   }
 }
 

@@ -34,10 +34,21 @@ interface PartMeta {
   chunks: number[];
 }
 
+export interface ChunkedCacheOptions {
+  /** Bytes per stored chunk of a partial download (default 16 MiB): what a resume may lose at most. */
+  chunkBytes?: number;
+}
+
 export class ChunkedModelCache implements ModelCache {
   private readonly mutex = new KeyedMutex();
+  private readonly chunkBytes: number;
 
-  constructor(private readonly store: ChunkStore) {}
+  constructor(
+    private readonly store: ChunkStore,
+    opts: ChunkedCacheOptions = {},
+  ) {
+    this.chunkBytes = opts.chunkBytes ?? CHUNK_BYTES;
+  }
 
   get location(): string {
     return this.store.location;
@@ -56,7 +67,7 @@ export class ChunkedModelCache implements ModelCache {
 
   async withWriter<T>(name: string, file: string, fn: (part: PartWriter, state: { waited: boolean }) => Promise<T>, opts: WriterOptions = {}): Promise<T> {
     const key = `${name}/${file}`;
-    const locked = (waited: boolean) => ChunkedPart.open(this.store, name, file).then((part) => fn(part, { waited }));
+    const locked = (waited: boolean) => ChunkedPart.open(this.store, name, file, this.chunkBytes).then((part) => fn(part, { waited }));
     if (this.store.lock) return this.store.lock(key, locked, opts);
     return this.mutex.run(key, locked, opts.signal, opts.onWait);
   }
@@ -93,9 +104,10 @@ class ChunkedPart implements PartWriter {
     private readonly name: string,
     private readonly file: string,
     private meta: PartMeta,
+    private readonly chunkBytes: number,
   ) {}
 
-  static async open(store: ChunkStore, name: string, file: string): Promise<ChunkedPart> {
+  static async open(store: ChunkStore, name: string, file: string, chunkBytes: number): Promise<ChunkedPart> {
     let meta: PartMeta = { info: null, chunks: [] };
     try {
       const m = JSON.parse((await store.readPartMeta(name, file)) ?? 'null') as PartMeta | null;
@@ -103,7 +115,7 @@ class ChunkedPart implements PartWriter {
     } catch {
       // An unreadable description: start over.
     }
-    const part = new ChunkedPart(store, name, file, meta);
+    const part = new ChunkedPart(store, name, file, meta, chunkBytes);
     // Keep only the chunks that are really there, with the lengths described.
     let kept = 0;
     for (; kept < meta.chunks.length; kept++) {
@@ -147,7 +159,7 @@ class ChunkedPart implements PartWriter {
     // Copy: the caller may reuse its buffer.
     this.pending.push(chunk.slice());
     this.pendingBytes += chunk.length;
-    while (this.pendingBytes >= CHUNK_BYTES) await this.writeChunk(CHUNK_BYTES);
+    while (this.pendingBytes >= this.chunkBytes) await this.writeChunk(this.chunkBytes);
   }
 
   async flush(): Promise<void> {
@@ -265,7 +277,7 @@ export class MemoryChunkStore implements ChunkStore {
 
 /** A cache that keeps models in memory only (nothing persists across page loads or processes). */
 export class MemoryModelCache extends ChunkedModelCache {
-  constructor() {
-    super(new MemoryChunkStore());
+  constructor(opts: ChunkedCacheOptions = {}) {
+    super(new MemoryChunkStore(), opts);
   }
 }

@@ -301,7 +301,9 @@ class Download {
     }
     let res: Response;
     try {
-      res = await o.fetch(o.url, { headers, signal: o.signal });
+      // no-store: the model cache holds the file; the browser's HTTP cache would hold a second copy
+      // (and answers ranges from its own partial copy).
+      res = await o.fetch(o.url, { headers, signal: o.signal, cache: 'no-store' });
     } catch (e) {
       if (o.signal?.aborted) throw e;
       throw connectFailure(e, o.url);

@@ -4,7 +4,7 @@
  */
 
 /** The fetch the hub uses (`globalThis.fetch` fits; Node's default adds proxies, src/node/hub-fetch.ts). */
-export type HubFetch = (url: string, init: { headers?: Record<string, string>; method?: string; signal?: AbortSignal }) => Promise<Response>;
+export type HubFetch = (url: string, init: { headers?: Record<string, string>; method?: string; signal?: AbortSignal; cache?: RequestCache }) => Promise<Response>;
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
