@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RegistryEntry } from '../../src/hub/registry.js';
 import type { ImageU8 } from '../../src/image/image.js';
-import { SamClip } from '../../src/model/samclip/samclip.js';
+import { SamClip } from '../../src/pipelines/samclip.js';
 import { ClipClassifier } from '../../src/pipelines/clip-classifier.js';
 import { SamPredictor } from '../../src/pipelines/sam-predictor.js';
 import { FileModelCache } from '../../src/node/hub-cache.js';
