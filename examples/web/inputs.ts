@@ -4,42 +4,12 @@
  */
 import { SamclipError } from '../../src/gpu/errors.js';
 import type { ImageU8 } from '../../src/image/image.js';
-import { type ByteSource, SafetensorsError, SafetensorsFile } from '../../src/weights/safetensors.js';
+import { BlobSource } from '../../src/weights/blob-source.js';
+import { SafetensorsFile } from '../../src/weights/safetensors.js';
 
 /** Bad input given to the page (wrong file, unreadable image, missing model, ...). */
 export class DemoInputError extends SamclipError {
   override name = 'DemoInputError';
-}
-
-/**
- * A picked file read lazily, slice by slice: a multi-GB checkpoint (SAM ViT-H) never has to sit in
- * the JS heap whole, only the tensor being uploaded.
- */
-export class BlobSource implements ByteSource {
-  readonly size: number;
-
-  constructor(
-    private readonly blob: Blob,
-    readonly name: string,
-  ) {
-    this.size = blob.size;
-  }
-
-  view(): null {
-    return null;
-  }
-
-  async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
-    if (offset < 0 || length < 0 || offset + length > this.size) {
-      throw new SafetensorsError(this.name, `read of ${length} bytes at ${offset} is outside the ${this.size}-byte file`);
-    }
-    const bytes = new Uint8Array(await this.blob.slice(offset, offset + length).arrayBuffer());
-    if (!into) return bytes;
-    into.set(bytes);
-    return into.subarray(0, length);
-  }
-
-  async close(): Promise<void> {}
 }
 
 /** Open a picked safetensors file (only its header is read now). */

@@ -4,7 +4,7 @@
  * 16 MiB plus a small description, so an interrupted download resumes from its last whole chunk;
  * `commit` joins the chunks (as Blobs, without copying them into JS memory) into the entry.
  */
-import type { ByteSource } from '../weights/safetensors-source.js';
+import { BlobSource } from '../weights/blob-source.js';
 import { type CacheRecord, type CachedFile, KeyedMutex, type ModelCache, type PartWriter, type PartialInfo, type WriterOptions, parseRecord } from './cache.js';
 import { HubError } from './errors.js';
 
@@ -201,33 +201,6 @@ class ChunkedPart implements PartWriter {
     const stored = await this.store.readFinal(this.name, this.file);
     return blobEntry(stored?.blob ?? blob, record, this.store.describe(this.name, this.file));
   }
-}
-
-/** Safetensors bytes from a Blob (a cached Response body, an OPFS File): each read is one slice. */
-export class BlobSource implements ByteSource {
-  readonly size: number;
-
-  constructor(
-    private readonly blob: Blob,
-    readonly name: string,
-  ) {
-    this.size = blob.size;
-  }
-
-  async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
-    if (offset < 0 || length < 0 || offset + length > this.size) throw new HubError(`${this.name}: read of ${length} bytes at ${offset} is outside the ${this.size}-byte file`);
-    const bytes = new Uint8Array(await this.blob.slice(offset, offset + length).arrayBuffer());
-    if (bytes.length !== length) throw new HubError(`${this.name}: read ${bytes.length} bytes at ${offset}, expected ${length} (changed since it was opened?)`);
-    if (!into) return bytes;
-    into.set(bytes);
-    return into.subarray(0, length);
-  }
-
-  view(): null {
-    return null;
-  }
-
-  async close(): Promise<void> {}
 }
 
 /** Everything in memory: no persistence (tests, or a page that must not store anything). */

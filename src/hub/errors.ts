@@ -29,7 +29,3 @@ export function abortError(signal: AbortSignal): Error {
   e.name = 'AbortError';
   return e;
 }
-
-export function isAbortError(e: unknown, signal?: AbortSignal): boolean {
-  return (!!signal?.aborted && (e === signal.reason || (e as Error)?.name === 'AbortError')) || (e as Error)?.name === 'AbortError';
-}

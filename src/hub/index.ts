@@ -1,7 +1,8 @@
 /** Loading models by name: the registry, the downloader and the caches (browser-safe). */
 export { REGISTRY, DEFAULT_HF_ENDPOINT, findEntry, registryNames, hfUrl, type RegistryEntry, type ModelKind } from './registry.js';
 export type { ModelCache, CachedFile, CacheRecord, PartWriter, PartialInfo, WriterOptions } from './cache.js';
-export { ChunkedModelCache, MemoryModelCache, BlobSource, type ChunkStore, type ChunkedCacheOptions } from './chunked-cache.js';
+export { ChunkedModelCache, MemoryModelCache, type ChunkStore, type ChunkedCacheOptions } from './chunked-cache.js';
+export { BlobSource } from '../weights/blob-source.js';
 export { OpfsModelCache, CacheApiModelCache, defaultBrowserCache } from './browser-cache.js';
 export {
   ensureCached,
