@@ -245,10 +245,11 @@ class Download {
             `cannot download ${o.url}: ${e.message} (offline, or the server is unreachable); ${o.name} is not in the cache (${o.cache.describe(o.name, o.file)})`,
           );
         }
+        if (this.bytes > before) backoff = o.backoffMs ?? 500;
         failures = this.bytes > before ? 1 : failures + 1;
         if (failures > retries) {
           await this.part.flush();
-          throw new DownloadError(`${o.url}: download interrupted (${e.message}); ${this.bytes} bytes kept for resuming, run the same command again to resume`);
+          throw new DownloadError(`${o.url}: download interrupted (${e.message}); ${this.bytes} bytes kept for resuming, run the same command again to resume (or load the model again)`);
         }
         o.onEvent?.({ type: 'retry', attempt: failures, retries, error: e, bytes: this.bytes });
         await sleep(backoff, o.signal);
@@ -260,12 +261,10 @@ class Download {
   /** Bytes kept by an earlier attempt: hash them again (the hash state is not stored). */
   private async rehashKept(): Promise<void> {
     if (this.bytes === 0) return;
-    if (!this.info || this.info.url !== this.o.url) {
-      // Kept from another URL, or adopted without a description: usable only if a digest will check it.
-      if (this.info && this.info.url !== this.o.url) {
-        await this.restart(`the kept part was downloaded from ${this.info.url}`);
-        return;
-      }
+    // Kept without a description (adopted) is fine: a resume then needs a digest to check it.
+    if (this.info && this.info.url !== this.o.url) {
+      await this.restart(`the kept part was downloaded from ${this.info.url}`);
+      return;
     }
     let n = 0;
     for await (const c of this.part.chunks()) {
@@ -353,7 +352,7 @@ class Download {
       if (offset > 0) {
         // Range ignored, or If-Range saw a changed remote: this body is the whole (current) file.
         this.o.onEvent?.({ type: 'restart', reason: 'the server sent the whole file (it changed, or ignores Range)' });
-        await this.restart2();
+        await this.dropKept();
         this.serverSha = d.sha256;
       }
       total = d.contentLength;
@@ -379,7 +378,7 @@ class Download {
   }
 
   /** A 200 answer to a resume: drop the kept bytes without counting a restart. */
-  private async restart2(): Promise<void> {
+  private async dropKept(): Promise<void> {
     await this.part.reset(null);
     this.h = this.newHash();
     this.bytes = 0;
@@ -426,7 +425,7 @@ class Download {
           if (looksLikeHtml(c)) throw new DownloadError(`${o.url}: the server sent an HTML page, not the file (an error, login or proxy page?); nothing was stored`);
         }
         if (this.bytes + c.length > cap) {
-          await this.restart2();
+          await this.dropKept();
           throw new DownloadError(
             total !== null
               ? `${o.url}: the server sent more than the ${total} bytes it declared; the download was deleted`
@@ -455,7 +454,7 @@ class Download {
     const against = o.pinSha ?? this.serverSha;
     const total = this.total ?? this.info?.total ?? null;
     if (total === null && !against) {
-      await this.restart2();
+      await this.dropKept();
       throw new DownloadError(
         `${o.url}: the server declared neither the file's length nor its SHA-256, so a cut-short download could not be told from a whole one; nothing was stored (give the expected SHA-256: { sha256 } / --sha256)`,
       );
@@ -466,7 +465,7 @@ class Download {
         await this.restart(`the bytes spliced from ${this.pieces} answers hash to ${sha}, not ${against}`);
         return null;
       }
-      await this.restart2();
+      await this.dropKept();
       const from = o.pinSha ? pinLabel(o) : 'the server (X-Linked-Etag)';
       throw new ChecksumError(`${o.url}: SHA-256 mismatch: downloaded ${this.bytes} bytes hash to ${sha}, but ${from} says ${against}; the download was deleted`);
     }
