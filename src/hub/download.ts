@@ -18,6 +18,8 @@
  * An abort (AbortSignal) keeps the partial bytes for a later resume and never touches the entry.
  */
 import { type CacheRecord, type CachedFile, type ModelCache, type PartWriter, type PartialInfo, sleep } from './cache.js';
+import { throwIfAborted } from '../gpu/errors.js';
+import type { Progress } from '../gpu/pacer.js';
 import { ChecksumError, DownloadError, HubError, OfflineError, abortError } from './errors.js';
 import { type Declared, type HubFetch, contentRange, declaredBy, looksLikeHtml, retryableStatus, statusHint, unsatisfiedTotal } from './http.js';
 import { type Hasher, createSha256 } from './sha256.js';
@@ -25,15 +27,17 @@ import { type Hasher, createSha256 } from './sha256.js';
 /** Default cap on a body whose length nothing declares: above the largest registry file (2.6 GB). */
 export const DEFAULT_MAX_BYTES = 4 * 1024 ** 3;
 
-export interface DownloadProgress {
+/** Progress of a download, shaped like the compute calls' `Progress` (stage, fraction) plus the bytes. */
+export interface DownloadProgress extends Progress {
   name: string;
   file: string;
   /** 'download': bytes arriving; 'verify': hashing bytes already stored (resume, verification). */
   stage: 'download' | 'verify';
   loaded: number;
+  /** Bytes in all, or null while no length is known. */
   total: number | null;
-  /** loaded / total, or null while the total is unknown. */
-  fraction: number | null;
+  /** loaded / total (0 while the total is unknown). */
+  fraction: number;
 }
 
 export type DownloadEvent =
@@ -104,7 +108,7 @@ export function normaliseSha256(s: string, what = 'SHA-256'): string {
 export async function ensureCached(o: EnsureOptions): Promise<EnsureResult> {
   const pinSha = o.expected?.sha256 ? normaliseSha256(o.expected.sha256, `${pinLabel(o)} SHA-256`) : null;
   const o2 = { ...o, pinSha };
-  o.signal?.throwIfAborted();
+  throwIfAborted(o.signal, `loading ${o.name}`);
   if (!o.force) {
     const hit = await usable(o2);
     if (hit) return hit;
@@ -161,7 +165,7 @@ async function usable(o: Resolved): Promise<EnsureResult | null> {
 async function hashAll(chunks: AsyncIterable<Uint8Array>, total: number | null, o: EnsureOptions, stage: 'verify' | 'download', h = (o.createHash ?? createSha256)()): Promise<string> {
   let loaded = 0;
   for await (const c of chunks) {
-    o.signal?.throwIfAborted();
+    throwIfAborted(o.signal, `verifying ${o.name}`);
     h.update(c);
     loaded += c.length;
     progress(o, stage, loaded, total);
@@ -170,7 +174,7 @@ async function hashAll(chunks: AsyncIterable<Uint8Array>, total: number | null, 
 }
 
 function progress(o: EnsureOptions, stage: DownloadProgress['stage'], loaded: number, total: number | null): void {
-  o.onProgress?.({ name: o.name, file: o.file, stage, loaded, total, fraction: total ? Math.min(1, loaded / total) : null });
+  o.onProgress?.({ name: o.name, file: o.file, stage, loaded, total, fraction: total ? Math.min(1, loaded / total) : 0 });
 }
 
 /** Failed in a way a later request may fix (network, short body, 5xx): resume from the kept bytes. */
@@ -221,7 +225,7 @@ class Download {
     let failures = 0;
     let backoff = o.backoffMs ?? 500;
     for (;;) {
-      o.signal?.throwIfAborted();
+      throwIfAborted(o.signal, `downloading ${o.name}`);
       this.attempts++;
       const before = this.bytes;
       try {
@@ -232,7 +236,7 @@ class Download {
       } catch (e) {
         if (o.signal?.aborted) {
           await this.part.flush().catch(() => undefined);
-          throw abortError(o.signal);
+          throw abortError(o.signal, `downloading ${o.name}`);
         }
         if (e instanceof Restart) {
           await this.restart(e.message);
@@ -268,7 +272,7 @@ class Download {
     }
     let n = 0;
     for await (const c of this.part.chunks()) {
-      this.o.signal?.throwIfAborted();
+      throwIfAborted(this.o.signal, `verifying ${this.o.name}`);
       this.h.update(c);
       n += c.length;
       progress(this.o, 'verify', n, this.bytes);

@@ -1,5 +1,5 @@
 /** Errors of loading models by name: downloads, the cache, the registry. */
-import { SamclipError } from '../gpu/errors.js';
+import { AbortError, SamclipError, throwIfAborted } from '../gpu/errors.js';
 
 /** A model name, a cache or a download problem. */
 export class HubError extends SamclipError {
@@ -21,11 +21,12 @@ export class OfflineError extends DownloadError {
   override name = 'OfflineError';
 }
 
-/** The error an aborted signal carries (its reason when that is an Error). */
-export function abortError(signal: AbortSignal): Error {
-  const r: unknown = signal.reason;
-  if (r instanceof Error) return r;
-  const e = new Error(typeof r === 'string' ? r : 'the download was aborted');
-  e.name = 'AbortError';
-  return e;
+/** A download (or a wait for one) cancelled by its AbortSignal: the library's AbortError. */
+export function abortError(signal: AbortSignal, what = 'download'): AbortError {
+  try {
+    throwIfAborted(signal, what);
+  } catch (e) {
+    return e as AbortError;
+  }
+  return new AbortError(`${what}: cancelled`);
 }

@@ -21,6 +21,7 @@ import { type FileHandle, mkdir, open, readFile, readdir, rename, rm, stat, utim
 import { homedir, hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { type CacheRecord, type CachedFile, KeyedMutex, type ModelCache, type PartWriter, type PartialInfo, type WriterOptions, parseRecord, sleep } from '../hub/cache.js';
+import { throwIfAborted } from '../gpu/errors.js';
 import { HubError } from '../hub/errors.js';
 import type { Hasher } from '../hub/sha256.js';
 import { NodeFileSource } from '../weights/safetensors-source.js';
@@ -211,7 +212,7 @@ export class FileModelCache implements ModelCache {
     const mine: LockContent = { pid: process.pid, host: HOST, id: randomBytes(8).toString('hex') };
     let waited = false;
     for (;;) {
-      signal?.throwIfAborted();
+      throwIfAborted(signal, `waiting for ${lockPath}`);
       try {
         await writeFile(lockPath, JSON.stringify(mine), { flag: 'wx' });
         break;
