@@ -1,5 +1,6 @@
 /** CPU image preprocessing: Pillow-compatible resizing and the SAM / CLIP / SAM-CLIP input transforms. */
 export { ImageError, checkImage, cropImage, toRgb, type ImageU8 } from './image.js';
+export { toImageU8, isImageU8, EXACT_BITMAP_OPTIONS, type ImageInput, type ImageInputOptions } from './image-input.js';
 export {
   pilResize,
   pilCoefficients,

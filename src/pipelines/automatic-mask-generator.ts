@@ -19,6 +19,7 @@
  */
 import { Pacer, type ProgressOptions } from '../gpu/pacer.js';
 import { type ImageU8, checkImage, cropImage, toRgb } from '../image/image.js';
+import { type ImageInput, toImageU8 } from '../image/image-input.js';
 import { applyCoords } from '../image/transforms.js';
 import { gatherRows } from '../kernels/gather.js';
 import { thresholdBits, thresholdCounts, unpackMaskBits } from '../model/sam/stage-kernels.js';
@@ -148,7 +149,8 @@ export class SamAutomaticMaskGenerator {
   }
 
   /** Masks for the whole image (HWC uint8; non-RGB converted like convert('RGB')). */
-  async generate(image: ImageU8, opts: ProgressOptions = {}): Promise<AmgMask[]> {
+  async generate(input: ImageInput, opts: ProgressOptions = {}): Promise<AmgMask[]> {
+    const image = await toImageU8(input, { what: 'SamAutomaticMaskGenerator.generate', signal: opts.signal });
     checkImage(image, 'SamAutomaticMaskGenerator.generate');
     const rgb = toRgb(image);
     this.lastTimings = { encodeMs: 0, decodeMs: 0, postMs: 0, masksDecoded: 0 };

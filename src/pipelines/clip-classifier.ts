@@ -18,6 +18,7 @@ import { throwIfAborted } from '../gpu/errors.js';
 import { Pacer, type ProgressOptions } from '../gpu/pacer.js';
 import { type PretrainedName, type PretrainedOptions, openPretrained } from '../hub/pretrained.js';
 import type { ImageU8 } from '../image/image.js';
+import { type ImageInput, toImageU8 } from '../image/image-input.js';
 import { clipPreprocess } from '../image/preprocess.js';
 import { readTensor } from '../kernels/copy.js';
 import { l2Normalize } from '../kernels/l2-normalize.js';
@@ -215,7 +216,8 @@ export class ClipClassifier {
   }
 
   /** L2-normalised image embeddings of a batch of images, one Float32Array each. */
-  async encodeImages(images: readonly ImageU8[], opts: { size?: number } & ProgressOptions = {}): Promise<Float32Array[]> {
+  async encodeImages(inputs: readonly ImageInput[], opts: { size?: number } & ProgressOptions = {}): Promise<Float32Array[]> {
+    const images = await Promise.all(inputs.map((img, i) => toImageU8(img, { what: `ClipClassifier image ${i}`, signal: opts.signal })));
     if (images.length === 0) return [];
     throwIfAborted(opts.signal, 'ClipClassifier.encodeImages');
     const size = opts.size ?? this.model.imageSize;
@@ -239,7 +241,7 @@ export class ClipClassifier {
   }
 
   /** L2-normalised image embedding. */
-  async encodeImage(image: ImageU8, opts: { size?: number } & ProgressOptions = {}): Promise<Float32Array> {
+  async encodeImage(image: ImageInput, opts: { size?: number } & ProgressOptions = {}): Promise<Float32Array> {
     return (await this.encodeImages([image], opts))[0]!;
   }
 
@@ -308,7 +310,8 @@ export class ClipClassifier {
   }
 
   /** Zero-shot probabilities of `labels` for `image`. */
-  async classify(image: ImageU8, labels: readonly string[], opts: ClassifyOptions & ProgressOptions = {}): Promise<Classification> {
+  async classify(input: ImageInput, labels: readonly string[], opts: ClassifyOptions & ProgressOptions = {}): Promise<Classification> {
+    const image = await toImageU8(input, { what: 'ClipClassifier.classify', signal: opts.signal });
     checkLabels(labels);
     const scale = this.model.logitScale;
     if (!Number.isFinite(scale)) throw new ClipError(`${this.model.weights.file}: the checkpoint has no 'logit_scale'; classification needs it`);

@@ -26,6 +26,7 @@ import { Pacer, type ProgressOptions } from '../gpu/pacer.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { type PretrainedName, type PretrainedOptions, openPretrained } from '../hub/pretrained.js';
 import { type ImageU8, ImageError, checkImage, toRgb } from '../image/image.js';
+import { type ImageInput, toImageU8 } from '../image/image-input.js';
 import { pilResize } from '../image/pil-resize.js';
 import { applyBoxes, applyCoords, samResizeShape } from '../image/transforms.js';
 import { copyInto, readTensor } from '../kernels/copy.js';
@@ -167,7 +168,8 @@ export class SamPredictor {
    * size (CPU), normalise + pad (GPU), image encoder. Non-RGB images are converted like Pillow's
    * convert('RGB') (grey replicated, alpha dropped).
    */
-  async encode(image: ImageU8, opts: ProgressOptions = {}): Promise<SamImageEmbedding> {
+  async encode(input: ImageInput, opts: ProgressOptions = {}): Promise<SamImageEmbedding> {
+    const image = await toImageU8(input, { what: 'SamPredictor.encode', signal: opts.signal });
     return this.encodePaced(image, Pacer.for(this.ctx, opts, 'SamPredictor.encode'));
   }
 
@@ -341,7 +343,7 @@ export class SamPredictor {
    * SamPredictor.set_image: encode and keep the embedding as the current image (the previous one
    * is disposed); `predict(prompt)` without an embedding then uses it.
    */
-  async setImage(image: ImageU8): Promise<SamImageEmbedding> {
+  async setImage(image: ImageInput): Promise<SamImageEmbedding> {
     const emb = await this.encode(image);
     this.resetImage();
     this.current = emb;

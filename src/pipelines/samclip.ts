@@ -15,6 +15,7 @@ import type { GpuContext } from '../gpu/context.js';
 import { SamclipError, check } from '../gpu/errors.js';
 import { Pacer, type ProgressOptions } from '../gpu/pacer.js';
 import { type ImageU8, ImageError, checkImage, toRgb } from '../image/image.js';
+import { type ImageInput, toImageU8 } from '../image/image-input.js';
 import { samResizeShape } from '../image/transforms.js';
 import { type PretrainedName, type PretrainedOptions, openPretrained } from '../hub/pretrained.js';
 import { readTensor } from '../kernels/copy.js';
@@ -30,7 +31,7 @@ import { ClipHead } from '../model/samclip/clip-head.js';
 import { TextEmbedder } from '../model/samclip/text-embeddings.js';
 import type { ClipTokenizer } from '../text/clip-tokenizer.js';
 import { type TemplateChoice, resolveTemplates } from '../text/imagenet-templates.js';
-import { SafetensorsFile } from '../weights/safetensors.js';
+import { SafetensorsFile, openSafetensors } from '../weights/safetensors.js';
 import { SamImageEmbedding, SamPredictor } from './sam-predictor.js';
 import { SamClipImageEmbedding, type SamClipModel } from './samclip-core.js';
 import { type SemanticSegmentation, type SemanticSegmentationOptions, segmentSemantic } from './semantic-segmentation.js';
@@ -66,9 +67,9 @@ async function defaultTokenizer(t?: ClipTokenizer): Promise<ClipTokenizer> {
   return loadClipTokenizer();
 }
 
-async function openFile(src: string | SafetensorsFile): Promise<{ file: SafetensorsFile; owned: boolean }> {
-  if (typeof src !== 'string') return { file: src, owned: false };
-  return { file: /^https?:\/\//.test(src) ? await SafetensorsFile.fromUrl(src) : await SafetensorsFile.open(src), owned: true };
+/** An embedding passes through; any other image form becomes an ImageU8. */
+async function embeddingOrImage(image: ImageInput | SamClipImageEmbedding, what: string, signal?: AbortSignal): Promise<ImageU8 | SamClipImageEmbedding> {
+  return image instanceof SamClipImageEmbedding ? image : toImageU8(image, { what, signal });
 }
 
 export class SamClip implements SamClipModel {
@@ -117,7 +118,7 @@ export class SamClip implements SamClipModel {
     try {
       if (!sam.imageEncoder) throw new SamclipError('SamClip.composite: the SAM model needs its image encoder');
       if (ownClip) {
-        const { file, owned } = await openFile(parts.clip as string | SafetensorsFile);
+        const { file, owned } = await openSafetensors(parts.clip as string | SafetensorsFile);
         try {
           clip = await loadClip(ctx, file, { act: opts.clipAct, dtype: opts.dtype });
         } finally {
@@ -204,7 +205,8 @@ export class SamClip implements SamClipModel {
   }
 
   /** One native-size pass: the SAM head's embedding and the CLIP features on the same grid. */
-  async embed(image: ImageU8, opts: ProgressOptions = {}): Promise<SamClipImageEmbedding> {
+  async embed(input: ImageInput, opts: ProgressOptions = {}): Promise<SamClipImageEmbedding> {
+    const image = await toImageU8(input, { what: 'SamClip.embed', signal: opts.signal });
     return this.embedPaced(image, Pacer.for(this.ctx, opts, 'SamClip.embed'));
   }
 
@@ -224,18 +226,18 @@ export class SamClip implements SamClipModel {
   }
 
   /** Zero-shot classification (DESIGN.md 6.3). */
-  classify(image: ImageU8, labels: readonly string[], opts: ClassifyOptions & ProgressOptions = {}): Promise<Classification> {
-    return classify(this, image, labels, opts);
+  async classify(image: ImageInput, labels: readonly string[], opts: ClassifyOptions & ProgressOptions = {}): Promise<Classification> {
+    return classify(this, await toImageU8(image, { what: 'SamClip.classify', signal: opts.signal }), labels, opts);
   }
 
   /** Zero-shot semantic segmentation, head-only or refined with the SAM head (DESIGN.md 6.4). */
-  segmentSemantic(image: ImageU8 | SamClipImageEmbedding, classes: readonly string[], opts: SemanticSegmentationOptions & ProgressOptions = {}): Promise<SemanticSegmentation> {
-    return segmentSemantic(this, image, classes, opts);
+  async segmentSemantic(image: ImageInput | SamClipImageEmbedding, classes: readonly string[], opts: SemanticSegmentationOptions & ProgressOptions = {}): Promise<SemanticSegmentation> {
+    return segmentSemantic(this, await embeddingOrImage(image, 'SamClip.segmentSemantic', opts.signal), classes, opts);
   }
 
   /** Text-prompted instance masks: "the dog" -> its best region -> SAM masks (DESIGN.md 6.5). */
-  segmentText(image: ImageU8 | SamClipImageEmbedding, text: string, opts: TextPromptedOptions & ProgressOptions = {}): Promise<TextPromptedResult> {
-    return segmentText(this, image, text, opts);
+  async segmentText(image: ImageInput | SamClipImageEmbedding, text: string, opts: TextPromptedOptions & ProgressOptions = {}): Promise<TextPromptedResult> {
+    return segmentText(this, await embeddingOrImage(image, 'SamClip.segmentText', opts.signal), text, opts);
   }
 
   dispose(): void {

@@ -1,7 +1,8 @@
 /**
  * Where safetensors bytes come from: memory (zero-copy views), a Node file handle (positioned reads
  * into caller-owned buffers, so a file is never held in the JS heap whole), or an HTTP server that
- * honours Range requests (browsers; the header and each tensor are fetched on their own).
+ * honours Range requests (browsers; the header and each tensor are fetched on their own). Blobs and
+ * Files: blob-source.ts.
  */
 import { SafetensorsError } from './safetensors-header.js';
 
@@ -77,7 +78,7 @@ export class NodeFileSource implements ByteSource {
     try {
       fs = (await import(/* @vite-ignore */ spec)) as typeof fs;
     } catch {
-      throw new SafetensorsError(path, 'reading files by path needs Node (node:fs); in a browser use fromUrl or fromBytes');
+      throw new SafetensorsError(path, 'reading files by path needs Node (node:fs); in a browser give the loaders a URL (a relative one resolves against the page) or use SafetensorsFile.fromUrl / fromBytes');
     }
     let handle: NodeFileHandle;
     try {

@@ -36,6 +36,8 @@ import {
   fetchOrThrow,
   parseContentRange,
 } from './safetensors-source.js';
+import { BlobSource } from './blob-source.js';
+import { fetchableUrl } from '../util/url.js';
 
 export { SafetensorsError, DTYPE_BITS, MAX_HEADER_BYTES, type SafetensorsDType } from './safetensors-header.js';
 export type { ByteSource, FetchLike } from './safetensors-source.js';
@@ -82,6 +84,23 @@ export interface FromUrlOptions {
 const CHUNK_BYTES = 16 << 20;
 
 const now = (): number => (globalThis.performance ?? Date).now();
+
+/**
+ * A checkpoint given as a path, a URL or an already open file (`owned`: opened here, so the caller
+ * closes it). http(s) URLs are fetched with Range requests. Any other string is, in a browser (page
+ * or worker), an address relative to the page's `document.baseURI` or the worker's `self.location`,
+ * fetched the same way; on Node it is a file path.
+ */
+export async function openSafetensors(src: string | SafetensorsFile, opts: FromUrlOptions = {}): Promise<{ file: SafetensorsFile; owned: boolean }> {
+  if (typeof src !== 'string') return { file: src, owned: false };
+  let url: string | null;
+  try {
+    url = fetchableUrl(src);
+  } catch (e) {
+    throw new SafetensorsError(src, (e as Error).message);
+  }
+  return { file: url === null ? await SafetensorsFile.open(src) : await SafetensorsFile.fromUrl(url, opts), owned: true };
+}
 
 export class SafetensorsFile {
   private source: ByteSource | null;
@@ -147,6 +166,12 @@ export class SafetensorsFile {
     const n = readHeaderLength(head.subarray(0, 8), size, url);
     const headerBytes = 8 + n <= head.length ? head.subarray(8, 8 + n) : await source.read(8, n);
     return new SafetensorsFile(source, parseHeader(headerBytes, size, url));
+  }
+
+  /** A Blob or File (e.g. from a file picker), read lazily: only the header now, each tensor when uploaded. */
+  static async fromBlob(blob: Blob, name = (blob as { name?: string }).name || '<blob>'): Promise<SafetensorsFile> {
+    if (blob.size === 0) throw new SafetensorsError(name, 'empty file (0 bytes), not a safetensors checkpoint');
+    return SafetensorsFile.fromSource(new BlobSource(blob, name));
   }
 
   /** Any byte source (custom storage, tests). Reads the header from it. */

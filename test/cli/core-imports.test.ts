@@ -116,7 +116,8 @@ describe('import layering (DESIGN.md section 2)', () => {
   it('arrows run one way: model/ holds network modules and never imports a facade or the CLI', () => {
     // Floors, top first; a file may import its own floor or any floor below it.
     // hub/ (models by name: registry, downloads, caches) sits beside weights/: the facades use it.
-    const order = ['cli', 'node', 'io', 'pipelines', 'model', 'hub', 'kernels', 'weights', 'text', 'image', 'util', 'gpu'];
+    // worker/ (the web-worker wrapper) drives the facades from a worker: above pipelines/.
+    const order = ['cli', 'node', 'worker', 'io', 'pipelines', 'model', 'hub', 'kernels', 'weights', 'text', 'image', 'util', 'gpu'];
     const rank = (f: string) => order.indexOf(floorOf(f));
     const upward: string[] = [];
     for (const [f, deps] of graph) {

@@ -9,7 +9,7 @@ import type { GpuContext } from '../../gpu/context.js';
 import { fmtShape } from '../../gpu/errors.js';
 import { type Family, detectFamily } from '../../weights/families.js';
 import { samHfRenameTable } from '../../weights/families/sam-hf.js';
-import { SafetensorsFile } from '../../weights/safetensors.js';
+import { type SafetensorsFile, openSafetensors } from '../../weights/safetensors.js';
 import { type RenameTable, WeightError, Weights } from '../../weights/weights.js';
 import { type SamConfig, type WeightShapes, samConfigFromWeights, samTensorSpec } from './config.js';
 
@@ -31,12 +31,6 @@ const FAMILY_NAMES: Record<Family, string> = {
   clip: 'OpenAI / OpenCLIP CLIP',
   'clip-hf': 'Hugging Face CLIP',
 };
-
-async function openSource(src: string | SafetensorsFile): Promise<{ file: SafetensorsFile; owned: boolean }> {
-  if (typeof src !== 'string') return { file: src, owned: false };
-  const file = /^https?:\/\//.test(src) ? await SafetensorsFile.fromUrl(src) : await SafetensorsFile.open(src);
-  return { file, owned: true };
-}
 
 /** Rename table and key filter for a family, or a clear error for a checkpoint of another model. */
 export function samLoadPlan(file: SafetensorsFile, family: Family): { table: RenameTable | null; include?: (k: string) => boolean } {
@@ -99,7 +93,7 @@ export async function loadSamWeights(
   src: string | SafetensorsFile,
   opts: LoadSamOptions = {},
 ): Promise<{ weights: Weights; config: SamConfig }> {
-  const { file, owned } = await openSource(src);
+  const { file, owned } = await openSafetensors(src);
   try {
     const family = opts.family ?? detectFamily(file.keys(), file.name);
     const { table, include } = samLoadPlan(file, family);

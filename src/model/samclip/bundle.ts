@@ -12,7 +12,7 @@
  */
 import type { GpuContext } from '../../gpu/context.js';
 import { SamclipError, fmtShape } from '../../gpu/errors.js';
-import { SafetensorsFile } from '../../weights/safetensors.js';
+import { type SafetensorsFile, openSafetensors } from '../../weights/safetensors.js';
 import { WeightError, Weights } from '../../weights/weights.js';
 import type { ClipAct, TextConfig } from '../clip/config.js';
 import { type SamConfig, type TensorSpec, type WeightShapes, samConfigFromWeights, samTensorSpec } from '../sam/config.js';
@@ -478,8 +478,7 @@ export async function loadSamclipBundle(
   src: string | SafetensorsFile,
   opts: LoadBundleOptions = {},
 ): Promise<{ weights: Weights; config: SamclipConfig }> {
-  const owned = typeof src === 'string';
-  const file = typeof src !== 'string' ? src : /^https?:\/\//.test(src) ? await SafetensorsFile.fromUrl(src) : await SafetensorsFile.open(src);
+  const { file, owned } = await openSafetensors(src);
   try {
     const config = validateSamclipBundle(file);
     const weights = await Weights.load(ctx, file, null, { dtype: opts.dtype });
