@@ -26,7 +26,8 @@ const REPO = resolve(HERE, '..', '..');
 const TOKENIZER_STUB = join(HERE, 'browser-stubs', 'clip-tokenizer-node.ts');
 const BUILTINS = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
 
-function browserOnly(): Plugin {
+/** Exported for the test pages (test/web/pages/vite.config.ts), which import the engine the same way. */
+export function browserOnly(): Plugin {
   return {
     name: 'samclip-browser-only',
     enforce: 'pre',
@@ -56,6 +57,8 @@ export default defineConfig({
   base: './',
   publicDir: join(HERE, 'public'),
   plugins: [browserOnly(), devMounts()],
+  // The engine's worker (src/worker) is a module worker and imports the engine like the page does.
+  worker: { format: 'es', plugins: () => [browserOnly()] },
   build: {
     outDir: join(REPO, 'dist', 'web'),
     emptyOutDir: true,

@@ -33,6 +33,7 @@ import {
   type WorkerContextOptions,
   type WorkerEmbedding,
   type WorkerModelInfo,
+  type WorkerStats,
   SamWorkerError,
   fromWireError,
 } from './protocol.js';
@@ -275,6 +276,11 @@ export class SamWorker {
   }
 
   // ------------------------------------------------------------------ end
+
+  /** Embeddings kept in the worker and GPU bytes in use (after the calls before it have finished). */
+  stats(): Promise<WorkerStats> {
+    return this.call('stats', [], []);
+  }
 
   /** Free the models, embeddings and GPU context in the worker (the worker keeps running). */
   dispose(): Promise<null> {

@@ -33,6 +33,7 @@ import {
   type WorkerContextOptions,
   type WorkerEmbedding,
   type WorkerModelInfo,
+  type WorkerStats,
   buffersOf,
   toWireError,
 } from './protocol.js';
@@ -124,6 +125,7 @@ export class SamWorkerHost {
       case 'classEmbeddings': return this.needSamClip('classEmbeddings').classEmbeddings(a[0], { templates: (a[1] as { templates?: TemplateChoice })?.templates }).then((value) => ({ value }));
       case 'generateMasks': return this.generateMasks(a[0], signal).then((value) => ({ value, transfer: true }));
       case 'release': return Promise.resolve({ value: this.release(a[0]) });
+      case 'stats': return Promise.resolve({ value: this.stats() });
       case 'setProfiling': return Promise.resolve({ value: this.setProfiling(a[0]) });
       case 'dispose': return Promise.resolve({ value: this.dispose() });
       default: return Promise.reject(new WorkerStateError(`the worker has no method '${method}'`));
@@ -338,6 +340,11 @@ export class SamWorkerHost {
     const { image } = await this.imageOrKept(opts, 'generateMasks', signal);
     signal.throwIfAborted();
     return new SamAutomaticMaskGenerator(sam, rest).generate(image);
+  }
+
+  /** What the worker holds: kept embeddings, and GPU memory in use by tensors (weights included). */
+  private stats(): WorkerStats {
+    return { embeddings: this.kept.size, liveBytes: this.ctx?.poolStats().liveBytes ?? 0 };
   }
 
   private setProfiling(on: boolean): boolean {

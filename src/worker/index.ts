@@ -11,6 +11,7 @@ export {
   type WorkerContextOptions,
   type WorkerEmbedding,
   type WorkerModelInfo,
+  type WorkerStats,
   type WireImage,
   type WireWeights,
 } from './protocol.js';

@@ -77,6 +77,13 @@ export interface WorkerEmbedding {
   readonly inputSize: [number, number];
 }
 
+export interface WorkerStats {
+  /** Embeddings kept in the worker (until released or the model changes). */
+  embeddings: number;
+  /** Bytes of GPU buffers held by live tensors (weights and embeddings). */
+  liveBytes: number;
+}
+
 export interface WorkerContextOptions extends Pick<ContextOptions, 'profile' | 'preferF16' | 'powerPreference' | 'plain'> {}
 
 // ------------------------------------------------------------------ errors
