@@ -1,10 +1,10 @@
 /**
- * Vite configuration of the test pages driven by test/web/browser-api.test.ts: image inputs
- * (image-inputs.html) and the web-worker wrapper (worker.html). They import the engine from
+ * Vite configuration of the test page driven by test/web/browser-api.test.ts (image inputs and
+ * the web-worker wrapper). It imports the engine from
  * ../../../src like the demo, with the demo's browser-only guard (a `node:` import reaching the
  * bundle is a build error).
  */
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vite';
 import { browserOnly } from '../../../examples/web/vite.config.js';
@@ -20,6 +20,5 @@ export default defineConfig({
   build: {
     target: 'es2022',
     chunkSizeWarningLimit: 4096,
-    rollupOptions: { input: { 'image-inputs': join(HERE, 'image-inputs.html'), worker: join(HERE, 'worker.html') } },
   },
 });

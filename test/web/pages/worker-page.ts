@@ -1,45 +1,15 @@
 /**
- * Test page for the web-worker wrapper (driven by test/web/browser-api.test.ts). The engine runs in
+ * Worker checks of the test page (test/web/pages/main.ts). The engine runs in
  * a worker started by `createSamWorker()` with its default script URL (the bundler pattern), and on
  * this page's thread for comparison: same bundle, same pixels, so the answers must agree. The page
  * also records its own long tasks (PerformanceObserver) during an encode on each side.
  */
-import { GpuContext } from '../../../src/gpu/context.js';
 import type { ImageU8 } from '../../../src/image/image.js';
-import { SamClip } from '../../../src/pipelines/samclip.js';
-import { ClipTokenizer } from '../../../src/text/clip-tokenizer.js';
 import { createSamWorker } from '../../../src/worker/client.js';
 import { SamWorkerError } from '../../../src/worker/protocol.js';
+import { BPE, BUNDLE, PROMPT, type PageModels, countDiff, fetchBlob, maxAbsDiff, stamp } from './shared.js';
 
-const t0 = performance.now();
-const stamp = (what: string) => console.info(`[page] ${((performance.now() - t0) / 1000).toFixed(1)} s  ${what}`);
-
-const BUNDLE = 'fixtures/reference/samclip/samclip_tiny.safetensors';
-const BPE = 'repo-assets/bpe_simple_vocab_16e6.txt.gz';
-const PROMPT = { points: [[400, 300]] as [number, number][], labels: [1] };
 const CLASSES = ['dog', 'grass', 'sky'];
-
-async function fetchBytes(url: string): Promise<Uint8Array> {
-  const res = await fetch(url);
-  if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
-  return new Uint8Array(await res.arrayBuffer());
-}
-
-const fetchBlob = async (url: string): Promise<Blob> => new Blob([(await fetchBytes(url)) as Uint8Array<ArrayBuffer>]);
-
-function countDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) return Infinity;
-  let n = 0;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) n++;
-  return n;
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) return Infinity;
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
 
 async function caught(p: Promise<unknown>): Promise<{ name: string; message: string; fromWorker: boolean } | null> {
   try {
@@ -86,9 +56,8 @@ async function longTasks(fn: () => Promise<unknown>): Promise<LongTasks> {
   return { count: inside.length, totalMs: inside.reduce((s, e) => s + e.duration, 0), maxMs: Math.max(0, ...inside.map((e) => e.duration)), maxGapMs, wallMs };
 }
 
-async function run() {
-  const rgb = await fetchBytes('pictures/dog.rgb');
-  const refImage: ImageU8 = { width: 800, height: 534, channels: 3, data: rgb };
+export async function workerChecks(m: PageModels) {
+  const { refImage, samclip: sc } = m;
   const report: Record<string, unknown> = {};
 
   const client = createSamWorker();
@@ -97,11 +66,7 @@ async function run() {
 
   stamp('worker: loaded');
   // The reference: the same bundle on this page's thread.
-  const ctx = await GpuContext.create();
-  const sc = await SamClip.load(ctx, BUNDLE, { tokenizer: await ClipTokenizer.fromBpeGz(await fetchBytes(BPE)) });
   const pageEmb = await sc.embed(refImage);
-
-  stamp('page: loaded, embedded');
   const bitmap = await createImageBitmap(await fetchBlob('pictures/dog.png'));
   const emb = await client.encode(bitmap);
   report.embedding = emb;
@@ -117,7 +82,7 @@ async function run() {
     isUint8Array: pred.masks[0] instanceof Uint8Array,
   };
 
-  stamp('predict');
+  stamp('worker: predict');
   const semRefined = await client.segmentSemantic(CLASSES, { refine: true, templates: 'single' });
   const pageRefined = await sc.segmentSemantic(pageEmb, CLASSES, { refine: true, templates: 'single' });
   const semHead = await client.segmentSemantic(CLASSES, { image: 'pictures/dog.png', templates: 'single' });
@@ -127,14 +92,14 @@ async function run() {
     headLabelDiff: countDiff(semHead.labelMap, pageHead.labelMap),
     classes: semRefined.classes,
   };
-  stamp('semantic');
+  stamp('worker: semantic');
   const txt = await client.segmentText('dog', { embedding: emb });
   const pageTxt = await sc.segmentText(pageEmb, 'dog');
   const cls = await client.classify(['dog', 'cat'], { templates: 'single' });
   const pageCls = await sc.classify(refImage, ['dog', 'cat'], { templates: 'single' });
   const T = await client.classEmbeddings(CLASSES, { templates: 'single' });
   const pageT = await sc.classEmbeddings(CLASSES, { templates: 'single' });
-  const AMG = { pointsPerSide: 4, predIouThresh: 0, stabilityScoreThresh: 0, boxNmsThresh: 1 };
+  const AMG = { pointsPerSide: 2, predIouThresh: 0, stabilityScoreThresh: 0, boxNmsThresh: 1 };
   const amg = await client.generateMasks(AMG);
   const { SamAutomaticMaskGenerator } = await import('../../../src/pipelines/automatic-mask-generator.js');
   const pageAmg = await new SamAutomaticMaskGenerator(sc.predictor, AMG).generate(refImage);
@@ -146,7 +111,7 @@ async function run() {
     amgAreasDiffer: amg.length === pageAmg.length ? amg.filter((m, i) => m.area !== pageAmg[i]!.area).length : Infinity,
   };
 
-  stamp('text, classify, AMG');
+  stamp('worker: text, classify, AMG');
   // Errors keep their name and message across the boundary.
   const badPrompt = { points: [[1, 2]] as [number, number][], labels: [1, 1] };
   report.errors = {
@@ -180,7 +145,7 @@ async function run() {
   const after = await client.stats();
   report.abort = { secondErr, rejectMs, thirdErr, preAborted, before, afterCancel, after };
 
-  stamp('errors, cancellation');
+  stamp('worker: errors, cancellation');
   // Long tasks on this page during an encode of the larger photo (decode included), page thread vs worker.
   const truck = await fetchBlob('pictures/truck.jpg');
   const pageSide: LongTasks[] = [];
@@ -191,15 +156,10 @@ async function run() {
   }
   report.longTasks = { pageThread: pageSide, worker: workerSide };
 
-  stamp('long tasks');
+  stamp('worker: long tasks');
   pageEmb.dispose();
-  sc.dispose();
-  ctx.destroy();
   await client.dispose();
   client.terminate();
   report.afterTerminate = await caught(client.stats());
   return report;
 }
-
-(window as unknown as { __workerPage: { run: typeof run } }).__workerPage = { run };
-document.getElementById('status')!.textContent = 'ready';
