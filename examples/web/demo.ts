@@ -1,37 +1,28 @@
 /**
- * The demo's engine side, free of DOM wiring: one GPU context, the loaded models, the current
- * image and its embedding, the prompts, and the operations the page offers. Every GPU operation
- * runs through one queue, so a click during an encode waits for it (the engine's async scopes must
- * not interleave on a context).
+ * The demo's engine side, free of DOM wiring. The engine itself runs in a web worker
+ * (src/worker: `createSamWorker()`), so the page thread only posts messages and draws: an encode of
+ * a large photo never freezes the pointer. This class keeps what the page shows (models, prompts,
+ * the last mask and label map) and queues the page's operations so they reach the worker in order.
  *
- * Models by checkpoint family (detected from the key names):
+ * Models by checkpoint family (detected from the key names, in the worker):
  *  - SAM (official or Hugging Face names): promptable segmentation.
  *  - SAM-CLIP bundle: promptable segmentation on the shared backbone + semantic segmentation.
  *  - CLIP / OpenCLIP (after a SAM): composite mode, SAM + CLIP as one SAM-CLIP (DESIGN.md 6.4).
  */
-import { GpuContext } from '../../src/gpu/context.js';
-import { REPORTED_LIMITS } from '../../src/gpu/device.js';
 import { GpuUnavailableError } from '../../src/gpu/errors.js';
-import type { ImageU8 } from '../../src/image/image.js';
-import { SamClip, SamClipImageEmbedding, type TemplateChoice } from '../../src/pipelines/samclip.js';
+import type { ProfileRecord } from '../../src/gpu/profiler.js';
+import type { TemplateChoice } from '../../src/pipelines/samclip.js';
 import type { SemanticSegmentation } from '../../src/pipelines/semantic-segmentation.js';
-import { type SamImageEmbedding, SamPredictor, type SamPrompt } from '../../src/pipelines/sam-predictor.js';
-import { ClipTokenizer } from '../../src/text/clip-tokenizer.js';
-import { type Family, detectFamily } from '../../src/weights/families.js';
-import type { SafetensorsFile } from '../../src/weights/safetensors.js';
+import type { SamPrompt } from '../../src/pipelines/sam-predictor.js';
+import type { Family } from '../../src/weights/families.js';
+import { type SamWorker, type WorkerAdapterInfo, type WorkerEmbedding, type WorkerModelInfo, createSamWorker } from '../../src/worker/index.js';
 import { DemoInputError } from './inputs.js';
 import { Timings } from './timings.js';
 import bpeUrl from '../../assets/bpe_simple_vocab_16e6.txt.gz?url';
 
-export interface AdapterReport {
-  description: string;
-  vendor: string;
-  architecture: string;
-  /** Adapter features (all of them, for the report). */
+/** The worker's adapter (description, features the engine enabled, limits), plus all the adapter's features. */
+export interface AdapterReport extends WorkerAdapterInfo {
   adapterFeatures: string[];
-  /** What the engine enabled on its device. */
-  features: { f16: boolean; timestamps: boolean; subgroups: boolean };
-  limits: Record<string, number>;
 }
 
 export interface PointPrompt {
@@ -81,14 +72,19 @@ const FAMILY_ROLE: Record<Family, string> = {
   'clip-hf': 'CLIP, Hugging Face names (composite with SAM)',
 };
 
-const LIMIT_NAMES = REPORTED_LIMITS;
+/** The picture the page shows and the worker encodes: the file's bytes (decoded in the worker) and its size. */
+export interface DemoImage {
+  blob: Blob;
+  name: string;
+  width: number;
+  height: number;
+}
 
 export class Demo {
-  readonly timings: Timings;
+  readonly timings = new Timings();
   adapter: AdapterReport | null = null;
   models: LoadedModel[] = [];
-  image: ImageU8 | null = null;
-  imageName = '';
+  image: DemoImage | null = null;
   points: PointPrompt[] = [];
   box: [number, number, number, number] | null = null;
   multimask: MultimaskMode = 'auto';
@@ -96,24 +92,18 @@ export class Demo {
   lastSemantic: SemanticResult | null = null;
   /** Matrices in f16 (only offered when the adapter has shader-f16). */
   dtype: 'f32' | 'f16' = 'f32';
+  /** Whether calls ask the worker for their GPU timings. */
+  profiling = false;
 
-  private ctxValue: GpuContext | null = null;
-  private sam: SamPredictor | null = null;
-  private samclip: SamClip | null = null;
-  private embedding: SamImageEmbedding | null = null;
-  /** SAM-CLIP native-size pass (merged: from the one encode; composite: computed on demand). */
-  private semEmbedding: SamClipImageEmbedding | null = null;
-  private tokenizer: Promise<ClipTokenizer> | null = null;
+  private workerValue: SamWorker | null = null;
+  private loaded: WorkerModelInfo | null = null;
+  private embedding: WorkerEmbedding | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   private seq = 0;
 
-  constructor() {
-    this.timings = new Timings(() => this.ctxValue?.profiler ?? null);
-  }
-
   // ------------------------------------------------------------------ GPU
 
-  /** Acquire the adapter (once). A page without WebGPU gets an error saying what to do. */
+  /** Start the worker and its adapter (once). A page without WebGPU gets an error saying what to do. */
   async init(profile: boolean): Promise<AdapterReport> {
     if (this.adapter) return this.adapter;
     if (!globalThis.isSecureContext) {
@@ -125,38 +115,31 @@ export class Demo {
           'headless Chromium needs --enable-unsafe-webgpu.',
       );
     }
-    const ctx = await GpuContext.create({ profile });
-    this.ctxValue = ctx;
-    const limits: Record<string, number> = {};
-    const dl = ctx.device.limits as unknown as Record<string, number>;
-    for (const k of LIMIT_NAMES) limits[k] = dl[k]!;
-    const info = ctx.adapterInfo;
-    // The adapter object is not kept by the context; ask again for the full feature list (cheap).
+    this.workerValue = createSamWorker();
+    const info = await this.workerValue.init({ profile });
+    this.profiling = profile && info.features.timestamps;
+    // The full feature list, for the report: asking the page's adapter is cheap (no device).
     const adapter = await navigator.gpu.requestAdapter();
-    this.adapter = {
-      description: ctx.description,
-      vendor: info.vendor,
-      architecture: info.architecture,
-      adapterFeatures: adapter ? [...adapter.features].sort() : [],
-      features: { ...ctx.features },
-      limits,
-    };
+    this.adapter = { ...info, adapterFeatures: adapter ? [...adapter.features].sort() : [] };
     return this.adapter;
   }
 
-  get ctx(): GpuContext {
-    if (!this.ctxValue) throw new GpuUnavailableError('no GPU context: WebGPU initialisation failed (see the message above)');
-    return this.ctxValue;
+  private get worker(): SamWorker {
+    if (!this.workerValue) throw new GpuUnavailableError('no WebGPU worker: initialisation failed (see the message above)');
+    return this.workerValue;
   }
 
   /** Turn the profiler on or off (only with timestamp-query). */
-  setProfiling(on: boolean): void {
-    const ctx = this.ctx;
-    if (on && ctx.features.timestamps) ctx.enableProfiling();
-    else ctx.profiler = null;
+  async setProfiling(on: boolean): Promise<void> {
+    this.profiling = await this.worker.setProfiling(on);
   }
 
-  /** Run GPU work after everything queued before it. */
+  /** Time a worker call; with profiling, its GPU time per stage and kernel too. */
+  private measure<T>(name: string, fn: (onProfile?: (r: ProfileRecord[]) => void) => Promise<T>): Promise<T> {
+    return this.timings.measure(name, (onProfile) => fn(this.profiling ? onProfile : undefined));
+  }
+
+  /** Run after everything queued before it (the page's state changes in the order of the user's actions). */
   private enqueue<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(fn, fn);
     this.queue = run.catch(() => undefined);
@@ -164,11 +147,11 @@ export class Demo {
   }
 
   get hasSam(): boolean {
-    return this.sam !== null;
+    return this.loaded !== null;
   }
 
   get hasSemantic(): boolean {
-    return this.samclip !== null;
+    return this.loaded?.samclip !== undefined;
   }
 
   get encoded(): boolean {
@@ -177,117 +160,49 @@ export class Demo {
 
   // ------------------------------------------------------------------ models
 
-  private loadTokenizer(): Promise<ClipTokenizer> {
-    this.tokenizer ??= (async () => {
-      const res = await fetch(bpeUrl);
-      if (!res.ok) throw new DemoInputError(`CLIP vocabulary ${bpeUrl}: HTTP ${res.status}`);
-      const bytes = new Uint8Array(await res.arrayBuffer());
-      // A server may have sent it with Content-Encoding: gzip, in which case fetch already gunzipped it.
-      return bytes[0] === 0x1f && bytes[1] === 0x8b ? ClipTokenizer.fromBpeGz(bytes) : ClipTokenizer.fromBpeText(new TextDecoder().decode(bytes));
-    })();
-    this.tokenizer.catch(() => (this.tokenizer = null));
-    return this.tokenizer;
-  }
-
-  /** Load a checkpoint (any supported family); the file is closed afterwards. Re-encodes the image. */
-  loadWeights(file: SafetensorsFile): Promise<LoadedModel> {
+  /**
+   * Load a checkpoint (any supported family): a picked File (read slice by slice in the worker) or
+   * a URL (relative to the page; HTTP Range). Re-encodes the image.
+   */
+  loadWeights(src: File | string): Promise<LoadedModel> {
     return this.enqueue(async () => {
-      try {
-        const family = detectFamily(file.keys(), file.name);
-        const ctx = this.ctx;
-        const dtype = this.dtype === 'f16' && ctx.features.f16 ? 'f16' : 'f32';
-        const entry = await this.timings.measure('load weights', async () => {
-          switch (family) {
-            case 'sam':
-            case 'sam-hf': {
-              const sam = await SamPredictor.load(ctx, file, { dtype });
-              this.dropModels();
-              this.sam = sam;
-              const c = sam.model.config;
-              return { family, detail: `ViT ${c.embedDim}w x ${c.depth}, ${c.imgSize} px input` };
-            }
-            case 'samclip': {
-              const m = await SamClip.load(ctx, file, { dtype, tokenizer: await this.loadTokenizer() });
-              this.dropModels();
-              this.samclip = m;
-              this.sam = m.predictor;
-              const c = m.predictor.model.config;
-              return { family, detail: `ViT ${c.embedDim}w x ${c.depth}, ${c.imgSize} px, CLIP dim ${m.embedDim}` };
-            }
-            case 'clip':
-            case 'clip-hf': {
-              if (!this.sam || this.samclip?.mode === 'merged') {
-                throw new DemoInputError(
-                  `${file.name} is a CLIP checkpoint (${FAMILY_ROLE[family]}). Load a SAM checkpoint first: ` +
-                    'SAM + CLIP then run as a composite SAM-CLIP (semantic segmentation with public weights).',
-                );
-              }
-              const sam = this.sam.model;
-              const m = await SamClip.composite(ctx, { sam, clip: file }, { dtype, tokenizer: await this.loadTokenizer() });
-              // A previous composite leaves the SAM model (ours) alone when disposed.
-              this.samclip?.dispose();
-              this.models = this.models.filter((x) => x.family !== 'clip' && x.family !== 'clip-hf');
-              this.samclip = m;
-              return { family, detail: `CLIP dim ${m.embedDim}, dense features ${m.resolutions.seg} px` };
-            }
-          }
-        });
-        const model: LoadedModel = { name: file.name, family, role: FAMILY_ROLE[family], detail: entry.detail };
-        this.models.push(model);
-        this.dropEmbedding();
-        if (this.image) await this.encodeNow();
-        return model;
-      } finally {
-        await file.close();
-      }
+      const dtype = this.dtype === 'f16' && this.adapter?.features.f16 ? 'f16' : 'f32';
+      const info = await this.measure('load weights', (onProfile) => this.worker.load(src, { dtype, tokenizer: bpeUrl, onProfile }));
+      const c = info.sam;
+      const detail =
+        info.role === 'sam' ? `ViT ${c.embedDim}w x ${c.depth}, ${c.imgSize} px input`
+        : info.role === 'samclip' ? `ViT ${c.embedDim}w x ${c.depth}, ${c.imgSize} px, CLIP dim ${info.samclip!.embedDim}`
+        : `CLIP dim ${info.samclip!.embedDim}, dense features ${info.samclip!.resolutions.seg} px`;
+      const model: LoadedModel = { name: info.name, family: info.family, role: FAMILY_ROLE[info.family], detail };
+      // SAM or a bundle replaces everything; CLIP replaces the previous CLIP of a composite.
+      this.models = info.role === 'composite' ? [...this.models.filter((m) => m.family !== 'clip' && m.family !== 'clip-hf'), model] : [model];
+      this.loaded = info;
+      this.embedding = null; // the worker released it with the old model
+      if (this.image) await this.encodeNow();
+      return model;
     });
-  }
-
-  private dropModels(): void {
-    this.dropEmbedding();
-    // A merged SAM-CLIP owns its SAM head; a composite one leaves the SAM we gave it to us.
-    const samOwnedBySamclip = this.samclip?.mode === 'merged';
-    this.samclip?.dispose();
-    if (!samOwnedBySamclip) this.sam?.dispose();
-    this.samclip = null;
-    this.sam = null;
-    this.models = [];
   }
 
   // ------------------------------------------------------------------ image
 
-  private dropEmbedding(): void {
-    this.semEmbedding?.dispose();
-    if (!this.semEmbedding || this.embedding !== this.semEmbedding.sam) this.embedding?.dispose();
-    this.semEmbedding = null;
-    this.embedding = null;
-  }
-
   /** A new image: prompts are cleared, the embedding is computed now when a model is loaded. */
-  setImage(image: ImageU8, name: string): Promise<void> {
+  setImage(image: DemoImage): Promise<void> {
     return this.enqueue(async () => {
-      this.dropEmbedding();
+      if (this.embedding) await this.worker.release(this.embedding);
+      this.embedding = null;
       this.image = image;
-      this.imageName = name;
       this.points = [];
       this.box = null;
       this.lastMask = null;
       this.lastSemantic = null;
-      if (this.sam) await this.encodeNow();
+      if (this.loaded) await this.encodeNow();
     });
   }
 
+  /** Encode in the worker (with a SAM-CLIP bundle one backbone pass feeds both heads); the Blob is decoded there. */
   private async encodeNow(): Promise<void> {
     const image = this.image!;
-    await this.timings.measure('encode (image encoder)', async () => {
-      if (this.samclip?.mode === 'merged') {
-        // One backbone pass feeds the SAM head and the CLIP head.
-        this.semEmbedding = await this.samclip.embed(image);
-        this.embedding = this.semEmbedding.sam;
-      } else {
-        this.embedding = await this.sam!.encode(image);
-      }
-    });
+    this.embedding = await this.measure('encode (image encoder)', (onProfile) => this.worker.encode(image.blob, { onProfile }));
   }
 
   // ------------------------------------------------------------------ prompts
@@ -316,14 +231,14 @@ export class Demo {
   /** SamPredictor.predict on the current prompts; the best mask by predicted IoU is kept. */
   predict(): Promise<MaskResult | null> {
     return this.enqueue(async () => {
-      if (!this.sam) throw new DemoInputError('no SAM model: load SAM (or SAM-CLIP) weights first');
+      if (!this.loaded) throw new DemoInputError('no SAM model: load SAM (or SAM-CLIP) weights first');
       if (!this.image) throw new DemoInputError('no image: pick a photo or use the demo photo first');
       if (!this.embedding) await this.encodeNow();
       if (this.points.length === 0 && !this.box) {
         this.lastMask = null;
         return null;
       }
-      this.lastMask = await this.timings.measure('decode + post-process', () => this.decode(this.points, this.box));
+      this.lastMask = await this.measure('decode + post-process', (onProfile) => this.decode(this.points, this.box, onProfile));
       return this.lastMask;
     });
   }
@@ -335,15 +250,15 @@ export class Demo {
    */
   previewMask(extra: { point?: PointPrompt; box?: [number, number, number, number] }): Promise<MaskResult | null> {
     return this.enqueue(async () => {
-      if (!this.sam || !this.embedding) return null;
+      if (!this.embedding) return null;
       const points = extra.point ? [...this.points, extra.point] : this.points;
       const box = extra.box ?? this.box;
       if (points.length === 0 && !box) return null;
-      return this.timings.measure('live preview (decode)', () => this.decode(points, box));
+      return this.measure('live preview (decode)', (onProfile) => this.decode(points, box, onProfile));
     });
   }
 
-  private async decode(pts: readonly PointPrompt[], box: [number, number, number, number] | null): Promise<MaskResult> {
+  private async decode(pts: readonly PointPrompt[], box: [number, number, number, number] | null, onProfile?: (r: ProfileRecord[]) => void): Promise<MaskResult> {
     const points = pts.map((p) => [p.x, p.y] as [number, number]);
     const labels = pts.map((p) => p.label);
     const prompt: SamPrompt = {};
@@ -354,7 +269,7 @@ export class Demo {
     if (box) prompt.box = box;
     // SAM's own advice: three candidates for an ambiguous single click, one mask otherwise.
     const multimaskOutput = this.multimask === 'auto' ? points.length === 1 && !box : this.multimask === 'on';
-    const r = await this.sam!.predict(this.embedding!, prompt, { multimaskOutput });
+    const r = await this.worker.predict(prompt, { multimaskOutput, embedding: this.embedding!, onProfile });
     let best = 0;
     for (let i = 1; i < r.iouPredictions.length; i++) if (r.iouPredictions[i]! > r.iouPredictions[best]!) best = i;
     return {
@@ -372,31 +287,24 @@ export class Demo {
   // ------------------------------------------------------------------ semantic segmentation
 
   /**
-   * Zero-shot semantic segmentation; refined reuses the native-size embedding. `templates`: the
-   * 80-prompt ImageNet ensemble is the most accurate, one template is ~80x less text-tower work
-   * (which matters on slow adapters: seconds on SwiftShader).
+   * Zero-shot semantic segmentation of the encoded image; refined reuses (or makes once) its
+   * native-size SAM-CLIP pass. `templates`: the 80-prompt ImageNet ensemble is the most accurate,
+   * one template is ~80x less text-tower work (which matters on slow adapters: seconds on SwiftShader).
    */
   segmentSemantic(classText: string, refine: boolean, templates: TemplateChoice = 'ensemble'): Promise<SemanticResult> {
     return this.enqueue(async () => {
-      const m = this.samclip;
-      if (!m) throw new DemoInputError('semantic segmentation needs a SAM-CLIP bundle, or SAM + CLIP weights (composite mode)');
+      if (!this.hasSemantic) throw new DemoInputError('semantic segmentation needs a SAM-CLIP bundle, or SAM + CLIP weights (composite mode)');
       if (!this.image) throw new DemoInputError('no image: pick a photo or use the demo photo first');
       const classes = classText
         .split(/[,\n]/)
         .map((s) => s.trim())
         .filter(Boolean);
       if (classes.length === 0) throw new DemoInputError('type at least one class name (comma-separated), e.g. "dog, grass, sky"');
-      await this.timings.measure('class text embeddings', () => m.classEmbeddings(classes, { templates }));
-      let input: ImageU8 | SamClipImageEmbedding = this.image;
-      if (refine) {
-        if (!this.semEmbedding) {
-          await this.timings.measure('native SAM-CLIP pass', async () => {
-            this.semEmbedding = await m.embed(this.image!);
-          });
-        }
-        input = this.semEmbedding!;
-      }
-      const result = await this.timings.measure(refine ? 'semantic (refined)' : 'semantic (head-only)', () => m.segmentSemantic(input, classes, { refine, templates }));
+      if (!this.embedding) await this.encodeNow();
+      await this.measure('class text embeddings', (onProfile) => this.worker.classEmbeddings(classes, { templates, onProfile }));
+      const result = await this.measure(refine ? 'semantic (refined)' : 'semantic (head-only)', (onProfile) =>
+        this.worker.segmentSemantic(classes, { refine, templates, embedding: this.embedding!, onProfile }),
+      );
       this.lastSemantic = { seq: ++this.seq, classes, refined: refine, templates, result };
       return this.lastSemantic;
     });

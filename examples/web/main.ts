@@ -1,14 +1,14 @@
 /**
- * The demo page's wiring: DOM events -> Demo operations -> canvases, tables and messages.
+ * The demo page's wiring: DOM events -> Demo operations -> canvases, tables and messages. The
+ * engine runs in a web worker (see demo.ts); this thread decodes the photo for display and draws.
  *
  * For automated checks (test/web/demo.test.ts) the page exposes `window.__samclipDemo`: the Demo
  * (last mask, last semantic result, adapter report), the number of operations in flight, the
- * errors shown, and base64 helpers to read the mask and the decoded pixels back.
+ * errors shown, and base64 helpers to read the mask and the label map back.
  */
 import type { SamclipError } from '../../src/gpu/errors.js';
-import type { ImageU8 } from '../../src/image/image.js';
-import { Demo, type MultimaskMode } from './demo.js';
-import { decodeImageBlob, fetchImage, openWeightsFile, openWeightsUrl } from './inputs.js';
+import { Demo, type DemoImage, type MultimaskMode } from './demo.js';
+import { decodeImageBlob, fetchImage, weightsUrl } from './inputs.js';
 import { type PromptDrawing, drawOverlay, drawPhoto, labelColor, labelLayer, maskLayer, toImageCoords } from './overlay.js';
 import { esc } from './timings.js';
 
@@ -76,10 +76,6 @@ const hooks = {
   /** The last mask's 0/1 bytes as base64. */
   maskBase64(): string | null {
     return demo.lastMask ? toBase64(demo.lastMask.data) : null;
-  },
-  /** The decoded image's RGBA bytes as base64 (what the engine was given). */
-  imageBase64(): string | null {
-    return demo.image ? toBase64(demo.image.data) : null;
   },
   /** The last semantic label map (one byte per pixel) as base64. */
   labelsBase64(): string | null {
@@ -262,7 +258,7 @@ function showAdapter(): void {
 
 // ------------------------------------------------------------------ images
 
-async function useImage(loaded: { image: ImageU8; bitmap: ImageBitmap }, name: string): Promise<void> {
+async function useImage(loaded: { image: DemoImage; bitmap: ImageBitmap }, name: string): Promise<void> {
   drawPhoto(ui.photo, loaded.bitmap);
   ui.overlay.width = loaded.bitmap.width;
   ui.overlay.height = loaded.bitmap.height;
@@ -274,7 +270,7 @@ async function useImage(loaded: { image: ImageU8; bitmap: ImageBitmap }, name: s
   ui.imageInfo.textContent = `${name}: ${loaded.image.width}x${loaded.image.height}`;
   redraw();
   status(demo.hasSam ? 'Encoding the image…' : 'Image loaded; now load weights.');
-  await demo.setImage(loaded.image, name);
+  await demo.setImage(loaded.image);
 }
 
 // ------------------------------------------------------------------ events
@@ -282,12 +278,12 @@ async function useImage(loaded: { image: ImageU8; bitmap: ImageBitmap }, name: s
 ui.weightsFile.addEventListener('change', () => {
   const f = ui.weightsFile.files?.[0];
   ui.weightsFile.value = '';
-  if (f) void action(`Loading ${f.name}`, async () => afterWeights(await demo.loadWeights(await openWeightsFile(f))));
+  if (f) void action(`Loading ${f.name}`, async () => afterWeights(await demo.loadWeights(f)));
 });
 
 ui.weightsLoad.addEventListener('click', () => {
   const url = ui.weightsUrl.value;
-  void action(`Loading ${url}`, async () => afterWeights(await demo.loadWeights(await openWeightsUrl(url))));
+  void action(`Loading ${url}`, async () => afterWeights(await demo.loadWeights(weightsUrl(url))));
 });
 
 function afterWeights(m: { role: string; name: string }): void {
@@ -336,7 +332,7 @@ ui.segment.addEventListener('click', () => {
 });
 
 ui.profile.addEventListener('change', () => {
-  if (demo.adapter) demo.setProfiling(ui.profile.checked);
+  if (demo.adapter) demo.setProfiling(ui.profile.checked).catch(showError);
 });
 
 async function predictAndShow(): Promise<void> {

@@ -1,11 +1,12 @@
 /**
- * Per-stage timings of the page. Wall-clock times are performance.now() around awaited engine calls
- * (each ends in a readback or `ctx.sync()`, so the GPU work is included). When the adapter has
- * `timestamp-query`, the profiler adds GPU time per model stage (image_encoder, prompt_encoder,
- * mask_decoder, postprocess_masks, ...) and per kernel. Browsers quantise timestamps (Chrome: to
- * 100 us unless its "WebGPU Developer Features" flag is on), fine at the scale of these stages.
+ * Per-stage timings of the page. Wall-clock times are performance.now() around the awaited worker
+ * calls (each answers after its GPU work is done). When the adapter has `timestamp-query` and
+ * profiling is on, the worker sends each call's profiler records, grouped here per model stage
+ * (image_encoder, prompt_encoder, mask_decoder, postprocess_masks, ...) and per kernel. Browsers
+ * quantise timestamps (Chrome: to 100 us unless its "WebGPU Developer Features" flag is on), fine at
+ * the scale of these stages.
  */
-import type { Profiler } from '../../src/gpu/profiler.js';
+import { type ProfileRecord, summarise } from '../../src/gpu/profiler.js';
 
 export interface StageRow {
   stage: string;
@@ -24,44 +25,25 @@ export interface TimingEntry {
 }
 
 /** Profiler records grouped by the first element of their stage path. */
-export function stageSummary(p: Profiler): StageRow[] {
-  const by = new Map<string, StageRow>();
-  for (const r of p.records) {
-    const stage = r.stage.split('/')[0] || '(other)';
-    const row = by.get(stage) ?? { stage, gpuMs: 0, dispatches: 0 };
-    row.gpuMs += Math.max(0, r.endNs - r.startNs) / 1e6;
-    row.dispatches++;
-    by.set(stage, row);
-  }
-  return [...by.values()];
+export function stageSummary(records: readonly ProfileRecord[]): StageRow[] {
+  return summarise(records, (r) => r.stage.split('/')[0] || '(other)').map((row) => ({ stage: row.name, gpuMs: row.totalMs, dispatches: row.count }));
 }
 
 export class Timings {
   readonly entries = new Map<string, TimingEntry>();
 
-  constructor(private readonly profiler: () => Profiler | null) {}
-
   /**
-   * Time `fn` (which must finish its GPU work before resolving). The profiler's records are cleared
-   * before and summarised after, so they belong to this operation alone.
+   * Time `fn`, which hands `onProfile` to the worker call it makes: the records that come back
+   * belong to this operation alone.
    */
-  async measure<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    const p = this.profiler();
-    if (p) {
-      await p.collect();
-      p.clear();
-    }
+  async measure<T>(name: string, fn: (onProfile: (records: ProfileRecord[]) => void) => Promise<T>): Promise<T> {
+    let records: ProfileRecord[] = [];
     const t0 = performance.now();
-    const out = await fn();
-    const wallMs = performance.now() - t0;
-    const entry: TimingEntry = { name, wallMs };
-    if (p) {
-      await p.collect();
-      if (p.records.length) {
-        entry.stages = stageSummary(p);
-        entry.kernels = p.kernelTable().slice(0, 6).map((k) => ({ name: k.name, gpuMs: k.totalMs, count: k.count }));
-      }
-      p.clear();
+    const out = await fn((r) => (records = records.concat(r)));
+    const entry: TimingEntry = { name, wallMs: performance.now() - t0 };
+    if (records.length) {
+      entry.stages = stageSummary(records);
+      entry.kernels = summarise(records, (r) => r.name).slice(0, 6).map((k) => ({ name: k.name, gpuMs: k.totalMs, count: k.count }));
     }
     this.entries.set(name, entry);
     return out;

@@ -165,7 +165,8 @@ export class Profiler {
   }
 }
 
-function summarise(records: ProfileRecord[], group: (r: ProfileRecord) => string): KernelRow[] {
+/** Rows of records grouped by `group`, largest total first (also for records sent from a worker). */
+export function summarise(records: readonly ProfileRecord[], group: (r: ProfileRecord) => string): KernelRow[] {
   const by = new Map<string, { ns: number; count: number; flops: number; bytes: number }>();
   let all = 0;
   for (const r of records) {
