@@ -23,20 +23,9 @@ import type { SemanticSegmentation, SemanticSegmentationOptions } from '../pipel
 import type { TextPromptedOptions, TextPromptedResult } from '../pipelines/text-prompted.js';
 import type { Classification, ClassifyOptions } from '../pipelines/zero-shot-classification.js';
 import { fetchableUrl } from '../util/url.js';
-import type { ImageChoice, LoadOptions } from './host.js';
-import {
-  type FromWorker,
-  type ToWorker,
-  type WireImage,
-  type WireWeights,
-  type WorkerAdapterInfo,
-  type WorkerContextOptions,
-  type WorkerEmbedding,
-  type WorkerModelInfo,
-  type WorkerStats,
-  SamWorkerError,
-  fromWireError,
-} from './protocol.js';
+import type { LoadOptions } from './host.js';
+import { SamWorkerError, fromWireError } from './protocol.js';
+import type { FromWorker, ToWorker, WireImage, WireWeights, WorkerAdapterInfo, WorkerContextOptions, WorkerEmbedding, WorkerModelInfo, WorkerStats } from './protocol.js';
 
 export interface CallOptions {
   /** Cancel the call: it rejects at once with `signal.reason`. */
