@@ -14,6 +14,7 @@
  * skips it if it has not started or stops it at its next step. Errors thrown in the worker are
  * re-thrown here as `SamWorkerError` with the same `name` and `message`.
  */
+import type { Progress } from '../gpu/pacer.js';
 import type { ProfileRecord } from '../gpu/profiler.js';
 import { type ImageInput, EXACT_BITMAP_OPTIONS, isImageU8, toImageU8 } from '../image/image-input.js';
 import type { AmgMask, AmgOptions } from '../pipelines/automatic-mask-generator.js';
@@ -28,8 +29,10 @@ import { SamWorkerError, fromWireError } from './protocol.js';
 import type { FromWorker, ToWorker, WireImage, WireWeights, WorkerAdapterInfo, WorkerContextOptions, WorkerEmbedding, WorkerModelInfo, WorkerStats } from './protocol.js';
 
 export interface CallOptions {
-  /** Cancel the call: it rejects at once with `signal.reason`. */
+  /** Cancel the call: it rejects at once with `signal.reason`; the worker stops it within a GPU step. */
   signal?: AbortSignal;
+  /** Progress of a long call (encode, automatic masks, SAM-CLIP pipelines): stage and fraction, as the worker reports them. */
+  onProgress?: (p: Progress) => void;
   /** With a profiling context (`init({ profile: true })` on an adapter with timestamp-query): this call's GPU timings. */
   onProfile?: (records: ProfileRecord[]) => void;
 }
@@ -59,6 +62,7 @@ interface Pending {
   resolve(v: unknown): void;
   reject(e: unknown): void;
   onProfile?: (records: ProfileRecord[]) => void;
+  onProgress?: (p: Progress) => void;
   done(): void;
 }
 
@@ -146,6 +150,10 @@ export class SamWorker {
       this.cancelled.delete(msg.id);
       return;
     }
+    if (msg.type === 'progress') {
+      p.onProgress?.(msg.progress);
+      return;
+    }
     this.pending.delete(msg.id);
     p.done();
     if (msg.type === 'result') {
@@ -158,7 +166,7 @@ export class SamWorker {
 
   private call<T>(method: string, args: unknown[], transfer: Transferable[], opts: CallOptions = {}): Promise<T> {
     if (this.broken) return Promise.reject(this.broken);
-    const { signal, onProfile } = opts;
+    const { signal, onProfile, onProgress } = opts;
     if (signal?.aborted) return Promise.reject(signal.reason);
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
@@ -169,9 +177,9 @@ export class SamWorker {
         reject(signal!.reason);
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.pending.set(id, { method, resolve: resolve as (v: unknown) => void, reject, onProfile, done: () => signal?.removeEventListener('abort', onAbort) });
+      this.pending.set(id, { method, resolve: resolve as (v: unknown) => void, reject, onProfile, onProgress, done: () => signal?.removeEventListener('abort', onAbort) });
       try {
-        this.post({ type: 'call', id, method, args, profile: onProfile !== undefined }, transfer);
+        this.post({ type: 'call', id, method, args, profile: onProfile !== undefined, progress: onProgress !== undefined }, transfer);
       } catch (e) {
         this.pending.delete(id);
         signal?.removeEventListener('abort', onAbort);
@@ -186,7 +194,7 @@ export class SamWorker {
 
   /** What the SAM-CLIP calls send for `opts`: their own options, plus the image or embedding id. */
   private async target<O extends ImageTarget & CallOptions>(opts: O): Promise<{ rest: object; transfer: Transferable[] }> {
-    const { signal: _s, onProfile: _p, transfer: t, image, embedding, ...rest } = opts;
+    const { signal: _s, onProfile: _p, onProgress: _g, transfer: t, image, embedding, ...rest } = opts;
     if (image === undefined) return { rest: { ...rest, embedding: embeddingId(embedding) }, transfer: [] };
     const w = await wireImage(image, { transfer: t });
     return { rest: { ...rest, image: w.image }, transfer: w.transfer };
@@ -210,7 +218,7 @@ export class SamWorker {
    * SAM-CLIP bundles replace what was loaded; a CLIP checkpoint joins the loaded SAM (composite).
    */
   async load(src: string | URL | ArrayBuffer | Blob, opts: WorkerLoadOptions & CallOptions = {}): Promise<WorkerModelInfo> {
-    const { signal, onProfile, tokenizer, ...rest } = opts;
+    const { signal, onProfile, onProgress: _g, tokenizer, ...rest } = opts;
     const w = await wireWeights(src);
     const tok = typeof tokenizer === 'string' || tokenizer instanceof URL ? (await wireWeights(tokenizer)).src : tokenizer;
     return this.call('load', [w.src, { ...rest, tokenizer: tok }], tok instanceof ArrayBuffer ? [...w.transfer, tok] : w.transfer, { signal, onProfile });
@@ -226,7 +234,7 @@ export class SamWorker {
 
   /** SamPredictor.predict on `embedding` (default: the last encoded). */
   predict(prompt: SamPrompt, opts: PredictOptions & { embedding?: WorkerEmbedding | number } & CallOptions = {}): Promise<SamPrediction> {
-    const { signal, onProfile, embedding, ...rest } = opts;
+    const { signal, onProfile, onProgress: _g, embedding, ...rest } = opts;
     return this.call('predict', [prompt, { ...rest, embedding: embeddingId(embedding) }], [], { signal, onProfile });
   }
 

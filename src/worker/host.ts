@@ -11,6 +11,7 @@
 import { GpuContext } from '../gpu/context.js';
 import { REPORTED_LIMITS } from '../gpu/device.js';
 import { SamclipError } from '../gpu/errors.js';
+import type { ProgressOptions } from '../gpu/pacer.js';
 import type { ImageU8 } from '../image/image.js';
 import { toImageU8 } from '../image/image-input.js';
 import { type AmgOptions, SamAutomaticMaskGenerator } from '../pipelines/automatic-mask-generator.js';
@@ -61,6 +62,9 @@ interface Kept {
 
 type Answer = { value: unknown; transfer?: boolean };
 
+/** Per call: its cancellation, and where its progress goes (to the page, when it asked). */
+type Call = ProgressOptions & { signal: AbortSignal };
+
 class WorkerStateError extends SamclipError {
   override name = 'SamWorkerStateError';
 }
@@ -98,7 +102,9 @@ export class SamWorkerHost {
         await profiler.collect();
         profiler.clear();
       }
-      const { value, transfer } = await this.dispatch(msg.method, msg.args, signal);
+      const call: Call = { signal };
+      if (msg.progress) call.onProgress = (progress) => this.post({ type: 'progress', id: msg.id, progress }, []);
+      const { value, transfer } = await this.dispatch(msg.method, msg.args, call);
       let profile;
       if (profiler) {
         await profiler.collect();
@@ -111,19 +117,19 @@ export class SamWorkerHost {
     }
   }
 
-  private dispatch(method: string, args: unknown[], signal: AbortSignal): Promise<Answer> {
+  private dispatch(method: string, args: unknown[], call: Call): Promise<Answer> {
     const a = args as never[];
     switch (method) {
       case 'init': return this.init(a[0]).then((value) => ({ value }));
-      case 'load': return this.load(a[0], a[1], signal).then((value) => ({ value }));
-      case 'encode': return this.encode(a[0], signal).then((value) => ({ value }));
-      case 'predict': return this.predict(a[0], a[1], signal).then((value) => ({ value, transfer: true }));
-      case 'segmentSemantic': return this.segmentSemantic(a[0], a[1], signal).then((value) => ({ value, transfer: true }));
-      case 'segmentText': return this.segmentText(a[0], a[1], signal).then((value) => ({ value, transfer: true }));
-      case 'classify': return this.classify(a[0], a[1], signal).then((value) => ({ value }));
+      case 'load': return this.load(a[0], a[1], call).then((value) => ({ value }));
+      case 'encode': return this.encode(a[0], call).then((value) => ({ value }));
+      case 'predict': return this.predict(a[0], a[1], call).then((value) => ({ value, transfer: true }));
+      case 'segmentSemantic': return this.segmentSemantic(a[0], a[1], call).then((value) => ({ value, transfer: true }));
+      case 'segmentText': return this.segmentText(a[0], a[1], call).then((value) => ({ value, transfer: true }));
+      case 'classify': return this.classify(a[0], a[1], call).then((value) => ({ value }));
       // Cached in the model: copied, not transferred.
       case 'classEmbeddings': return this.needSamClip('classEmbeddings').classEmbeddings(a[0], { templates: (a[1] as { templates?: TemplateChoice })?.templates }).then((value) => ({ value }));
-      case 'generateMasks': return this.generateMasks(a[0], signal).then((value) => ({ value, transfer: true }));
+      case 'generateMasks': return this.generateMasks(a[0], call).then((value) => ({ value, transfer: true }));
       case 'release': return Promise.resolve({ value: this.release(a[0]) });
       case 'stats': return Promise.resolve({ value: this.stats() });
       case 'setProfiling': return Promise.resolve({ value: this.setProfiling(a[0]) });
@@ -181,12 +187,12 @@ export class SamWorkerHost {
    * replaces what was loaded; CLIP joins the SAM loaded before as a composite SAM-CLIP. Embeddings
    * of the previous model are released.
    */
-  private async load(src: WireWeights, opts: LoadOptions = {}, signal: AbortSignal): Promise<WorkerModelInfo> {
+  private async load(src: WireWeights, opts: LoadOptions = {}, call: Call): Promise<WorkerModelInfo> {
     const ctx = await this.context();
     const tokenizer = await this.clipTokenizer(opts.tokenizer);
     const file = await this.open(src, opts.name);
     try {
-      signal.throwIfAborted();
+      call.signal.throwIfAborted();
       const family = detectFamily(file.keys(), file.name);
       let role: WorkerModelInfo['role'];
       if (family === 'sam' || family === 'sam-hf') {
@@ -241,20 +247,19 @@ export class SamWorkerHost {
   // ------------------------------------------------------------------ images and embeddings
 
   /** Encode an image (one backbone pass for both heads with a merged SAM-CLIP) and keep its embedding. */
-  private async encode(input: WireImage, signal: AbortSignal): Promise<WorkerEmbedding> {
+  private async encode(input: WireImage, call: Call): Promise<WorkerEmbedding> {
     const sam = this.needSam('encode');
-    const image = await toImageU8(input, { what: 'encode', signal });
-    signal.throwIfAborted();
+    const image = await toImageU8(input, { what: 'encode', signal: call.signal });
     let kept: Kept;
     if (this.samclip?.mode === 'merged') {
-      const e = await this.samclip.embed(image);
+      const e = await this.samclip.embed(image, call);
       kept = { image, sam: e.sam, samclip: e };
     } else {
-      kept = { image, sam: await sam.encode(image), samclip: null };
+      kept = { image, sam: await sam.encode(image, call), samclip: null };
     }
-    if (signal.aborted) {
+    if (call.signal.aborted) {
       disposeKept(kept);
-      signal.throwIfAborted();
+      call.signal.throwIfAborted();
     }
     const id = this.nextId++;
     this.kept.set(id, kept);
@@ -272,14 +277,15 @@ export class SamWorkerHost {
   }
 
   /** An image given with the call, or the image / embedding kept for `embedding` (default: the last encoded). */
-  private async imageOrKept(choice: ImageChoice = {}, what: string, signal: AbortSignal): Promise<{ image: ImageU8; kept: Kept | null }> {
-    if (choice.image !== undefined) return { image: await toImageU8(choice.image, { what, signal }), kept: null };
+  private async imageOrKept(choice: ImageChoice = {}, what: string, call: Call): Promise<{ image: ImageU8; kept: Kept | null }> {
+    if (choice.image !== undefined) return { image: await toImageU8(choice.image, { what, signal: call.signal }), kept: null };
     const kept = this.keptOf(choice.embedding, what);
     return { image: kept.image, kept };
   }
 
-  private async nativeEmbedding(m: SamClip, kept: Kept): Promise<SamClipImageEmbedding> {
-    kept.samclip ??= await m.embed(kept.image);
+  /** The kept image's native-size SAM-CLIP pass (merged: from the encode; composite: made once, here). */
+  private async nativeEmbedding(m: SamClip, kept: Kept, call: Call): Promise<SamClipImageEmbedding> {
+    kept.samclip ??= await m.embed(kept.image, { signal: call.signal });
     return kept.samclip;
   }
 
@@ -298,48 +304,41 @@ export class SamWorkerHost {
 
   // ------------------------------------------------------------------ pipelines
 
-  private async predict(prompt: SamPrompt, opts: PredictOptions & { embedding?: number } = {}, signal: AbortSignal) {
+  private async predict(prompt: SamPrompt, opts: PredictOptions & { embedding?: number } = {}, call: Call) {
     const sam = this.needSam('predict');
     const kept = this.keptOf(opts.embedding, 'predict');
-    signal.throwIfAborted();
-    return sam.predict(kept.sam, prompt, { multimaskOutput: opts.multimaskOutput, returnLogits: opts.returnLogits });
+    return sam.predict(kept.sam, prompt, { multimaskOutput: opts.multimaskOutput, returnLogits: opts.returnLogits, signal: call.signal });
   }
 
-  private async segmentSemantic(classes: readonly string[], opts: SemanticSegmentationOptions & ImageChoice = {}, signal: AbortSignal) {
+  private async segmentSemantic(classes: readonly string[], opts: SemanticSegmentationOptions & ImageChoice = {}, call: Call) {
     const m = this.needSamClip('segmentSemantic');
     const { image: _i, embedding: _e, ...rest } = opts;
-    const { image, kept } = await this.imageOrKept(opts, 'segmentSemantic', signal);
-    signal.throwIfAborted();
+    const { image, kept } = await this.imageOrKept(opts, 'segmentSemantic', call);
     // Refinement runs on the native-size pass: reuse (or make once) the kept one.
-    const input = rest.refine && kept ? await this.nativeEmbedding(m, kept) : image;
-    signal.throwIfAborted();
-    return m.segmentSemantic(input, classes, rest);
+    const input = rest.refine && kept ? await this.nativeEmbedding(m, kept, call) : image;
+    return m.segmentSemantic(input, classes, { ...rest, ...call });
   }
 
-  private async segmentText(text: string, opts: TextPromptedOptions & ImageChoice = {}, signal: AbortSignal) {
+  private async segmentText(text: string, opts: TextPromptedOptions & ImageChoice = {}, call: Call) {
     const m = this.needSamClip('segmentText');
     const { image: _i, embedding: _e, ...rest } = opts;
-    const { image, kept } = await this.imageOrKept(opts, 'segmentText', signal);
-    signal.throwIfAborted();
-    const input = kept ? await this.nativeEmbedding(m, kept) : image;
-    signal.throwIfAborted();
-    return m.segmentText(input, text, rest);
+    const { image, kept } = await this.imageOrKept(opts, 'segmentText', call);
+    const input = kept ? await this.nativeEmbedding(m, kept, call) : image;
+    return m.segmentText(input, text, { ...rest, ...call });
   }
 
-  private async classify(labels: readonly string[], opts: ClassifyOptions & ImageChoice = {}, signal: AbortSignal) {
+  private async classify(labels: readonly string[], opts: ClassifyOptions & ImageChoice = {}, call: Call) {
     const m = this.needSamClip('classify');
     const { image: _i, embedding: _e, ...rest } = opts;
-    const { image } = await this.imageOrKept(opts, 'classify', signal);
-    signal.throwIfAborted();
-    return m.classify(image, labels, rest);
+    const { image } = await this.imageOrKept(opts, 'classify', call);
+    return m.classify(image, labels, { ...rest, ...call });
   }
 
-  private async generateMasks(opts: AmgOptions & ImageChoice = {}, signal: AbortSignal) {
+  private async generateMasks(opts: AmgOptions & ImageChoice = {}, call: Call) {
     const sam = this.needSam('generateMasks');
     const { image: _i, embedding: _e, ...rest } = opts;
-    const { image } = await this.imageOrKept(opts, 'generateMasks', signal);
-    signal.throwIfAborted();
-    return new SamAutomaticMaskGenerator(sam, rest).generate(image);
+    const { image } = await this.imageOrKept(opts, 'generateMasks', call);
+    return new SamAutomaticMaskGenerator(sam, rest).generate(image, call);
   }
 
   /** What the worker holds: kept embeddings, and GPU memory in use by tensors (weights included). */

@@ -2,14 +2,15 @@
  * The messages between the page (src/worker/client.ts) and the worker (src/worker/host.ts), and
  * the few helpers both sides share: error transport and transfer lists.
  *
- * Page -> worker:  { type: 'call', id, method, args, profile }   |   { type: 'cancel', id }
- * Worker -> page:  { type: 'result', id, value, profile? }       |   { type: 'error', id, error }
+ * Page -> worker:  { type: 'call', id, method, args, profile, progress }   |   { type: 'cancel', id }
+ * Worker -> page:  { type: 'progress', id, progress } ...  then  { type: 'result', id, value, profile? }  |  { type: 'error', id, error }
  *
  * Every call carries a fresh id; the worker answers each id exactly once (a cancelled call is
  * answered with an AbortError, which the page has already reported to its caller and drops).
  */
 import type { ContextOptions } from '../gpu/context.js';
 import { SamclipError } from '../gpu/errors.js';
+import type { Progress } from '../gpu/pacer.js';
 import type { ProfileRecord } from '../gpu/profiler.js';
 import type { ImageU8 } from '../image/image.js';
 import type { Family } from '../weights/families.js';
@@ -27,6 +28,8 @@ export interface CallMessage {
   args: unknown[];
   /** Return this call's profiler records (when the context profiles). */
   profile: boolean;
+  /** Send progress messages (stage, fraction) while the call runs. */
+  progress: boolean;
 }
 
 export interface CancelMessage {
@@ -43,6 +46,7 @@ export interface WireError {
 }
 
 export type FromWorker =
+  | { type: 'progress'; id: number; progress: Progress }
   | { type: 'result'; id: number; value: unknown; profile?: ProfileRecord[] }
   | { type: 'error'; id: number; error: WireError };
 

@@ -73,6 +73,16 @@ describe('web-worker wrapper (client and host over a MessageChannel)', () => {
     expect(await sam.release(emb)).toBe(false);
   });
 
+  it('forwards progress: the encode reports rising fractions that end at 1', async () => {
+    const seen: { stage: string; fraction: number }[] = [];
+    const emb = await sam.encode(photoImage('dog'), { onProgress: (p) => seen.push(p) });
+    expect(seen.length).toBeGreaterThan(1);
+    for (let i = 1; i < seen.length; i++) expect(seen[i]!.fraction).toBeGreaterThanOrEqual(seen[i - 1]!.fraction);
+    expect(seen.at(-1)!.fraction).toBeCloseTo(1, 6);
+    expect(typeof seen[0]!.stage).toBe('string');
+    await sam.release(emb);
+  });
+
   it('transfers an ImageU8 when asked (the caller\'s buffer is detached)', async () => {
     const img = photoImage('dog');
     const copy = { ...img, data: img.data.slice() };
