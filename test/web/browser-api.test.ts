@@ -216,14 +216,12 @@ describe.skipIf(!HAVE_CHROMIUM)(`browser API in Chromium (skipped without ${CHRO
       expect(r.bitmapTransferred).toBe(true);
     });
 
-    it('answers like the page thread: masks, semantic label maps, text masks, classes, automatic masks', () => {
+    it('answers like the page thread: masks, semantic label maps, text masks, classes', () => {
       expect(r.predict).toMatchObject({ masks: 3, maskDiff: 0, iouMaxDiff: 0, lowResMaxDiff: 0, isUint8Array: true });
       expect(r.semantic).toMatchObject({ refinedLabelDiff: 0, headLabelDiff: 0, classes: ['dog', 'grass', 'sky'] });
       expect(r.others.textMaskDiff).toBe(0);
       expect(r.others.classifyProbMaxDiff).toBe(0);
       expect(r.others.classEmbeddingsMaxDiff).toBe(0);
-      expect(r.others.amgMasks[0]).toBe(r.others.amgMasks[1]);
-      expect(r.others.amgAreasDiffer).toBe(0);
     });
 
     it('re-throws worker errors with their name and message', () => {

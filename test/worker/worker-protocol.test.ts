@@ -8,6 +8,7 @@
  */
 import { MessageChannel } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SamAutomaticMaskGenerator } from '../../src/pipelines/automatic-mask-generator.js';
 import { SamPredictor } from '../../src/pipelines/sam-predictor.js';
 import { type SamWorker, SamWorkerError, createSamWorker, serveSamWorker } from '../../src/worker/index.js';
 import { useGpu } from '../helpers/gpu.js';
@@ -71,6 +72,16 @@ describe('web-worker wrapper (client and host over a MessageChannel)', () => {
     expect(Array.from((await sam.predict(PROMPT)).iouPredictions)).toEqual(Array.from(q.iouPredictions));
     expect(await sam.release(emb)).toBe(true);
     expect(await sam.release(emb)).toBe(false);
+  });
+
+  it('generates automatic masks like a direct SamAutomaticMaskGenerator', async () => {
+    // Thresholds off: random weights predict low IoUs, and every mask is wanted here.
+    const opts = { pointsPerSide: 2, predIouThresh: 0, stabilityScoreThresh: 0, boxNmsThresh: 1 };
+    const image = photoImage('dog');
+    const remote = await sam.generateMasks({ ...opts, image });
+    const local = await new SamAutomaticMaskGenerator(direct, opts).generate(image);
+    expect(remote.length).toBeGreaterThan(0);
+    expect(remote.map((m) => [m.area, m.bbox, m.predictedIou])).toEqual(local.map((m) => [m.area, m.bbox, m.predictedIou]));
   });
 
   it('forwards progress: the encode reports rising fractions that end at 1', async () => {

@@ -99,19 +99,13 @@ export async function workerChecks(m: PageModels) {
   const pageCls = await sc.classify(refImage, ['dog', 'cat'], { templates: 'single' });
   const T = await client.classEmbeddings(CLASSES, { templates: 'single' });
   const pageT = await sc.classEmbeddings(CLASSES, { templates: 'single' });
-  const AMG = { pointsPerSide: 2, predIouThresh: 0, stabilityScoreThresh: 0, boxNmsThresh: 1 };
-  const amg = await client.generateMasks(AMG);
-  const { SamAutomaticMaskGenerator } = await import('../../../src/pipelines/automatic-mask-generator.js');
-  const pageAmg = await new SamAutomaticMaskGenerator(sc.predictor, AMG).generate(refImage);
   report.others = {
     textMaskDiff: countDiff(txt.best, pageTxt.best),
     classifyProbMaxDiff: maxAbsDiff(cls.probs, pageCls.probs),
     classEmbeddingsMaxDiff: maxAbsDiff(T, pageT),
-    amgMasks: [amg.length, pageAmg.length],
-    amgAreasDiffer: amg.length === pageAmg.length ? amg.filter((m, i) => m.area !== pageAmg[i]!.area).length : Infinity,
   };
 
-  stamp('worker: text, classify, AMG');
+  stamp('worker: text, classify');
   // Errors keep their name and message across the boundary.
   const badPrompt = { points: [[1, 2]] as [number, number][], labels: [1, 1] };
   report.errors = {
