@@ -12,9 +12,11 @@ import { SamAutomaticMaskGenerator } from '../../src/pipelines/automatic-mask-ge
 import { SamPredictor } from '../../src/pipelines/sam-predictor.js';
 import { type SamWorker, SamWorkerError, createSamWorker, serveSamWorker } from '../../src/worker/index.js';
 import { useGpu } from '../helpers/gpu.js';
-import { TINY_WEIGHTS, photoImage } from '../pipelines/sam-fixture.js';
+import { usePhotos } from '../helpers/photos.js';
+import { TINY_WEIGHTS } from '../pipelines/sam-fixture.js';
 
 const gpu = useGpu();
+const photoImage = usePhotos();
 const PROMPT = { points: [[400, 300]] as [number, number][], labels: [1] };
 
 /** A Worker look-alike: the client posts into one port, the host serves the other. */
