@@ -22,6 +22,7 @@
  * Node has no image decoder in the core library: strings, URLs and Blobs are refused there with a
  * message pointing at `readImage` of `samclip-webgpu/node`.
  */
+import { throwIfAborted } from '../gpu/errors.js';
 import { type ImageU8, ImageError, checkImage } from './image.js';
 import { fetchableUrl } from '../util/url.js';
 
@@ -44,7 +45,7 @@ export interface ImageInputOptions {
   what?: string;
   /** Fetch for URL inputs (default: globalThis.fetch). */
   fetch?: (url: string, init?: { signal?: AbortSignal }) => Promise<Response>;
-  /** Cancels a fetch or decode in progress; the signal's reason is thrown. */
+  /** Cancels a fetch or decode in progress (an AbortError naming `what` and the signal's reason). */
   signal?: AbortSignal;
 }
 
@@ -75,7 +76,7 @@ export function isImageU8(x: unknown): x is ImageU8 {
  */
 export async function toImageU8(input: ImageInput, opts: ImageInputOptions = {}): Promise<ImageU8> {
   const what = opts.what ?? 'image';
-  opts.signal?.throwIfAborted();
+  throwIfAborted(opts.signal, what);
   if (typeof input === 'string' || input instanceof URL) return fetchImage(input, opts, what);
   if (input === null || typeof input !== 'object') {
     throw new ImageError(`${what}: expected ${ACCEPTED}; got ${input === null ? 'null' : typeof input}`);
@@ -154,7 +155,7 @@ async function fetchImage(src: string | URL, opts: ImageInputOptions, what: stri
   try {
     res = await fetchFn(url, opts.signal ? { signal: opts.signal } : undefined);
   } catch (e) {
-    opts.signal?.throwIfAborted();
+    throwIfAborted(opts.signal, what);
     throw new ImageError(`${what}: ${url}: fetch failed: ${(e as Error).message}`);
   }
   if (!res.ok) throw new ImageError(`${what}: ${url}: HTTP ${res.status} ${res.statusText}`.trim());
@@ -194,7 +195,7 @@ async function fromImageElement(img: HTMLImageElement, what: string, signal?: Ab
 
 function readAndClose(bitmap: ImageBitmap, what: string, signal?: AbortSignal): ImageU8 {
   try {
-    signal?.throwIfAborted();
+    throwIfAborted(signal, what);
     return readPixels(bitmap, bitmap.width, bitmap.height, what);
   } finally {
     bitmap.close();
