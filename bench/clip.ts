@@ -36,7 +36,7 @@ import type { Tensor } from '../src/gpu/tensor.js';
 import type { ClipModel } from '../src/model/clip/clip.js';
 import { loadClip } from '../src/model/clip/load.js';
 import { IMAGENET_TEMPLATES } from '../src/text/imagenet-templates.js';
-import { loadClipTokenizer } from '../src/text/clip-tokenizer-node.js';
+import { loadClipTokenizer } from '../src/text/clip-vocabulary.js';
 import { writeRandomWeights } from '../src/weights/random.js';
 import { SafetensorsFile } from '../src/weights/safetensors.js';
 import { Rng } from '../test/helpers/random.js';

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ClipTokenizer } from '../src/text/clip-tokenizer.js';
-import { CLIP_BPE_ASSET, findPackageAsset } from '../src/text/clip-tokenizer-node.js';
+import { clipBpeUrl } from '../src/text/clip-vocabulary.js';
 import { mulberry32 } from '../src/util/mulberry32.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -83,7 +83,7 @@ function timeTokenize(tok: ClipTokenizer, texts: string[]): number {
 }
 
 async function main(): Promise<void> {
-  const gz = new Uint8Array(readFileSync(await findPackageAsset(CLIP_BPE_ASSET)));
+  const gz = new Uint8Array(readFileSync(clipBpeUrl()));
   const t0 = performance.now();
   await ClipTokenizer.fromBpeGz(gz);
   console.log(`load (gunzip + parse ${gz.length} B BPE file): ${(performance.now() - t0).toFixed(0)} ms`);

@@ -4,13 +4,10 @@
  *   npm run demo:web     dev server on http://127.0.0.1:5173/ (a loopback origin is a secure context)
  *   npm run build:web    static build into dist/web (serve it with `npx tsx tools/serve-demo.ts`)
  *
- * The page imports the engine's modules from ../../src directly. The core library is browser-safe
- * except for two kinds of Node-only code, handled here rather than in the engine:
- *  - `src/text/clip-tokenizer-node.ts` (reads the BPE vocabulary from disk) is imported lazily by
- *    SamClip when no tokenizer is passed; it is swapped for a stub that explains what to pass.
- *  - Any other `node:` / built-in import reaching the bundle is a build error naming the importer
- *    (the engine loads `node:fs` and Dawn's `webgpu` through variable specifiers, which the bundler
- *    never follows; a plain import would be a regression).
+ * The page imports the engine's modules from ../../src directly. The core library is browser-safe:
+ * its Node-only capabilities (files, Dawn) come through the platform seam `#platform`
+ * (package.json "imports"), which a browser build resolves to platform/browser.js. Any `node:` /
+ * built-in import reaching the bundle is a build error naming the importer.
  *
  * The dev server also serves the repository's test fixtures at /fixtures/ (tiny random-weight
  * models) and, when SAMCLIP_WEIGHTS_DIR is set, that folder at /weights/, both with HTTP Range.
@@ -23,7 +20,6 @@ import { staticHandler } from '../../tools/serve-demo.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = resolve(HERE, '..', '..');
-const TOKENIZER_STUB = join(HERE, 'browser-stubs', 'clip-tokenizer-node.ts');
 const BUILTINS = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
 
 /** Exported for the test pages (test/web/pages/vite.config.ts), which import the engine the same way. */
@@ -32,7 +28,6 @@ export function browserOnly(): Plugin {
     name: 'samclip-browser-only',
     enforce: 'pre',
     resolveId(source, importer) {
-      if (/(^|\/)clip-tokenizer-node(\.js|\.ts)?$/.test(source) && importer !== TOKENIZER_STUB) return TOKENIZER_STUB;
       if (source.startsWith('node:') || BUILTINS.has(source)) {
         this.error(`'${source}' imported by ${importer ?? '(entry)'}: Node-only modules must not reach the browser bundle`);
       }

@@ -2,16 +2,13 @@
  * Debug switches, read once from the environment on Node (and settable from code in browsers).
  * The full table lives in README.md ("Debug flags"); keep the two in sync.
  */
+import { nodeFsSync } from '#platform';
+
 type Env = Record<string, string | undefined>;
 
 function readEnv(): Env {
   const p = (globalThis as { process?: { env?: Env } }).process;
   return p?.env ?? {};
-}
-
-function nodeFs(): typeof import('node:fs') | null {
-  const p = (globalThis as { process?: { getBuiltinModule?: (m: string) => unknown } }).process;
-  return (p?.getBuiltinModule?.('node:fs') as typeof import('node:fs') | undefined) ?? null;
 }
 
 export interface DebugFlags {
@@ -30,7 +27,7 @@ function makeFlags(env: Env): DebugFlags {
   let dumpWgsl: DebugFlags['dumpWgsl'] = null;
   if (dir) {
     dumpWgsl = (key, code) => {
-      const fs = nodeFs();
+      const fs = nodeFsSync;
       const file = key.replace(/[^A-Za-z0-9_.-]+/g, '_').slice(0, 180) + '.wgsl';
       if (fs) {
         fs.mkdirSync(dir, { recursive: true });

@@ -1,7 +1,8 @@
 /**
  * Device acquisition for browsers (`navigator.gpu`) and Node (Dawn through the optional `webgpu`
- * package, imported lazily so browser bundles never see it).
+ * package, loaded on first use through the platform seam so browser bundles never see it).
  */
+import { importWebgpu } from '#platform';
 import { GpuUnavailableError } from './errors.js';
 
 export interface AdapterDescription {
@@ -66,11 +67,18 @@ export const NO_ADAPTER_HELP =
 
 let dawnModule: Promise<{ create(flags: string[]): GPU; globals: object }> | null = null;
 
-/** Load Dawn's Node binding once and install its WebGPU globals (GPUBufferUsage, ...). */
+/**
+ * Load Dawn's Node binding (the optional peer `webgpu`) once and install its WebGPU globals
+ * (GPUBufferUsage, ...). The import itself lives in the platform seam (`#platform`, see
+ * platform/node.js): browser builds resolve that to a module without it, so no bundler ever sees
+ * the `webgpu` package.
+ */
 export async function loadDawn(): Promise<{ create(flags: string[]): GPU }> {
+  if (!importWebgpu) {
+    throw new GpuUnavailableError('Dawn (the `webgpu` package) is for Node; in a browser the library uses navigator.gpu');
+  }
   if (!dawnModule) {
-    const name = 'webgpu';
-    dawnModule = (import(/* @vite-ignore */ name) as Promise<{ create(f: string[]): GPU; globals: object }>).then(
+    dawnModule = importWebgpu().then(
       (m) => {
         for (const [k, v] of Object.entries(m.globals)) {
           if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;

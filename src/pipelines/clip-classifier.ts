@@ -26,6 +26,7 @@ import type { ClipModel } from '../model/clip/clip.js';
 import { ClipError } from '../model/clip/config.js';
 import { type LoadClipOptions, loadClip } from '../model/clip/load.js';
 import type { ClipTokenizer } from '../text/clip-tokenizer.js';
+import { loadClipTokenizer } from '../text/clip-vocabulary.js';
 import { clipNormalize } from '../text/text-cleanup.js';
 import { IMAGENET_TEMPLATES } from '../text/imagenet-templates.js';
 
@@ -179,13 +180,9 @@ export class ClipClassifier {
     this.trim = opts.trimContext ?? true;
   }
 
-  /** With the tokenizer shipped in `assets/` when none is given (Node; browsers pass their own). */
+  /** With the tokenizer of the vocabulary shipped in the package when none is given (browsers and Node). */
   static async create(ctx: GpuContext, model: ClipModel, opts: ClipClassifierOptions & { tokenizer?: ClipTokenizer } = {}): Promise<ClipClassifier> {
-    let tokenizer = opts.tokenizer;
-    if (!tokenizer) {
-      const { loadClipTokenizer } = await import('../text/clip-tokenizer-node.js');
-      tokenizer = await loadClipTokenizer();
-    }
+    const tokenizer = opts.tokenizer ?? (await loadClipTokenizer());
     return new ClipClassifier(ctx, model, tokenizer, opts);
   }
 

@@ -30,6 +30,7 @@ import { loadSamclipBundle } from '../model/samclip/bundle.js';
 import { ClipHead } from '../model/samclip/clip-head.js';
 import { TextEmbedder } from '../model/samclip/text-embeddings.js';
 import type { ClipTokenizer } from '../text/clip-tokenizer.js';
+import { loadClipTokenizer } from '../text/clip-vocabulary.js';
 import { type TemplateChoice, resolveTemplates } from '../text/imagenet-templates.js';
 import { SafetensorsFile, openSafetensors } from '../weights/safetensors.js';
 import { SamImageEmbedding, SamPredictor } from './sam-predictor.js';
@@ -48,7 +49,7 @@ export const MIN_IMAGE_SIDE = 16;
 export interface SamClipLoadOptions {
   /** GPU storage of matrices (vectors stay f32). Default: f16 when the context prefers it (`preferF16` on an adapter with shader-f16), else f32. */
   dtype?: 'f32' | 'f16';
-  /** CLIP tokenizer (default: the BPE file shipped in `assets/`, Node only; browsers pass one). */
+  /** CLIP tokenizer (default: `loadClipTokenizer()`, the vocabulary shipped in the package; browsers and Node). */
   tokenizer?: ClipTokenizer;
 }
 
@@ -59,12 +60,6 @@ export interface SamClipCompositeOptions extends SamClipLoadOptions {
   dense?: DenseClipOptions;
   /** Input sizes: `seg` for head-only dense features (default 2x the CLIP input, 448 for ViT-B/16), `cls` for classification (default the CLIP input). */
   resolutions?: { seg?: number; cls?: number };
-}
-
-async function defaultTokenizer(t?: ClipTokenizer): Promise<ClipTokenizer> {
-  if (t) return t;
-  const { loadClipTokenizer } = await import('../text/clip-tokenizer-node.js');
-  return loadClipTokenizer();
 }
 
 /** An embedding passes through; any other image form becomes an ImageU8. */
@@ -85,7 +80,7 @@ export class SamClip implements SamClipModel {
 
   /** Merged model from a SAM-CLIP bundle (path, URL or open file), validated strictly. */
   static async load(ctx: GpuContext, src: string | SafetensorsFile, opts: SamClipLoadOptions = {}): Promise<SamClip> {
-    const tokenizer = await defaultTokenizer(opts.tokenizer);
+    const tokenizer = opts.tokenizer ?? (await loadClipTokenizer());
     const { weights, config } = await loadSamclipBundle(ctx, src, { dtype: opts.dtype });
     try {
       // The CLIP parts take their tensors first, so that Sam.create's strictness check (every
@@ -111,7 +106,7 @@ export class SamClip implements SamClipModel {
     parts: { sam: string | SafetensorsFile | Sam; clip: string | SafetensorsFile | ClipModel },
     opts: SamClipCompositeOptions = {},
   ): Promise<SamClip> {
-    const tokenizer = await defaultTokenizer(opts.tokenizer);
+    const tokenizer = opts.tokenizer ?? (await loadClipTokenizer());
     const sam = parts.sam instanceof Sam ? parts.sam : await Sam.load(ctx, parts.sam, { dtype: opts.dtype });
     const ownClip = typeof parts.clip === 'string' || parts.clip instanceof SafetensorsFile;
     let clip: ClipModel | undefined;

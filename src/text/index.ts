@@ -9,7 +9,7 @@ export {
   type TokenizedBatch,
   type DecodeOptions,
 } from './clip-tokenizer.js';
-export { loadClipTokenizer, findPackageAsset, CLIP_BPE_ASSET } from './clip-tokenizer-node.js';
+export { loadClipTokenizer, clipBpeUrl, CLIP_BPE_ASSET, type LoadClipTokenizerOptions } from './clip-vocabulary.js';
 export { TokenizerError } from './tokenizer-error.js';
 export { clipNormalize, basicClean, whitespaceClean } from './text-cleanup.js';
 export { fixText } from './ftfy.js';

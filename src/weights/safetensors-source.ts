@@ -4,6 +4,7 @@
  * honours Range requests (browsers; the header and each tensor are fetched on their own). Blobs and
  * Files: blob-source.ts.
  */
+import { nodeFs } from '#platform';
 import { SafetensorsError } from './safetensors-header.js';
 
 export interface ByteSource {
@@ -54,13 +55,14 @@ export class MemorySource implements ByteSource {
   async close(): Promise<void> {}
 }
 
-/** The subset of `node:fs/promises` FileHandle used here (typed locally: no Node types in browser builds). */
+/** The subset of `node:fs/promises` FileHandle used here. */
 interface NodeFileHandle {
   read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
   stat(): Promise<{ size: number }>;
   close(): Promise<void>;
 }
 
+/** Positioned reads from a file on disk (Node; exported by `samclip-webgpu/node`). */
 export class NodeFileSource implements ByteSource {
   private handle: NodeFileHandle | null;
   private constructor(
@@ -72,14 +74,8 @@ export class NodeFileSource implements ByteSource {
   }
 
   static async open(path: string): Promise<NodeFileSource> {
-    // Dynamic import: this module must load in browsers, where node:fs does not exist.
-    const spec = 'node:fs/promises';
-    let fs: { open(p: string, flags: string): Promise<NodeFileHandle> };
-    try {
-      fs = (await import(/* @vite-ignore */ spec)) as typeof fs;
-    } catch {
-      throw new SafetensorsError(path, 'reading files by path needs Node (node:fs); in a browser give the loaders a URL (a relative one resolves against the page) or use SafetensorsFile.fromUrl / fromBytes');
-    }
+    const fs = nodeFs;
+    if (!fs) throw new SafetensorsError(path, 'reading files by path needs Node (node:fs); in a browser give the loaders a URL (a relative one resolves against the page) or use SafetensorsFile.fromUrl / fromBytes');
     let handle: NodeFileHandle;
     try {
       handle = await fs.open(path, 'r');

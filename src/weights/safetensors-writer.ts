@@ -15,6 +15,7 @@
  * The header keys are written in data order (the JSON is built by hand: `JSON.stringify` of an
  * object would move integer-like names such as "0" to the front).
  */
+import { nodeFs } from '#platform';
 import { SamclipError, fmtShape } from '../gpu/errors.js';
 
 export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL' | 'U16' | 'U32' | 'U64';
@@ -196,13 +197,8 @@ async function exists(fs: NodeFs, p: string): Promise<boolean> {
  */
 export async function writeSafetensorsFile(path: string, entries: readonly SafetensorsStreamEntry[], options: WriteSafetensorsOptions = {}): Promise<WriteSafetensorsResult> {
   const t0 = performance.now();
-  const spec = 'node:fs/promises';
-  let fs: NodeFs;
-  try {
-    fs = (await import(/* @vite-ignore */ spec)) as NodeFs;
-  } catch {
-    throw new SafetensorsWriteError(`${path}: writing files needs Node (node:fs); in a browser use encodeSafetensors`);
-  }
+  const fs: NodeFs | null = nodeFs;
+  if (!fs) throw new SafetensorsWriteError(`${path}: writing files needs Node (node:fs); in a browser use encodeSafetensors`);
   const overwrite = options.overwrite ?? false;
   if (!overwrite && (await exists(fs, path))) {
     throw new SafetensorsWriteError(`${path} already exists; pass overwrite: true to replace it`);

@@ -15,7 +15,7 @@ import { clipPreprocess } from '../../src/image/preprocess.js';
 import { ClipModel } from '../../src/model/clip/clip.js';
 import { ClipError } from '../../src/model/clip/config.js';
 import { ClipClassifier, IMAGENET_TEMPLATES, TextEmbeddingCache } from '../../src/pipelines/clip-classifier.js';
-import { loadClipTokenizer } from '../../src/text/clip-tokenizer-node.js';
+import { loadClipTokenizer } from '../../src/text/clip-vocabulary.js';
 import type { ClipTokenizer } from '../../src/text/clip-tokenizer.js';
 import { Weights } from '../../src/weights/weights.js';
 import { expectClose } from '../helpers/compare.js';

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ClipTokenizer, splitWords } from '../../src/text/clip-tokenizer.js';
-import { CLIP_BPE_ASSET, findPackageAsset, loadClipTokenizer } from '../../src/text/clip-tokenizer-node.js';
+import { clipBpeUrl, loadClipTokenizer } from '../../src/text/clip-vocabulary.js';
 import { BYTE_ORDER, BYTE_TO_CHAR } from '../../src/text/bytes-to-unicode.js';
 import { fixText } from '../../src/text/ftfy.js';
 import { pythonHtmlUnescape } from '../../src/text/html-unescape.js';
@@ -55,7 +55,7 @@ let bpeText: string;
 
 beforeAll(async () => {
   tok = await loadClipTokenizer();
-  bpeText = gunzipSync(readFileSync(await findPackageAsset(CLIP_BPE_ASSET))).toString('utf8');
+  bpeText = gunzipSync(readFileSync(clipBpeUrl())).toString('utf8');
 });
 
 describe('reference strings (openai/CLIP d05afc4 + ftfy 6.3.1)', () => {

@@ -9,6 +9,7 @@
  * (`DecompressionStream('deflate-raw')`, or `node:zlib` where that is missing), so this module needs
  * no third-party package (fflate is not needed; tests use it only to build odd archives).
  */
+import { nodeFs, inflateRaw as inflateRawSync } from '#platform';
 import { PthError } from './errors.js';
 
 /** Random-access bytes. Structurally compatible with the safetensors reader's `ByteSource`. */
@@ -40,15 +41,10 @@ interface NodeFileHandle {
   close(): Promise<void>;
 }
 
-/** Positioned reads from a file on disk (Node only; node:fs is imported on demand). */
+/** Positioned reads from a file on disk (Node only: node:fs comes through the platform seam). */
 export async function fileSource(path: string): Promise<PthByteSource> {
-  const spec = 'node:fs/promises';
-  let fs: { open(p: string, flags: string): Promise<NodeFileHandle> };
-  try {
-    fs = (await import(/* @vite-ignore */ spec)) as typeof fs;
-  } catch {
-    throw new PthError(path, 'reading a file by path needs Node (node:fs); in a browser pass the bytes instead');
-  }
+  const fs = nodeFs;
+  if (!fs) throw new PthError(path, 'reading a file by path needs Node (node:fs); in a browser pass the bytes instead');
   let handle: NodeFileHandle;
   try {
     handle = await fs.open(path, 'r');
@@ -331,9 +327,8 @@ async function inflateRaw(raw: Uint8Array): Promise<Uint8Array> {
       if (!(e instanceof TypeError && /deflate-raw|format/i.test(e.message))) throw e;
     }
   }
-  const spec = 'node:zlib';
-  const zlib = (await import(/* @vite-ignore */ spec)) as { inflateRawSync(b: Uint8Array): Uint8Array };
-  return new Uint8Array(zlib.inflateRawSync(raw));
+  if (!inflateRawSync) throw new TypeError("cannot inflate: this runtime has neither DecompressionStream('deflate-raw') nor node:zlib");
+  return inflateRawSync(raw);
 }
 
 function hex8(n: number): string {
