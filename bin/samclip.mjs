@@ -1,14 +1,15 @@
 #!/usr/bin/env node
-// samclip launcher. Runs the compiled CLI (dist/src/cli/main.js) when the package is built and the
-// build is not older than the sources; otherwise runs the TypeScript sources through tsx (a
-// devDependency, present after `npm ci`), so a fresh clone works without a build step and an
-// edited checkout never runs a stale build. SAMCLIP_CLI=dist or SAMCLIP_CLI=src forces a choice.
+// samclip launcher. An installed package has no sources and runs the compiled CLI (lib/cli/main.js).
+// A checkout runs lib/ when it is built and not older than the sources, otherwise the TypeScript
+// sources through tsx (a devDependency, present after `npm ci`), so a fresh clone works without a
+// build step and an edited checkout never runs a stale build. SAMCLIP_CLI=dist or SAMCLIP_CLI=src
+// forces a choice.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { join } from 'node:path';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const built = join(root, 'dist', 'src', 'cli', 'main.js');
+const built = join(root, 'lib', 'cli', 'main.js');
 const source = join(root, 'src', 'cli', 'main.ts');
 
 /** Newest modification time under `dir` (the sources are a few hundred files: a few ms). */

@@ -54,5 +54,5 @@ export async function main(): Promise<void> {
   setTimeout(() => process.exit(code), 2000).unref();
 }
 
-// `node dist/src/cli/main.js ...` / `tsx src/cli/main.ts ...` run it directly too.
+// `node lib/cli/main.js ...` / `tsx src/cli/main.ts ...` run it directly too.
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

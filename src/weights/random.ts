@@ -1,7 +1,8 @@
 /**
  * Seeded random weights with the real checkpoint names and shapes, for benchmarks and tests of
  * full-size models without downloading anything: SAM ViT-B/L/H (official names, or Hugging Face
- * names), the reference fixtures' tiny SAM, and OpenAI CLIP ViT-B/16 and ViT-L/14.
+ * names), the reference fixtures' tiny SAM and tiny SAM-CLIP bundle (architecture only), and OpenAI
+ * CLIP ViT-B/16 and ViT-L/14.
  *
  * Scales follow the reference fixtures (test/fixtures/reference/README.md, "How the weights were
  * made") so activations stay in a sane range through every layer: Linear N(0, 1/fan_in) with an
@@ -19,11 +20,12 @@
 import { f32ToF16Bits } from '../gpu/dtype.js';
 import { SamclipError } from '../gpu/errors.js';
 import { type InitKind, type SamConfig, type TensorSpec, samConfigMetadata, samTensorSpec } from '../model/sam/config.js';
+import { SAMCLIP_METADATA_KEY, type SamclipConfig, samclipMetadataJson, samclipTensorSpec } from '../model/samclip/bundle.js';
 import { samOfficialToHf } from './families/sam-hf.js';
 import { type SafetensorsStreamEntry, type WriteSafetensorsResult, writeSafetensorsFile } from './safetensors-writer.js';
 
-export type RandomFamily = 'sam-vit-b' | 'sam-vit-l' | 'sam-vit-h' | 'sam-tiny' | 'clip-vit-b-16' | 'clip-vit-l-14';
-export const RANDOM_FAMILIES: readonly RandomFamily[] = ['sam-vit-b', 'sam-vit-l', 'sam-vit-h', 'sam-tiny', 'clip-vit-b-16', 'clip-vit-l-14'];
+export type RandomFamily = 'sam-vit-b' | 'sam-vit-l' | 'sam-vit-h' | 'sam-tiny' | 'clip-vit-b-16' | 'clip-vit-l-14' | 'samclip-tiny';
+export const RANDOM_FAMILIES: readonly RandomFamily[] = ['sam-vit-b', 'sam-vit-l', 'sam-vit-h', 'sam-tiny', 'clip-vit-b-16', 'clip-vit-l-14', 'samclip-tiny'];
 
 export type RandomDType = 'F32' | 'F16' | 'BF16';
 
@@ -125,6 +127,22 @@ export function clipTensorSpec(c: ClipPreset): TensorSpec[] {
   t('ln_final.bias', [c.transformerWidth], 'bias');
   return out;
 }
+
+/**
+ * A SAM-CLIP bundle with the architecture of the reference fixtures' `samclip_tiny` (the tiny SAM
+ * backbone and head, a 3-block CLIP head, a 2-layer text tower over CLIP's full vocabulary; 256-px
+ * input): what `samclip demo` runs on when no real weights are cached. 17.7 MB in F32.
+ */
+export const SAMCLIP_TINY: SamclipConfig = {
+  sam: SAM_PRESETS['sam-tiny'],
+  clipHead: { depth: 3, dim: 96, numHeads: 3, mlpDim: 384, relPosSize: 16, blockEps: 1e-6, normEps: 1e-5, mlpWidths: [96, 128, 128, 64] },
+  text: { width: 64, layers: 2, heads: 4, mlpWidth: 256, embedDim: 64, act: 'gelu', eps: 1e-5, contextLength: 77, vocabSize: 49408 },
+  embedDim: 64,
+  nativeResolution: 256,
+  resolutions: { native: 256, seg: 160, cls: 112 },
+  pixelMean: [123.675, 116.28, 103.53],
+  pixelStd: [58.395, 57.12, 57.375],
+};
 
 // ------------------------------------------------------------------ generator
 
@@ -309,6 +327,10 @@ export function planRandomWeights(opts: RandomWeightsOptions): RandomWeightsPlan
     const c = CLIP_PRESETS[opts.family as keyof typeof CLIP_PRESETS];
     specs = clipTensorSpec(c);
     metadata.clip = JSON.stringify({ ...c, act: 'quick_gelu' });
+  } else if (opts.family === 'samclip-tiny') {
+    if (opts.names === 'hf') throw new RandomWeightsError(`${opts.family}: only the bundle's own names are generated`);
+    specs = samclipTensorSpec(SAMCLIP_TINY);
+    metadata[SAMCLIP_METADATA_KEY] = samclipMetadataJson(SAMCLIP_TINY, 'samclip_tiny (seeded random)');
   } else {
     throw new RandomWeightsError(`unknown family '${opts.family}' (known: ${RANDOM_FAMILIES.join(', ')})`);
   }

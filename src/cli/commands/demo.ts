@@ -5,9 +5,13 @@
  *
  * Weights: the real public SAM + CLIP checkpoints when they are in the cache (composite mode;
  * SAM-CLIP itself has no public weights). Otherwise the demo says exactly how to get them and runs
- * on the repository's tiny seeded-random SAM-CLIP bundle, so that it finishes in seconds even on a
- * CPU adapter (full-size random ViT-B weights would take many minutes there) while saying loudly
- * that the picture is meaningless.
+ * on a tiny seeded-random SAM-CLIP bundle (generated into the cache on first use), so that it
+ * finishes in seconds even on a CPU adapter (full-size random ViT-B weights would take many minutes
+ * there) while saying loudly that the picture is meaningless.
+ *
+ * The photo ships with the package (assets/dog.jpg, from segment-anything, Apache-2.0), so the demo
+ * runs the same from a checkout (`npm run demo`) and from an installed package (`npx samclip demo`);
+ * its advice names the command that works where it runs.
  */
 import { isAbsolute, join, relative } from 'node:path';
 import type { Command } from 'commander';
@@ -22,15 +26,16 @@ import {
   cachedComposite,
   loadSamClip,
   loadSamClipPhoto,
+  packageFile,
   parseClasses,
-  repoFile,
   resolveSamClip,
   runSemseg,
   semsegText,
   warnIfSlow,
 } from './semseg.js';
 
-export const DEMO_IMAGE = 'test/fixtures/images/dog.jpg';
+/** The demo photo, shipped in the package (the same picture as test/fixtures/images/dog.jpg). */
+export const DEMO_IMAGE = 'assets/dog.jpg';
 export const DEMO_CLASSES = 'dog,person,metal bowl,floor';
 
 interface DemoOptions extends SamClipCliOptions {
@@ -40,16 +45,16 @@ interface DemoOptions extends SamClipCliOptions {
   refine: boolean;
 }
 
-/** How to run the CLI from here: the npm script in a clone, else the installed binary. */
+/** How to run the CLI from here: the npm script in a checkout (it has the sources), else the installed binary. */
 function cliName(): string {
-  return repoFile('bin/samclip.mjs') && repoFile('package.json') ? 'npm run samclip --' : 'samclip';
+  return packageFile('src/cli/main.ts') ? 'npm run samclip --' : 'npx samclip';
 }
 
 export function registerDemo(program: Command, env: CliEnv): void {
   const cmd = program
     .command('demo')
     .description('semantic segmentation of a bundled photo into out/ (real weights from the cache, else seeded random ones, said loudly)')
-    .option('--image <file>', `photo to segment (default: ${DEMO_IMAGE} of this repository)`)
+    .option('--image <file>', `photo to segment (default: the package's ${DEMO_IMAGE})`)
     .option('-c, --classes <names>', `comma-separated class names (default: ${DEMO_CLASSES})`, collect)
     .option('--out-dir <dir>', 'where the pictures go', 'out')
     .option('--no-refine', 'head-only segmentation (skip the SAM-head refinement)')
@@ -59,11 +64,11 @@ export function registerDemo(program: Command, env: CliEnv): void {
     .addHelpText('after', '\nExample:\n  npm run demo            (= samclip demo)\n  samclip demo --image street.jpg --classes sky,road,car,tree');
   withCommon(cmd).action(async (opts: DemoOptions) => {
     const t0 = performance.now();
-    const bundled = repoFile(DEMO_IMAGE);
+    const bundled = packageFile(DEMO_IMAGE);
     // The bundled photo by its path from here when that is shorter (it is, from the repository root).
     const shown = bundled && relative(process.cwd(), bundled);
     const image = opts.image ?? (shown && !shown.startsWith('..') && !isAbsolute(shown) ? shown : bundled);
-    if (!image) throw new CliError(`the demo photo ${DEMO_IMAGE} is part of a clone of the repository, not of the npm package; pass --image FILE`);
+    if (!image) throw new CliError(`the demo photo ${DEMO_IMAGE} is missing from this installation; pass --image FILE`);
     const classes = await parseClasses(opts.classes ?? [DEMO_CLASSES]);
     const photo = await loadSamClipPhoto(image);
     const cli = cliName();
@@ -80,8 +85,8 @@ export function registerDemo(program: Command, env: CliEnv): void {
         `    ${cli} weights pull sam-vit-b`,
         `    ${cli} weights pull clip-vit-b-16`,
         '',
-        'then run the demo again. Meanwhile the demo runs on SEEDED RANDOM WEIGHTS (the tiny SAM-CLIP test',
-        'bundle of this repository), so the pictures show the pipeline working, not a real segmentation.',
+        'then run the demo again. Meanwhile the demo runs on SEEDED RANDOM WEIGHTS (a tiny SAM-CLIP bundle,',
+        'generated into the cache), so the pictures show the pipeline working, not a real segmentation.',
         '(Full-size random ViT-B weights would take 10 minutes or more on a CPU adapter such as lavapipe:',
         `\`${cli} demo --random-weights vit-b\`.)`,
         '',

@@ -9,6 +9,7 @@ import { basename, dirname, extname, join } from 'node:path';
 import type { Command } from 'commander';
 import type { DecodedImage } from '../../io/decode.js';
 import type { ProgressOptions } from '../../gpu/pacer.js';
+import type { RandomFamily } from '../../weights/random.js';
 import { intArg } from '../common.js';
 import type { CliEnv, CommonOptions } from '../env.js';
 import { CliError, UsageError } from '../errors.js';
@@ -65,28 +66,12 @@ export async function resolveWeights(env: CliEnv, opts: ModelOptions, kind: Mode
   const cache = cacheDir(opts.cache);
   if (opts.randomWeights) {
     const family = typeof opts.randomWeights === 'string' ? opts.randomWeights : defaultRandom;
-    const { RANDOM_FAMILIES, writeRandomWeights } = await import('../../weights/random.js');
+    const { RANDOM_FAMILIES } = await import('../../weights/random.js');
     const ofKind = RANDOM_FAMILIES.filter((f) => f.startsWith(kind === 'sam' ? 'sam-' : 'clip-'));
     if (!(ofKind as readonly string[]).includes(family)) {
       throw new UsageError(`--random-weights: '${family}' is not a ${kind.toUpperCase()} family; use one of ${ofKind.join(', ')}`);
     }
-    const path = join(cache, 'random', `${family}-seed${opts.seed}.safetensors`);
-    if (!existsSync(path)) {
-      await mkdir(dirname(path), { recursive: true });
-      const bar = env.progress(opts, `generating random ${family}`, 0);
-      await writeRandomWeights(path, {
-        family: family as (typeof RANDOM_FAMILIES)[number],
-        seed: opts.seed,
-        onTensor: (_n, _b, i, count) => {
-          bar.setTotal(count);
-          bar.update(i + 1);
-        },
-      }).catch(async (e: unknown) => {
-        // Another run may have written it meanwhile (the writer never overwrites): use that one.
-        if (!existsSync(path)) throw e;
-      });
-      bar.finish();
-    }
+    const path = await randomWeightsFile(env, opts, family as RandomFamily, opts.seed);
     const pull = REGISTRY.find((e) => e.kind === kind)!.name;
     env.note(opts, `NOTE: running on seeded random weights (${family}, seed ${opts.seed}); the output is meaningless. For real results: samclip weights pull ${pull}`);
     return { path, source: 'random', randomFamily: family };
@@ -101,6 +86,31 @@ export async function resolveWeights(env: CliEnv, opts: ModelOptions, kind: Mode
   throw new CliError(
     `no ${kind.toUpperCase()} weights: download them with \`samclip weights pull ${pull}\` (cache: ${cache}), pass --weights FILE, or add --random-weights to try the tool on seeded random weights`,
   );
+}
+
+/**
+ * Seeded random weights of `family` in the cache's `random/` folder, generated on first use (a
+ * second run reuses them; the writer never overwrites, so concurrent runs are safe).
+ */
+export async function randomWeightsFile(env: CliEnv, opts: CommonOptions & { cache?: string }, family: RandomFamily, seed: number): Promise<string> {
+  const path = join(cacheDir(opts.cache), 'random', `${family}-seed${seed}.safetensors`);
+  if (existsSync(path)) return path;
+  const { writeRandomWeights } = await import('../../weights/random.js');
+  await mkdir(dirname(path), { recursive: true });
+  const bar = env.progress(opts, `generating random ${family}`, 0);
+  await writeRandomWeights(path, {
+    family,
+    seed,
+    onTensor: (_n, _b, i, count) => {
+      bar.setTotal(count);
+      bar.update(i + 1);
+    },
+  }).catch(async (e: unknown) => {
+    // Another run may have written it meanwhile (the writer never overwrites): use that one.
+    if (!existsSync(path)) throw e;
+  });
+  bar.finish();
+  return path;
 }
 
 /** Reads the photo (JPEG/PNG, EXIF orientation applied). */

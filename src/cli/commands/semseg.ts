@@ -9,7 +9,6 @@
  * pulled checkpoints in the cache, or seeded random weights that say so), and model loading.
  */
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import type { DecodedImage } from '../../io/decode.js';
@@ -21,7 +20,7 @@ import { CliError, UsageError } from '../errors.js';
 import { formatTable } from '../output.js';
 import { cacheDir, cachedPath } from '../weights/cache.js';
 import { checkReadable } from './files.js';
-import { checkDtype, firstCached, loadPhoto, resolveWeights, stem, step } from './model-common.js';
+import { checkDtype, firstCached, loadPhoto, randomWeightsFile, resolveWeights, stem, step } from './model-common.js';
 
 // ------------------------------------------------------------------------------ shared options
 
@@ -42,12 +41,9 @@ export interface SamClipCliOptions extends CommonOptions {
   pointThreshold?: number;
 }
 
-/** Random-weight choices: the repository's tiny test bundle (fast) or full-size composite ViT-B (slow). */
+/** Random-weight choices: a tiny SAM-CLIP bundle (fast) or full-size composite ViT-B (slow). */
 export const RANDOM_KINDS = ['samclip-tiny', 'vit-b'] as const;
 export type RandomKind = (typeof RANDOM_KINDS)[number];
-
-/** The seeded random SAM-CLIP bundle of the reference fixtures (in a clone, not in the npm package). */
-export const TINY_BUNDLE = 'test/fixtures/reference/samclip/samclip_tiny.safetensors';
 
 const PULL_HINT = '`samclip weights pull sam-vit-b` and `samclip weights pull clip-vit-b-16`';
 const SLOW_NOTE = 'full-size SAM ViT-B + CLIP ViT-B/16 take 10 minutes or more on a CPU adapter such as lavapipe, seconds on a GPU';
@@ -58,8 +54,8 @@ export function withSamClipOptions(cmd: Command): Command {
     .option('--bundle <file>', 'SAM-CLIP bundle (merged model; docs/samclip-bundle.md)')
     .option('--sam <file>', 'SAM checkpoint for composite mode (default: the pulled sam-vit-b in the cache)')
     .option('--clip <file>', 'CLIP / OpenCLIP checkpoint for composite mode (default: the pulled clip-vit-b-16 in the cache)')
-    .option('--random-weights [kind]', `seeded random weights (meaningless output, for trying the tool): 'samclip-tiny' (default; the repository's tiny test bundle, seconds) or 'vit-b' (full-size composite; slow on a CPU adapter)`)
-    .option('--seed <n>', 'seed of --random-weights vit-b', intArg('--seed'))
+    .option('--random-weights [kind]', `seeded random weights (meaningless output, for trying the tool): 'samclip-tiny' (default; a tiny SAM-CLIP bundle, seconds) or 'vit-b' (full-size composite; slow on a CPU adapter)`)
+    .option('--seed <n>', 'seed of --random-weights', intArg('--seed'))
     .option('--cache <dir>', 'weights cache (default $SAMCLIP_CACHE or ~/.cache/samclip)')
     .option('--dtype <dtype>', 'GPU storage of weight matrices: f32 or f16 (needs shader-f16)', 'f32')
     .option('-t, --template <text>', "prompt template with one '{}' (repeatable; default: the 80 ImageNet templates)", collect)
@@ -97,15 +93,14 @@ export async function parseClasses(values: string[] | undefined, extra: readonly
   }
 }
 
-/** A file of this repository (searched upwards from this module: src/ or dist/src/), or null. */
-export function repoFile(rel: string): string | null {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    const p = join(dir, rel);
-    if (existsSync(p)) return p;
-    dir = dirname(dir);
-  }
-  return null;
+/**
+ * A file of this package by its path from the package root, or null when absent. The root is three
+ * folders up from this module both in a checkout (src/cli/commands/) and in the built package
+ * (lib/cli/commands/).
+ */
+export function packageFile(rel: string): string | null {
+  const p = fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
+  return existsSync(p) ? p : null;
 }
 
 /** Checks the photo before any model work: SAM-CLIP's smallest input (the library checks again). */
@@ -155,7 +150,7 @@ export async function resolveSamClip(env: CliEnv, opts: SamClipCliOptions): Prom
   const files = opts.bundle !== undefined || opts.sam !== undefined || opts.clip !== undefined;
   if (opts.bundle !== undefined && (opts.sam !== undefined || opts.clip !== undefined)) throw new UsageError('give either --bundle (merged model) or --sam / --clip (composite mode), not both');
   if (opts.randomWeights && files) throw new UsageError('give either weights files or --random-weights, not both');
-  if (opts.seed !== undefined && opts.randomWeights !== 'vit-b') throw new UsageError('--seed applies to --random-weights vit-b (the samclip-tiny bundle is fixed, seed 3000)');
+  if (opts.seed !== undefined && !opts.randomWeights) throw new UsageError('--seed applies to --random-weights');
   const cache = cacheDir(opts.cache);
   if (opts.bundle !== undefined) {
     await checkReadable(opts.bundle, 'bundle');
@@ -191,9 +186,9 @@ export async function resolveSamClip(env: CliEnv, opts: SamClipCliOptions): Prom
 
 async function randomWeights(env: CliEnv, opts: SamClipCliOptions, kind: RandomKind): Promise<ResolvedSamClip> {
   if (kind === 'samclip-tiny') {
-    const bundle = repoFile(TINY_BUNDLE);
-    if (!bundle) throw new CliError(`--random-weights samclip-tiny needs ${TINY_BUNDLE} from a clone of the repository (it is not in the npm package); use --random-weights vit-b instead`);
-    env.note(opts, `NOTE: running on seeded random weights (samclip-tiny: the repository's tiny SAM-CLIP test bundle, seed 3000, 256-px input); the output is meaningless. For real results: ${PULL_HINT} (composite mode; SAM-CLIP itself has no public weights). Full-size random weights: --random-weights vit-b (${SLOW_NOTE}).`);
+    const seed = opts.seed ?? 0;
+    const bundle = await randomWeightsFile(env, opts, 'samclip-tiny', seed);
+    env.note(opts, `NOTE: running on seeded random weights (samclip-tiny: a tiny SAM-CLIP bundle, seed ${seed}, 256-px input); the output is meaningless. For real results: ${PULL_HINT} (composite mode; SAM-CLIP itself has no public weights). Full-size random weights: --random-weights vit-b (${SLOW_NOTE}).`);
     return { mode: 'merged', bundle, source: 'random', randomFamily: kind };
   }
   const common = { ...opts, weights: undefined, seed: opts.seed ?? 0, dtype: opts.dtype };

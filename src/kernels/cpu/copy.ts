@@ -33,7 +33,7 @@ export function permuteCpu(x: ArrayLike<number>, shape: readonly number[], perm:
 }
 
 /** Constant padding with (before, after) pairs per dim, in dim order (not torch's reversed order). */
-export function padCpu(x: ArrayLike<number>, shape: readonly number[], pads: readonly [number, number][], value: number) {
+export function padCpu(x: ArrayLike<number>, shape: readonly number[], pads: readonly [number, number][], value: number): { data: Float64Array; shape: number[] } {
   const outShape = shape.map((n, d) => n + pads[d]![0] + pads[d]![1]);
   const n = outShape.reduce((p, d) => p * d, 1);
   const out = new Float64Array(n).fill(value);
@@ -53,7 +53,7 @@ export function padCpu(x: ArrayLike<number>, shape: readonly number[], pads: rea
 }
 
 /** Concatenate row-major arrays along `dim`. */
-export function concatCpu(parts: { data: ArrayLike<number>; shape: readonly number[] }[], dim: number) {
+export function concatCpu(parts: { data: ArrayLike<number>; shape: readonly number[] }[], dim: number): { data: Float64Array; shape: number[] } {
   const shape = [...parts[0]!.shape];
   shape[dim] = parts.reduce((s, p) => s + p.shape[dim]!, 0);
   const outer = shape.slice(0, dim).reduce((p, d) => p * d, 1);
