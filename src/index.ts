@@ -2,7 +2,7 @@
 export { GpuContext, TensorTask, type ContextOptions, type BindingRange } from './gpu/context.js';
 export type { Progress, ProgressOptions } from './gpu/pacer.js';
 export { latestWins } from './util/latest-wins.js';
-export { acquireDevice, loadDawn, describeAdapter, type DeviceOptions, type AdapterDescription } from './gpu/device.js';
+export { acquireDevice, describeAdapter, type DeviceOptions, type AdapterDescription } from './gpu/device.js';
 export { Tensor } from './gpu/tensor.js';
 export type { DType } from './gpu/dtype.js';
 export * from './gpu/errors.js';

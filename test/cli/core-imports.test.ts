@@ -1,10 +1,12 @@
 /**
- * The core library must stay dependency-free and browser-safe: outside `src/cli/**` and
- * `src/io/**`, every runtime import is relative or a `node:` built-in (the only exception is the
- * optional `webgpu` package, imported dynamically in `src/gpu/device.ts`). The CLI packages
- * (commander, sharp, pngjs, exifr, fflate) may only be used by the CLI and the Node image I/O.
+ * The core library must stay dependency-free and browser-safe: outside `src/cli/**`, `src/io/**`
+ * and `src/node/**`, every runtime import is relative or the platform seam `#platform` (package.json
+ * "imports": platform/node.js on Node, platform/browser.js elsewhere), which is where Node built-ins
+ * and Dawn's `webgpu` are imported. The CLI packages (commander, sharp, pngjs, exifr, fflate) may
+ * only be used by the CLI and the Node image I/O. The browser entry's whole module graph, followed
+ * from src/index.ts with the browser conditions, has no `node:` import and no package import.
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -49,9 +51,11 @@ function runtimeImports(source: string): Found[] {
   return out;
 }
 
-const ALLOWED_ELSEWHERE: { file: string; spec: string; kind: Found['kind'] }[] = [
-  { file: `src${sep}gpu${sep}device.ts`, spec: 'webgpu', kind: 'dynamic' },
-];
+/** Runtime imports whose specifier is not a string literal (the scanner cannot follow them). */
+function opaqueImports(source: string): string[] {
+  const src = stripComments(source);
+  return [...src.matchAll(/\bimport\s*\(\s*(?:\/\*[^*]*\*\/\s*)*([^'"`\s)][^)]*)\)/g)].map((m) => `import(${m[1]!.trim()})`);
+}
 
 describe('core library imports', () => {
   it('the scanner sees static, dynamic, variable and require imports but not type-only ones or comments', () => {
@@ -71,18 +75,19 @@ describe('core library imports', () => {
     expect(found.sort()).toEqual(['../b.js', './a.js', 'cjs', 'dyn', 'pkg-star', 'side-effect', 'viaconst'].sort());
   });
 
-  it('outside src/cli and src/io only relative and node: imports (plus the optional webgpu)', () => {
+  it('outside src/cli, src/io and src/node only relative imports and #platform', () => {
     const offenders: string[] = [];
     let scanned = 0;
     for (const file of tsFiles(SRC)) {
       const rel = relative(ROOT, file);
-      if (rel.startsWith(`src${sep}cli${sep}`) || rel.startsWith(`src${sep}io${sep}`)) continue;
+      if ([`src${sep}cli${sep}`, `src${sep}io${sep}`, `src${sep}node${sep}`].some((d) => rel.startsWith(d))) continue;
       scanned++;
-      for (const f of runtimeImports(readFileSync(file, 'utf8'))) {
-        if (f.spec.startsWith('.') || f.spec.startsWith('node:')) continue;
-        if (ALLOWED_ELSEWHERE.some((a) => a.file === rel && a.spec === f.spec && a.kind === f.kind)) continue;
+      const source = readFileSync(file, 'utf8');
+      for (const f of runtimeImports(source)) {
+        if (f.spec.startsWith('.') || f.spec === '#platform') continue;
         offenders.push(`${rel}: ${f.kind} import of '${f.spec}'`);
       }
+      for (const o of opaqueImports(source)) offenders.push(`${rel}: ${o}`);
     }
     expect(scanned).toBeGreaterThan(50);
     expect(offenders, `non-relative imports in the core library:\n${offenders.join('\n')}`).toEqual([]);
@@ -94,13 +99,78 @@ describe('core library imports', () => {
   });
 });
 
+/** The target of a package.json "imports" specifier for the first condition that matches, in the map's order. */
+function resolvePackageImport(spec: string, conditions: readonly string[]): string {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { imports?: Record<string, Record<string, string>> };
+  const targets = pkg.imports?.[spec];
+  if (!targets) throw new Error(`'${spec}' is not in package.json "imports"`);
+  const key = Object.keys(targets).find((k) => conditions.includes(k));
+  if (!key) throw new Error(`'${spec}': no target for conditions ${conditions.join(', ')}`);
+  return join(ROOT, targets[key]!);
+}
+
+/**
+ * Every module reachable from `entry` through runtime imports, as a bundler resolving with
+ * `conditions` would follow them, with the specifiers it leaves unresolved (node:, packages).
+ */
+function moduleGraph(entry: string, conditions: readonly string[]): { files: Set<string>; leaves: { from: string; spec: string; kind: Found['kind'] }[] } {
+  const files = new Set<string>();
+  const leaves: { from: string; spec: string; kind: Found['kind'] }[] = [];
+  const visit = (file: string) => {
+    if (files.has(file)) return;
+    files.add(file);
+    const source = readFileSync(file, 'utf8');
+    for (const o of opaqueImports(source)) leaves.push({ from: relative(ROOT, file), spec: o, kind: 'dynamic' });
+    for (const f of runtimeImports(source)) {
+      if (f.spec.startsWith('.')) {
+        const js = join(file, '..', f.spec);
+        visit(js.endsWith('.js') && !existsSync(js) ? js.replace(/\.js$/, '.ts') : js);
+      } else if (f.spec.startsWith('#')) {
+        visit(resolvePackageImport(f.spec, conditions));
+      } else {
+        leaves.push({ from: relative(ROOT, file), ...f });
+      }
+    }
+  };
+  visit(entry);
+  return { files, leaves };
+}
+
+const BROWSER_CONDITIONS = ['browser', 'import', 'module', 'default'];
+const NODE_CONDITIONS = ['node', 'import', 'default'];
+
+describe('the browser entry (package "."), followed as a browser bundler would', () => {
+  const browser = moduleGraph(join(SRC, 'index.ts'), BROWSER_CONDITIONS);
+  const rel = [...browser.files].map((f) => relative(ROOT, f));
+
+  it('has no node: import, no package import and no import the scanner cannot follow', () => {
+    expect(rel.length, 'modules in the browser graph').toBeGreaterThan(80);
+    const found = browser.leaves.map((l) => `${l.from}: ${l.kind} import of '${l.spec}'`);
+    expect(found, `imports a browser bundle would have to resolve outside the package:\n${found.join('\n')}`).toEqual([]);
+  });
+
+  it('reaches the browser half of #platform and nothing Node-only (src/io, src/cli, src/node)', () => {
+    expect(rel).toContain(join('platform', 'browser.js'));
+    expect(rel).not.toContain(join('platform', 'node.js'));
+    const nodeOnly = rel.filter((f) => [`src${sep}cli${sep}`, `src${sep}io${sep}`, `src${sep}node${sep}`].some((d) => f.startsWith(d)));
+    expect(nodeOnly).toEqual([]);
+  });
+
+  it('the same walk from samclip-webgpu/node with the node conditions finds Node built-ins, Dawn and the decoders (the walk is not blind)', () => {
+    const node = moduleGraph(join(SRC, 'node', 'index.ts'), NODE_CONDITIONS);
+    const specs = new Set(node.leaves.map((l) => l.spec));
+    for (const s of ['node:fs/promises', 'webgpu', 'sharp', 'pngjs']) expect(specs, `'${s}' in the node graph`).toContain(s);
+    expect([...node.files].map((f) => relative(ROOT, f))).toContain(join('platform', 'node.js'));
+  });
+});
+
 /** Relative imports of a file resolved to paths under src: every one (a type arrow is still an arrow) or the runtime ones. */
 function relativeImports(file: string, only: 'all' | 'runtime' = 'all'): string[] {
   const source = readFileSync(file, 'utf8');
   const specs =
     only === 'runtime'
       ? runtimeImports(source).map((f) => f.spec)
-      : [...stripComments(source).matchAll(/(?:^|\s)(?:import|export)\s[^'"`;]*?['"](\.[^'"]+)['"]/gm), ...stripComments(source).matchAll(/\bimport\s*\(\s*['"](\.[^'"]+)['"]\s*\)/g)].map((m) => m[1]!);
+      : [...stripComments(source).matchAll(/(?:^|\s)(?:import|export)\s[^'"`;()]*?['"](\.[^'"]+)['"]/gm), ...stripComments(source).matchAll(/\bimport\s*\(\s*['"](\.[^'"]+)['"]\s*\)/g)].map((m) => m[1]!);
   return specs.filter((s) => s.startsWith('.')).map((s) => join(file, '..', s.replace(/\.js$/, '.ts')));
 }
 
