@@ -10,6 +10,13 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund
 fi
 
+# The oldest TypeScript the package's declarations support: test/consumers type-checks a consumer
+# project with it (a project of its own, so that it does not take node_modules/.bin/tsc).
+OLDEST_TS=test/consumers/typescript-oldest
+if [ ! -d "$OLDEST_TS/node_modules" ] || [ "$OLDEST_TS/package-lock.json" -nt "$OLDEST_TS/node_modules/.package-lock.json" ]; then
+  npm ci --prefix "$OLDEST_TS" --no-audit --no-fund
+fi
+
 probe() { node tools/has-adapter.mjs >/dev/null 2>&1; }
 
 if ! probe; then

@@ -71,10 +71,11 @@ async function readBytes(src: string | URL, opts: LoadClipTokenizerOptions): Pro
 async function fromBpeBytes(bytes: Uint8Array, name: string): Promise<ClipTokenizer> {
   if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) return ClipTokenizer.fromBpeGz(bytes);
   const text = new TextDecoder().decode(bytes);
-  // The official file starts with a version line ("#version: 0.2"); an HTML page (an SPA fallback
-  // answering 200 for a missing file) does not.
-  if (!text.startsWith('#version')) {
-    throw new TokenizerError(`CLIP vocabulary ${name}: neither gzip data nor a BPE merges file (starts with ${JSON.stringify(text.slice(0, 24))}). ${BUNDLER_HELP}`);
+  // A merges file: a header line, then one "a b" pair per line. An HTML page (a server's fallback
+  // answering 200 for a missing file) is not one.
+  const lines = text.slice(0, 4096).split('\n');
+  if (lines.length < 3 || !/^\S+ \S+$/.test(lines[1]!)) {
+    throw new TokenizerError(`CLIP vocabulary ${name}: neither gzip data nor a BPE merges file (starts with ${JSON.stringify(text.slice(0, 40))}). ${BUNDLER_HELP}`);
   }
   return ClipTokenizer.fromBpeText(text);
 }
