@@ -158,6 +158,19 @@ describe('a blank Vite app with the packed package installed', { timeout: 240_00
     expect(sizes.sam!.min).toBeLessThan(sizes.whole!.min);
   });
 
+  it('samclip-webgpu/node in a browser build: refused at build time, naming the subpath', async () => {
+    const { build } = await import('vite');
+    const { logger } = recordingLogger();
+    const entry = join(app.dir, 'wrong-node-import.js');
+    writeFileSync(entry, "import { readImage } from 'samclip-webgpu/node';\nconsole.log(readImage);\n");
+    const e = await build(config({ publicDir: false, build: { outDir: join(app.dir, 'size-wrong'), emptyOutDir: true, rollupOptions: { input: entry } } }, logger)).then(
+      () => null,
+      (x: unknown) => x as Error,
+    );
+    expect(e, 'the build of a page importing samclip-webgpu/node').not.toBeNull();
+    expect(e!.message).toMatch(/samclip-webgpu\/node|"\.\/node"/);
+  });
+
   it('the dev server answers HTTP 200 for every module of the app (all three pages crawled)', async () => {
     const { createServer } = await import('vite');
     const { logger, warnings } = recordingLogger();
