@@ -3,43 +3,22 @@
  * (`samclip-webgpu`): image files (JPEG / PNG decoding with EXIF orientation, PNG writing), drawing
  * helpers for masks and label maps, files on disk, Dawn, and the hub's Node defaults. Loading it
  * registers the Node defaults of fromPretrained (the CLI's file cache, a fetch that honours
- * HTTPS_PROXY, node:crypto), see src/node/hub.ts. See docs/api.md, "Installing, Node and browsers".
+ * HTTPS_PROXY, node:crypto), see src/node/hub.ts; package.json "sideEffects" names this file for
+ * that. See docs/api.md, "Installing, Node and browsers".
  *
  * Keep this file a plain list of re-exports, grouped by what they are for.
  */
 import { useNodeHub } from './hub.js';
 
-// Image files: decoding (EXIF orientation applied), PNG output.
-export { ImageFileError } from '../io/errors.js';
-export { readImage, decodeImage, sniffImageFormat, type DecodedImage, type DecodeOptions, type ImageFormat } from '../io/decode.js';
-export { applyOrientation, isExifOrientation, type ExifOrientation } from '../io/orientation.js';
-export { encodePng, writePng, maskToGrey } from '../io/encode.js';
-
-// Drawing masks, boxes, points and label maps onto an image (what the CLI's overlays use).
-export {
-  toCanvas,
-  fillMask,
-  outlineMask,
-  fillRect,
-  drawRect,
-  drawMarker,
-  palette,
-  colorizeLabels,
-  blendLabels,
-  drawText,
-  drawLegend,
-  legendScale,
-  type Canvas,
-  type Rgb,
-  type LegendEntry,
-} from '../io/draw.js';
-export { measureText, rasterizeText, glyph, CELL_WIDTH, CELL_HEIGHT, GLYPH_WIDTH, GLYPH_HEIGHT } from '../io/font.js';
+// Image files (JPEG / PNG decoding with EXIF orientation, PNG writing) and the drawing helpers
+// for masks, boxes, points and label maps that the CLI's overlays use: see src/io/index.ts.
+export * from '../io/index.js';
 
 // Dawn (the `webgpu` package): GpuContext.create() loads it by itself on Node; this is for code
 // that wants Dawn's GPU object directly.
 export { loadDawn } from '../gpu/device.js';
 
-// Files on disk: positioned reads of safetensors / .pth files, atomic safetensors writing.
+// Files on disk: positioned reads of safetensors files, atomic safetensors writing.
 export { NodeFileSource } from '../weights/safetensors-source.js';
 export { writeSafetensorsFile, type WriteSafetensorsOptions, type WriteSafetensorsResult } from '../weights/safetensors-writer.js';
 

@@ -19,16 +19,12 @@ export interface CliResult {
   errorLines: string[];
 }
 
-/**
- * Spawn `node bin/samclip.mjs ...args` (asynchronously, so a test's HTTP server keeps serving).
- * The environment is the test's plus `env`; the weights cache defaults to a path that does not
- * exist so a developer's real cache never leaks into a test.
- */
-export function samclip(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+/** Run a command to completion, collecting its output (asynchronously, so a test's servers keep serving). */
+export function runProcess(cmd: string, args: string[], opts: { cwd: string; env?: Record<string, string>; timeoutMs?: number }): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: opts.cwd ?? ROOT,
-      env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp', SAMCLIP_CACHE: '/nonexistent/samclip-test-cache', ...opts.env },
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd,
+      env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp', ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -37,15 +33,29 @@ export function samclip(args: string[], opts: { env?: Record<string, string>; cw
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`samclip ${args.join(' ')} timed out\nstdout: ${stdout}\nstderr: ${stderr}`));
+      reject(new Error(`${cmd} ${args.join(' ')} timed out\nstdout: ${stdout}\nstderr: ${stderr}`));
     }, opts.timeoutMs ?? 300_000);
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
-      const errorLines = stderr.split('\n').filter((l) => l.startsWith('samclip:') || l.startsWith('error:'));
-      resolve({ code, stdout, stderr, errorLines });
+      resolve({ code, stdout, stderr });
     });
   });
+}
+
+/**
+ * Spawn `node bin/samclip.mjs ...args` (asynchronously, so a test's HTTP server keeps serving).
+ * The environment is the test's plus `env`; the weights cache defaults to a path that does not
+ * exist so a developer's real cache never leaks into a test.
+ */
+export async function samclip(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+  const r = await runProcess(process.execPath, [BIN, ...args], {
+    cwd: opts.cwd ?? ROOT,
+    env: { SAMCLIP_CACHE: '/nonexistent/samclip-test-cache', ...opts.env },
+    ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+  });
+  const errorLines = r.stderr.split('\n').filter((l) => l.startsWith('samclip:') || l.startsWith('error:'));
+  return { ...r, errorLines };
 }
 
 /** A failed run: the given exit code, exactly one error line matching `re`, and no stack trace. */

@@ -8,12 +8,12 @@
  * nothing is resolved against the registry. Dawn's `webgpu` (the optional peer, a 132 MB native
  * package) is linked from the repository's node_modules rather than copied into every app.
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { runProcess } from '../cli/helpers.js';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
 export const APPS = join(import.meta.dirname, 'apps');
@@ -29,34 +29,11 @@ export function stamp(file: string, what: string): void {
   console.log(`[consumers/${file}] ${((performance.now() - started) / 1000).toFixed(1)} s  ${what}`);
 }
 
-export interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+export type RunResult = Awaited<ReturnType<typeof runProcess>>;
 
-/** Run a command to completion (asynchronously, so a test's servers keep serving). */
+/** Run a command to completion (default limit here: 4 minutes). */
 export function run(cmd: string, args: string[], opts: { cwd: string; env?: Record<string, string>; timeoutMs?: number }): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, {
-      cwd: opts.cwd,
-      env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp', ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${cmd} ${args.join(' ')} timed out\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, opts.timeoutMs ?? 240_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runProcess(cmd, args, { timeoutMs: 240_000, ...opts });
 }
 
 /** Throws with the whole output unless the command exited 0. */
