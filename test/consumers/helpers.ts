@@ -63,11 +63,13 @@ let packed: Promise<string> | null = null;
 
 /**
  * The package as `npm pack` makes it (its prepack script builds lib/), made once per state of the
- * sources: test files running in parallel wait for the one that packs.
+ * sources (kept in the temp folder, so a later run with the same sources reuses it): test files
+ * running in parallel wait for the one that packs.
  */
 export function packedTarball(): Promise<string> {
   packed ??= (async () => {
-    const base = join(tmpdir(), 'samclip-consumer-pack');
+    // One folder per checkout (worktrees side by side must not clean up each other's tarballs).
+    const base = join(tmpdir(), `samclip-consumer-pack-${createHash('sha256').update(ROOT).digest('hex').slice(0, 8)}`);
     const key = sourceStateKey();
     const dir = join(base, key);
     const done = join(dir, 'tarball.txt');
