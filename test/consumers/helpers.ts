@@ -161,16 +161,28 @@ function appLock(app: { name: string; version: string; dependencies: Record<stri
   const self: Record<string, unknown> = { resolved: `file:${tgz}`, integrity: `sha512-${createHash('sha512').update(bytes).digest('base64')}` };
   for (const k of ['version', 'license', 'dependencies', 'peerDependencies', 'peerDependenciesMeta', 'bin', 'engines']) if (pkg[k] !== undefined) self[k] = pkg[k];
   const packages: Record<string, unknown> = { '': { name: app.name, version: app.version, dependencies: app.dependencies }, [`node_modules/${pkg.name}`]: self };
-  const todo = Object.keys(pkg.dependencies);
+  // Walk the package's dependencies (and optional ones: sharp's prebuilt platform packages, of
+  // which npm ci installs those for this machine) as Node resolution finds them in the lockfile.
+  const todo: { name: string; from: string; optional: boolean }[] = Object.keys(pkg.dependencies).map((name) => ({ name, from: '', optional: false }));
   while (todo.length) {
-    const name = todo.pop()!;
-    if (packages[`node_modules/${name}`]) continue;
-    const e = repoLock.packages[`node_modules/${name}`];
-    if (!e) throw new Error(`${name}: a dependency of the package that the repository's package-lock.json does not have`);
-    const { dev: _dev, peer: _peer, ...entry } = e;
-    entry.resolved = `https://registry.npmjs.org/${name}/-/${name.split('/').pop()}-${e.version}.tgz`;
-    packages[`node_modules/${name}`] = entry;
-    todo.push(...Object.keys(e.dependencies ?? {}));
+    const { name, from, optional } = todo.pop()!;
+    const candidates: string[] = [];
+    for (let at = from; ; at = at.slice(0, Math.max(0, at.lastIndexOf('/node_modules/')))) {
+      candidates.push(`${at ? `${at}/` : ''}node_modules/${name}`);
+      if (!at) break;
+    }
+    const key = candidates.find((k) => repoLock.packages[k]);
+    if (!key) {
+      if (optional) continue;
+      throw new Error(`${name}: a dependency of the package that the repository's package-lock.json does not have`);
+    }
+    if (packages[key]) continue;
+    const { dev: _dev, peer: _peer, devOptional, ...entry } = repoLock.packages[key]!;
+    if (devOptional || optional) entry.optional = true;
+    entry.resolved = `https://registry.npmjs.org/${name}/-/${name.split('/').pop()}-${entry.version}.tgz`;
+    packages[key] = entry;
+    todo.push(...Object.keys(entry.dependencies ?? {}).map((n) => ({ name: n, from: key, optional: optional || !!entry.optional })));
+    todo.push(...Object.keys((entry.optionalDependencies as Record<string, string> | undefined) ?? {}).map((n) => ({ name: n, from: key, optional: true })));
   }
   return { name: app.name, version: app.version, lockfileVersion: 3, requires: true, packages };
 }
