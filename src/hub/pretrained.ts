@@ -5,10 +5,9 @@
  */
 import { SafetensorsFile } from '../weights/safetensors.js';
 import type { ModelCache } from './cache.js';
-import { type DownloadEvent, type DownloadProgress, type EnsureResult, ensureCached } from './download.js';
+import type { DownloadEvent, DownloadProgress, EnsureResult } from './download.js';
 import { HubError } from './errors.js';
 import type { HubFetch } from './http.js';
-import { hubDefaults } from './platform.js';
 import { ENTRY_NAME, type ModelKind, type RegistryEntry, findEntry, hfUrl, registryNames } from './registry.js';
 
 export interface PretrainedOptions {
@@ -67,6 +66,9 @@ function truthy(v: string | undefined): boolean {
 /** Make sure the file of `name` is in the cache; downloads (resumable, verified) when it is not. */
 export async function fetchPretrained(name: PretrainedName, kind: ModelKind | null, opts: PretrainedOptions = {}): Promise<FetchedPretrained> {
   const entry = resolveEntry(name, kind);
+  // The downloader and the platform caches load on first use: a bundler puts them in a chunk of
+  // their own, so an app that loads its weights by URL does not ship them (test/consumers).
+  const [{ ensureCached }, { hubDefaults }] = await Promise.all([import('./download.js'), import('./platform.js')]);
   const defaults = hubDefaults();
   const env = defaults.env();
   const endpoint = opts.endpoint ?? env.HF_ENDPOINT ?? undefined;

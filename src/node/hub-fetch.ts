@@ -17,7 +17,7 @@ export interface NodeFetchOptions {
   /** Environment to read the proxy variables from (default process.env, read at each call). */
   env?: () => Record<string, string | undefined>;
   /** Extra certificate authorities (PEM), e.g. a corporate proxy's or a test server's. */
-  ca?: string | Buffer;
+  ca?: string | Uint8Array;
   /** Socket idle timeout in ms (default 60 s). */
   timeoutMs?: number;
   /** Most redirects followed (default 10). */
@@ -79,13 +79,19 @@ function tunnel(proxy: URL, target: URL, opts: NodeFetchOptions, signal?: AbortS
         reject(Object.assign(new Error(`proxy ${proxy.host} refused CONNECT ${authority}: HTTP ${res.statusCode} ${res.statusMessage ?? ''}`.trim()), { code: 'ERR_PROXY_CONNECT' }));
         return;
       }
-      const secure = tls.connect({ socket, servername: target.hostname, ...(opts.ca ? { ca: opts.ca } : {}) });
+      const secure = tls.connect({ socket, servername: target.hostname, ...caOption(opts) });
       secure.once('secureConnect', () => resolve(secure));
       secure.once('error', reject);
     });
     req.once('error', (e) => reject(new Error(`proxy ${proxy.host}: ${e.message}`, { cause: e })));
     req.end();
   });
+}
+
+/** tls's `ca` option. The public option takes any Uint8Array, so the declarations need no Node types. */
+function caOption(opts: NodeFetchOptions): { ca?: string | Buffer } {
+  if (!opts.ca) return {};
+  return { ca: typeof opts.ca === 'string' ? opts.ca : Buffer.from(opts.ca) };
 }
 
 interface Hop {
@@ -100,7 +106,7 @@ async function requestOnce(url: URL, headers: Record<string, string>, method: st
   let req: http.ClientRequest;
   if (url.protocol === 'https:') {
     const socket = proxy ? await tunnel(proxy, url, opts, signal) : null;
-    req = https.request(url, { ...base, ...(opts.ca ? { ca: opts.ca } : {}), ...(socket ? { createConnection: () => socket, agent: false } : {}) });
+    req = https.request(url, { ...base, ...caOption(opts), ...(socket ? { createConnection: () => socket, agent: false } : {}) });
   } else if (url.protocol === 'http:') {
     req = proxy
       ? http.request({ ...base, host: proxy.hostname, port: proxy.port || 80, path: url.href, headers: { ...base.headers, host: url.host, ...proxyAuth(proxy) } })
