@@ -139,8 +139,11 @@ function moduleGraph(entry: string, conditions: readonly string[]): { files: Set
 const BROWSER_CONDITIONS = ['browser', 'import', 'module', 'default'];
 const NODE_CONDITIONS = ['node', 'import', 'default'];
 
-describe('the browser entry (package "."), followed as a browser bundler would', () => {
-  const browser = moduleGraph(join(SRC, 'index.ts'), BROWSER_CONDITIONS);
+describe('the browser entries (package "." and "./worker"), followed as a browser bundler would', () => {
+  // The worker wrapper's page side, and the worker script it starts with new Worker(new URL('./worker.js', ...)).
+  const entries = [join(SRC, 'index.ts'), join(SRC, 'worker', 'index.ts'), join(SRC, 'worker', 'worker.ts')];
+  const graphs = entries.map((e) => moduleGraph(e, BROWSER_CONDITIONS));
+  const browser = { files: new Set(graphs.flatMap((g) => [...g.files])), leaves: graphs.flatMap((g) => g.leaves) };
   const rel = [...browser.files].map((f) => relative(ROOT, f));
 
   it('has no node: import, no package import and no import the scanner cannot follow', () => {

@@ -36,7 +36,7 @@ describe('a blank Node ESM app with the packed package installed', { timeout: 24
 
   it('the tarball holds the built library, the platform seam, the CLI and the assets it uses; no sources, tests or fixtures', () => {
     const files = tarballFiles(app.tarball).map((f) => f.replace(/^package\//, ''));
-    const allowed = [/^lib\/.+\.(js|js\.map|d\.ts)$/, /^platform\/(node\.js|browser\.js|platform\.d\.ts)$/, /^types\/ts5\/(index|node)\.d\.ts$/, /^bin\/samclip\.mjs$/, /^assets\/(README\.md|bpe_simple_vocab_16e6\.txt\.gz|dog\.jpg)$/, /^(package\.json|README\.md|LICENSE)$/];
+    const allowed = [/^lib\/.+\.(js|js\.map|d\.ts)$/, /^platform\/(node\.js|browser\.js|platform\.d\.ts)$/, /^types\/ts5\/(index|node|worker)\.d\.ts$/, /^bin\/samclip\.mjs$/, /^assets\/(README\.md|bpe_simple_vocab_16e6\.txt\.gz|dog\.jpg)$/, /^(package\.json|README\.md|LICENSE)$/];
     const unexpected = files.filter((f) => !allowed.some((re) => re.test(f)));
     expect(unexpected, 'files the package should not ship').toEqual([]);
     expect(files.filter((f) => /^lib\/cli\/.*\.d\.ts$/.test(f)), 'declarations of the CLI (nobody imports it)').toEqual([]);
