@@ -14,11 +14,12 @@
  *
  * The end-to-end test (test/web/demo.test.ts) uses `startStaticServer` with the same mounts.
  */
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { type Stats, constants } from 'node:fs';
+import { type FileHandle, open, realpath, stat } from 'node:fs/promises';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { extname, join, normalize, resolve, sep } from 'node:path';
+import { pipeline } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
 export interface StaticServer {
@@ -69,15 +70,45 @@ export function parseRange(header: string | undefined, size: number): { start: n
 
 export type RequestLog = { method: string; path: string; status: number; range: string | null }[];
 
+/** Why a file could not be served, as an HTTP status and a one-line message. */
+function fsFailure(e: NodeJS.ErrnoException, path: string): { status: number; message: string } {
+  switch (e.code) {
+    case 'ENOENT':
+    case 'ENOTDIR':
+    case 'ELOOP':
+      return { status: 404, message: `no such file: ${path}` };
+    case 'EACCES':
+    case 'EPERM':
+      return { status: 403, message: `not readable: ${path}` };
+    case 'EMFILE':
+    case 'ENFILE':
+      // Out of descriptors: a temporary condition; the client may retry.
+      return { status: 503, message: `server busy (${e.code}), retry later` };
+    default:
+      return { status: 500, message: `cannot read ${path}: ${e.code ?? e.message}` };
+  }
+}
+
+/** `child` is `dir` or inside it (both absolute, symlinks already resolved). */
+function inside(dir: string, child: string): boolean {
+  return child === dir || child.startsWith(dir.endsWith(sep) ? dir : dir + sep);
+}
+
 /**
  * A request handler serving `mounts` (URL prefix -> folder; '/' for the page). A folder serves its
- * index.html; paths escaping a mounted folder are refused. With `next`, unmatched requests fall
- * through (the Vite dev server's middleware chain); without it they get a 404.
+ * index.html. Containment is checked on real paths: the requested path is resolved with every
+ * symlink followed, and anything that lands outside the mounted folder's own real path is refused
+ * (403), so a symlink in a weights folder cannot expose /etc. Each response holds one file
+ * descriptor, opened once (no stat/open race: size and type come from the open descriptor) and
+ * closed when the body is done, the client goes away or an error happens. Running out of
+ * descriptors (EMFILE) answers 503; a file that vanishes answers 404; neither stops the server.
+ * With `next`, unmatched requests fall through (the Vite dev server's middleware chain); without
+ * it they get a 404.
  */
 export function staticHandler(mounts: Record<string, string>, log: RequestLog = []) {
   // Longest prefix first, so '/fixtures/' wins over '/'.
   const table = Object.entries(mounts)
-    .map(([prefix, dir]) => ({ prefix: prefix.endsWith('/') ? prefix : `${prefix}/`, dir: resolve(dir) }))
+    .map(([prefix, dir]) => ({ prefix: prefix.endsWith('/') ? prefix : `${prefix}/`, dir: resolve(dir), real: null as Promise<string> | null }))
     .sort((a, b) => b.prefix.length - a.prefix.length);
   return (req: IncomingMessage, res: ServerResponse, next?: () => void): void => {
     let path: string;
@@ -93,8 +124,13 @@ export function staticHandler(mounts: Record<string, string>, log: RequestLog = 
     if (!mount && next) return next();
     const range = req.headers.range ?? null;
     const done = (status: number): void => void log.push({ method: req.method ?? 'GET', path, status, range });
-    const fail = (status: number, message: string) => {
-      res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8' });
+    const fail = (status: number, message: string, extra: Record<string, string> = {}) => {
+      if (res.headersSent || res.destroyed) {
+        // The body had started: all that is left is to cut the connection.
+        res.destroy();
+        return done(status);
+      }
+      res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', ...extra });
       res.end(message);
       done(status);
     };
@@ -110,42 +146,74 @@ export function staticHandler(mounts: Record<string, string>, log: RequestLog = 
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return fail(405, 'only GET and HEAD');
     if (!mount) return fail(404, `nothing mounted at ${path}`);
+    if (path.includes('\0')) return fail(400, 'NUL in the path');
     const rel = normalize(path.slice(mount.prefix.length));
-    let file = join(mount.dir, rel);
-    if (file !== mount.dir && !file.startsWith(mount.dir + sep)) return fail(403, 'outside the served folder');
+    const lexical = join(mount.dir, rel);
+    if (lexical !== mount.dir && !lexical.startsWith(mount.dir + sep)) return fail(403, 'outside the served folder');
     void (async () => {
-      let st = await stat(file).catch(() => null);
-      if (st?.isDirectory()) {
-        file = join(file, 'index.html');
-        st = await stat(file).catch(() => null);
+      // Symlinks resolved on both sides: the mounted folder may itself be reached through one.
+      mount.real ??= realpath(mount.dir).catch(() => mount.dir);
+      const root = await mount.real;
+      let file = await realpath(lexical);
+      if (!inside(root, file)) return fail(403, 'outside the served folder');
+      let handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+      let st = await statOrClose(handle);
+      if (st.isDirectory()) {
+        await handle.close();
+        file = await realpath(join(file, 'index.html'));
+        if (!inside(root, file)) return fail(403, 'outside the served folder');
+        handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+        st = await statOrClose(handle);
       }
-      if (!st?.isFile()) return fail(404, `no such file: ${path}`);
-      const size = st.size;
-      const headers: Record<string, string | number> = {
-        'content-type': MIME[extname(file).toLowerCase()] ?? 'application/octet-stream',
-        'accept-ranges': 'bytes',
-        'cache-control': 'no-store',
-        // Lets pages on other origins read checkpoints tensor by tensor (fromUrl reads Content-Range).
-        'access-control-allow-origin': '*',
-        'access-control-expose-headers': 'Content-Range, Content-Length, Accept-Ranges',
-      };
-      const r = parseRange(req.headers.range, size);
-      if (r === 'bad') {
-        res.writeHead(416, { ...headers, 'content-range': `bytes */${size}` });
-        res.end();
-        return done(416);
+      if (!st.isFile()) {
+        await handle.close();
+        return fail(404, `no such file: ${path}`);
       }
-      const status = r ? 206 : 200;
-      const start = r?.start ?? 0;
-      const end = r?.end ?? size - 1;
-      if (r) headers['content-range'] = `bytes ${start}-${end}/${size}`;
-      headers['content-length'] = size === 0 ? 0 : end - start + 1;
-      res.writeHead(status, headers);
-      done(status);
-      if (req.method === 'HEAD' || size === 0) return void res.end();
-      createReadStream(file, { start, end }).pipe(res);
-    })().catch((e: Error) => fail(500, e.message));
+      serveOpenFile(req, res, handle, st.size, file, done);
+    })().catch((e: NodeJS.ErrnoException) => {
+      const f = fsFailure(e, path);
+      fail(f.status, f.message, f.status === 503 ? { 'retry-after': '1' } : {});
+    });
   };
+}
+
+async function statOrClose(handle: FileHandle): Promise<Stats> {
+  try {
+    return await handle.stat();
+  } catch (e) {
+    await handle.close();
+    throw e;
+  }
+}
+
+/** Answer from an open descriptor, which is closed however the response ends. */
+function serveOpenFile(req: IncomingMessage, res: ServerResponse, handle: FileHandle, size: number, file: string, done: (status: number) => void): void {
+  const headers: Record<string, string | number> = {
+    'content-type': MIME[extname(file).toLowerCase()] ?? 'application/octet-stream',
+    'accept-ranges': 'bytes',
+    'cache-control': 'no-store',
+    // Lets pages on other origins read checkpoints tensor by tensor (fromUrl reads Content-Range).
+    'access-control-allow-origin': '*',
+    'access-control-expose-headers': 'Content-Range, Content-Length, Accept-Ranges',
+  };
+  const r = parseRange(req.headers.range, size);
+  if (r === 'bad' || req.method === 'HEAD' || size === 0) void handle.close().catch(() => undefined);
+  if (r === 'bad') {
+    res.writeHead(416, { ...headers, 'content-range': `bytes */${size}` });
+    res.end();
+    return done(416);
+  }
+  const status = r ? 206 : 200;
+  const start = r?.start ?? 0;
+  const end = r?.end ?? size - 1;
+  if (status === 206) headers['content-range'] = `bytes ${start}-${end}/${size}`;
+  headers['content-length'] = size === 0 ? 0 : end - start + 1;
+  res.writeHead(status, headers);
+  done(status);
+  if (req.method === 'HEAD' || size === 0) return void res.end();
+  // pipeline() destroys the file stream (closing the descriptor) when the client aborts, and the
+  // response when the read fails; the callback only has to swallow the error.
+  pipeline(handle.createReadStream({ start, end, autoClose: true }), res, () => undefined);
 }
 
 /** Serve `mounts` (see staticHandler) on 127.0.0.1; port 0 picks a free one. */
@@ -178,9 +246,17 @@ async function main(argv: string[]): Promise<void> {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--weights') weights = argv[++i] ?? '';
-    else if (a === '--port') port = Number(argv[++i]);
+    else if (a === '--port') {
+      const v = argv[++i] ?? '';
+      port = Number(v);
+      if (!/^\d+$/.test(v) || port > 65535) {
+        console.error(`serve-demo: --port must be an integer in [0, 65535] (0: any free port), got '${v}'`);
+        process.exitCode = 2;
+        return;
+      }
+    }
     else if (a === '--help' || a === '-h') {
-      console.log('usage: tsx tools/serve-demo.ts [DIST_DIR] [--weights DIR] [--port N]\n  serves the built demo (npm run build:web) on 127.0.0.1');
+      console.log('usage: tsx tools/serve-demo.ts [DIST_DIR] [--weights DIR] [--port N]\n  serves the built demo (npm run build:web) on 127.0.0.1; --port 0 picks a free port');
       return;
     } else dist = resolve(a);
   }
