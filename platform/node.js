@@ -15,9 +15,13 @@ export const nodeFs = fs;
 /** node:fs (synchronous calls, for debug dumps). */
 export const nodeFsSync = fsSync;
 
-/** zlib's raw inflate, for runtimes whose DecompressionStream lacks 'deflate-raw'. */
-export function inflateRaw(bytes) {
-  return new Uint8Array(inflateRawSync(bytes));
+/**
+ * zlib's raw inflate, for runtimes whose DecompressionStream lacks 'deflate-raw'. With
+ * maxOutputLength, zlib stops there and throws ERR_BUFFER_TOO_LARGE (a deflate bomb is never
+ * inflated whole).
+ */
+export function inflateRaw(bytes, maxOutputLength) {
+  return new Uint8Array(inflateRawSync(bytes, maxOutputLength ? { maxOutputLength } : undefined));
 }
 
 /**

@@ -20,6 +20,7 @@
  * `__proto__` is just a name.
  */
 import { SamclipError, fmtShape } from '../gpu/errors.js';
+import { type LimitExceeded, limitText } from '../util/limits.js';
 
 /** A malformed or inconsistent safetensors file, or a request the file cannot satisfy. */
 export class SafetensorsError extends SamclipError {
@@ -35,8 +36,61 @@ export class SafetensorsError extends SamclipError {
   }
 }
 
+/** A header too large or too slow to parse safely: named limit, the value found and the limit. */
+export class SafetensorsLimitError extends SafetensorsError implements LimitExceeded {
+  override name = 'SafetensorsLimitError';
+  constructor(
+    file: string,
+    readonly quantity: string,
+    readonly value: number,
+    readonly limit: number,
+    readonly option: string | null,
+    unit = '',
+    context = '',
+  ) {
+    super(file, `${context}${limitText({ quantity, value, limit, option }, unit)}`);
+  }
+}
+
 /** Header length cap of the reference implementation (bytes). */
 export const MAX_HEADER_BYTES = 100_000_000;
+
+/**
+ * Bounds on parsing a header, so a small hostile header cannot take minutes or gigabytes: a real
+ * checkpoint has hundreds to a few thousand tensors (SAM ViT-H: 596) and parses in milliseconds.
+ */
+export interface HeaderLimits {
+  /** Most tensor entries a header may declare (default 65,536); counted before parsing. */
+  maxHeaderEntries?: number;
+  /** Wall-clock budget for parsing the header JSON, in milliseconds (default 20,000). */
+  maxHeaderParseMs?: number;
+}
+
+export const DEFAULT_HEADER_LIMITS: Required<HeaderLimits> = { maxHeaderEntries: 65_536, maxHeaderParseMs: 20_000 };
+
+/** No array in a safetensors header is long (shapes are a handful of dims, offsets are two). */
+const MAX_JSON_ARRAY = 4096;
+
+/**
+ * Number of JSON objects in the header bytes (braces outside strings): one per tensor entry, plus
+ * the root and `__metadata__`. A byte scan, so it costs no allocation and runs before the parse.
+ */
+function countObjects(bytes: Uint8Array): number {
+  let n = 0;
+  let inString = false;
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i]!;
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped byte
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x7b) {
+      n++;
+    }
+  }
+  return n;
+}
 
 /** Element size in bits for every dtype the reference implementation knows. */
 export const DTYPE_BITS = {
@@ -107,9 +161,20 @@ export function readHeaderLength(first8: Uint8Array, fileSize: number, file: str
   return lo;
 }
 
-/** Validate the header bytes (exactly N bytes, after the length field) against the file size. */
-export function parseHeader(headerBytes: Uint8Array, fileSize: number, file: string): ParsedHeader {
+/**
+ * Validate the header bytes (exactly N bytes, after the length field) against the file size. With
+ * `fileSize` null the size is taken to be what the header accounts for (8 + N + the last tensor's
+ * end): for streams whose length is not known yet.
+ */
+export function parseHeader(headerBytes: Uint8Array, fileSize: number | null, file: string, limits: HeaderLimits = {}): ParsedHeader {
   const n = headerBytes.length;
+  const maxEntries = limits.maxHeaderEntries ?? DEFAULT_HEADER_LIMITS.maxHeaderEntries;
+  const maxMs = limits.maxHeaderParseMs ?? DEFAULT_HEADER_LIMITS.maxHeaderParseMs;
+  const objects = countObjects(headerBytes);
+  // The root object and __metadata__ are not tensors.
+  if (objects - 2 > maxEntries) {
+    throw new SafetensorsLimitError(file, 'tensor entries in the header', objects - 1, maxEntries, 'maxHeaderEntries', '', `header of ${n} bytes: `);
+  }
   let text: string;
   try {
     // ignoreBOM keeps a byte-order mark in the text, where the JSON reader rejects it (as serde does).
@@ -119,8 +184,11 @@ export function parseHeader(headerBytes: Uint8Array, fileSize: number, file: str
   }
   let root: JsonValue;
   try {
-    root = new JsonReader(text).readDocument();
+    root = new JsonReader(text, { maxArray: MAX_JSON_ARRAY, deadlineMs: maxMs }).readDocument();
   } catch (e) {
+    if (e instanceof JsonTimeoutError) {
+      throw new SafetensorsLimitError(file, 'header parse time', Math.round(e.elapsedMs), maxMs, 'maxHeaderParseMs', 'ms', `header of ${n} bytes: `);
+    }
     if (e instanceof JsonSyntaxError) throw new SafetensorsError(file, `header is not valid JSON: ${e.message}`);
     throw e;
   }
@@ -136,8 +204,8 @@ export function parseHeader(headerBytes: Uint8Array, fileSize: number, file: str
   }
 
   const dataStart = 8 + n;
-  const dataLength = fileSize - dataStart;
   const ordered = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  const dataLength = fileSize === null ? (ordered[ordered.length - 1]?.end ?? 0) : fileSize - dataStart;
   let cursor = 0;
   let prev: TensorEntry | null = null;
   for (const t of ordered) {
@@ -259,13 +327,37 @@ export type JsonValue = null | boolean | string | JsonNumber | JsonValue[] | Map
 
 class JsonSyntaxError extends Error {}
 
+/** The parse ran past its time budget. */
+class JsonTimeoutError extends Error {
+  constructor(readonly elapsedMs: number) {
+    super(`parse took over ${Math.round(elapsedMs)} ms`);
+  }
+}
+
+export interface JsonReaderOptions {
+  /** Longest array accepted (default unlimited). */
+  maxArray?: number;
+  /** Give up after this many milliseconds (checked every few thousand values; default unlimited). */
+  deadlineMs?: number;
+}
+
 /** Nesting deeper than this is never a safetensors header; refusing it keeps the stack bounded. */
 const MAX_DEPTH = 64;
 
 /** RFC 8259 reader: rejects duplicate keys, trailing garbage, control characters and lone surrogates. */
 export class JsonReader {
   private pos = 0;
-  constructor(private readonly s: string) {}
+  private values = 0;
+  private readonly t0 = (globalThis.performance ?? Date).now();
+  private readonly maxArray: number;
+  private readonly deadlineMs: number;
+  constructor(
+    private readonly s: string,
+    opts: JsonReaderOptions = {},
+  ) {
+    this.maxArray = opts.maxArray ?? Infinity;
+    this.deadlineMs = opts.deadlineMs ?? Infinity;
+  }
 
   readDocument(): JsonValue {
     this.skipWs();
@@ -292,6 +384,10 @@ export class JsonReader {
 
   private readValue(depth: number): JsonValue {
     if (depth > MAX_DEPTH) this.error(`nesting deeper than ${MAX_DEPTH}`);
+    if ((++this.values & 4095) === 0 && this.deadlineMs !== Infinity) {
+      const elapsed = (globalThis.performance ?? Date).now() - this.t0;
+      if (elapsed > this.deadlineMs) throw new JsonTimeoutError(elapsed);
+    }
     const c = this.s[this.pos];
     switch (c) {
       case '{':
@@ -364,6 +460,7 @@ export class JsonReader {
     }
     for (;;) {
       this.skipWs();
+      if (out.length >= this.maxArray) this.error(`array of more than ${this.maxArray} elements`);
       out.push(this.readValue(depth + 1));
       this.skipWs();
       const c = this.s[this.pos++];

@@ -5,7 +5,14 @@
  * Files: blob-source.ts.
  */
 import { nodeFs } from '#platform';
-import { SafetensorsError } from './safetensors-header.js';
+import {
+  type HeaderLimits,
+  type ParsedHeader,
+  SafetensorsError,
+  SafetensorsLimitError,
+  parseHeader,
+  readHeaderLength,
+} from './safetensors-header.js';
 
 export interface ByteSource {
   /** Path, URL or given name, used in every error message. */
@@ -150,11 +157,7 @@ export class HttpRangeSource implements ByteSource {
     if (cr && (cr.start !== offset || cr.total !== this.size)) {
       throw new SafetensorsError(this.name, `server sent bytes ${cr.start}-${cr.end}/${cr.total} for a request of ${offset}-${offset + length - 1} of ${this.size}`);
     }
-    const body = new Uint8Array(await res.arrayBuffer());
-    if (body.length !== length) {
-      throw new SafetensorsError(this.name, `range request for ${length} bytes at ${offset} returned ${body.length}`);
-    }
-    out.set(body);
+    await readBodyInto(res, out, this.name, `range request for ${length} bytes at ${offset}`);
     return out;
   }
 
@@ -168,8 +171,129 @@ export async function fetchOrThrow(fetchFn: FetchLike, url: string, init?: { hea
   } catch (e) {
     throw new SafetensorsError(url, `fetch failed: ${(e as Error).message}`);
   }
-  if (!res.ok) throw new SafetensorsError(url, `HTTP ${res.status} ${res.statusText}`.trim());
+  if (!res.ok) {
+    await discardBody(res);
+    throw new SafetensorsError(url, `HTTP ${res.status} ${res.statusText}`.trim());
+  }
   return res;
+}
+
+/** Stop a response body we will not read (frees the connection; errors do not matter here). */
+export async function discardBody(res: Response): Promise<void> {
+  await res.body?.cancel().catch(() => undefined);
+}
+
+/**
+ * Read a response body into `out`, which must end up exactly full. Reading stops at the first byte
+ * past `out.length`: a server that ignores the requested range and sends more is refused without
+ * the rest of its body ever being held in memory.
+ */
+export async function readBodyInto(res: Response, out: Uint8Array, name: string, what: string): Promise<void> {
+  const reader = res.body?.getReader();
+  let got = 0;
+  if (reader) {
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (got + value.length > out.length) {
+          throw new SafetensorsError(name, `${what}: the server sent more than the ${out.length} bytes asked for (it ignores the Range header?)`);
+        }
+        out.set(value, got);
+        got += value.length;
+      }
+    } finally {
+      await reader.cancel().catch(() => undefined);
+    }
+  }
+  if (got !== out.length) throw new SafetensorsError(name, `${what} returned ${got} bytes, expected ${out.length}`);
+}
+
+/** Default cap on a whole-file download when a server does not honour Range (see readWholeSafetensors). */
+export const DEFAULT_MAX_UNRANGED_BYTES = 256 * 2 ** 20;
+
+/**
+ * A whole safetensors file from a response that ignored the Range request (status 200), read as it
+ * streams: the header is parsed as soon as its bytes are in, and from then on the file's size is
+ * known (8 + N + what the tensors cover). Only that many bytes are ever kept; a longer body is
+ * refused at the first extra byte, and a file over `maxBytes` (or a Content-Length over it) is
+ * refused before its data is read.
+ */
+export async function readWholeSafetensors(
+  res: Response,
+  url: string,
+  maxBytes: number,
+  limits: HeaderLimits,
+): Promise<{ bytes: Uint8Array; header: ParsedHeader }> {
+  const tooBig = (n: number, why: string): SafetensorsLimitError =>
+    new SafetensorsLimitError(url, `whole-file download (${why})`, n, maxBytes, 'maxUnrangedBytes', 'bytes', 'the server does not honour Range requests, so the file must be downloaded whole: ');
+  const declared = res.headers.get('content-length');
+  const length = declared !== null && /^\d+$/.test(declared.trim()) ? Number(declared) : null;
+  if (length !== null && length > maxBytes) {
+    await discardBody(res);
+    throw tooBig(length, 'Content-Length');
+  }
+  const reader = res.body?.getReader();
+  if (!reader) throw new SafetensorsError(url, 'the response has no body');
+  const head: Uint8Array[] = [];
+  let headBytes = 0;
+  let file: Uint8Array | null = null;
+  let header: ParsedHeader | null = null;
+  let got = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (file) {
+        if (got + value.length > file.length) {
+          throw new SafetensorsError(url, `the server sent more than the ${file.length} bytes the file's header accounts for`);
+        }
+        file.set(value, got);
+        got += value.length;
+        continue;
+      }
+      head.push(value);
+      headBytes += value.length;
+      if (headBytes < 8) continue;
+      const joined = concat(head, headBytes);
+      head.splice(0, head.length, joined);
+      const n = readHeaderLength(joined.subarray(0, 8), length ?? Number.MAX_SAFE_INTEGER, url);
+      if (headBytes < 8 + n) continue;
+      header = parseHeader(joined.subarray(8, 8 + n), null, url, limits);
+      const total = header.dataStart + header.dataLength;
+      if (length !== null && length !== total) {
+        throw new SafetensorsError(url, `Content-Length is ${length} but the header accounts for ${total} bytes (truncated or padded download?)`);
+      }
+      if (total > maxBytes) throw tooBig(total, 'size from the header');
+      if (joined.length > total) {
+        throw new SafetensorsError(url, `the server sent more than the ${total} bytes the file's header accounts for`);
+      }
+      file = new Uint8Array(total);
+      file.set(joined);
+      got = joined.length;
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+  if (!file || !header) {
+    // The body ended before the header did: let the usual checks name the problem.
+    const bytes = concat(head, headBytes);
+    const n = readHeaderLength(bytes.subarray(0, 8), bytes.length, url);
+    return { bytes, header: parseHeader(bytes.subarray(8, 8 + n), bytes.length, url, limits) };
+  }
+  if (got !== file.length) throw new SafetensorsError(url, `download ended after ${got} of the ${file.length} bytes the header accounts for (truncated)`);
+  return { bytes: file, header };
+}
+
+function concat(parts: Uint8Array[], total: number): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 /** `bytes a-b/total` → numbers; null when absent, unreadable, or the total is `*`. */

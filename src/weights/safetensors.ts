@@ -20,6 +20,7 @@ import {
 } from './safetensors-convert.js';
 import {
   DTYPE_BITS,
+  type HeaderLimits,
   type ParsedHeader,
   SafetensorsError,
   type SafetensorsDType,
@@ -29,17 +30,29 @@ import {
 } from './safetensors-header.js';
 import {
   type ByteSource,
+  DEFAULT_MAX_UNRANGED_BYTES,
   type FetchLike,
   HttpRangeSource,
   MemorySource,
   NodeFileSource,
+  discardBody,
   fetchOrThrow,
   parseContentRange,
+  readBodyInto,
+  readWholeSafetensors,
 } from './safetensors-source.js';
 import { BlobSource } from './blob-source.js';
 import { fetchableUrl } from '../util/url.js';
 
-export { SafetensorsError, DTYPE_BITS, MAX_HEADER_BYTES, type SafetensorsDType } from './safetensors-header.js';
+export {
+  SafetensorsError,
+  SafetensorsLimitError,
+  DEFAULT_HEADER_LIMITS,
+  DTYPE_BITS,
+  MAX_HEADER_BYTES,
+  type HeaderLimits,
+  type SafetensorsDType,
+} from './safetensors-header.js';
 export type { ByteSource, FetchLike } from './safetensors-source.js';
 
 export interface SafetensorsTensorInfo {
@@ -73,11 +86,16 @@ export interface LoadStats {
   uploadGBps: number;
 }
 
-export interface FromUrlOptions {
+export interface FromUrlOptions extends HeaderLimits {
   /** Defaults to `globalThis.fetch`. */
   fetch?: FetchLike;
   /** Bytes asked for in the first range request; a longer header costs one more request. Default 256 KiB. */
   probeBytes?: number;
+  /**
+   * Largest file downloaded whole when the server ignores Range requests (default 256 MiB). The
+   * file then lives in memory; raise this to load a larger checkpoint from such a server.
+   */
+  maxUnrangedBytes?: number;
 }
 
 /** Upload chunk: large enough to amortise per-call costs, small enough to keep host memory flat. */
@@ -123,16 +141,16 @@ export class SafetensorsFile {
   // ---------------------------------------------------------------- opening
 
   /** Node: open a file by path; only the header is read now. */
-  static async open(path: string): Promise<SafetensorsFile> {
-    return SafetensorsFile.fromSource(await NodeFileSource.open(path));
+  static async open(path: string, limits: HeaderLimits = {}): Promise<SafetensorsFile> {
+    return SafetensorsFile.fromSource(await NodeFileSource.open(path), limits);
   }
 
   /** Parse an in-memory file; tensor reads return views into `bytes` where alignment allows. */
-  static fromBytes(bytes: ArrayBuffer | Uint8Array, name = '<bytes>'): SafetensorsFile {
+  static fromBytes(bytes: ArrayBuffer | Uint8Array, name = '<bytes>', limits: HeaderLimits = {}): SafetensorsFile {
     const u8 = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
     checkHost(name);
     const n = readHeaderLength(u8.subarray(0, 8), u8.length, name);
-    const header = parseHeader(u8.subarray(8, 8 + n), u8.length, name);
+    const header = parseHeader(u8.subarray(8, 8 + n), u8.length, name, limits);
     return new SafetensorsFile(new MemorySource(u8, name), header);
   }
 
@@ -141,31 +159,38 @@ export class SafetensorsFile {
    * header. A 206 answer whose Content-Range gives the total size (servers must list Content-Range in
    * Access-Control-Expose-Headers for cross-origin pages) makes the file lazy: the header is read
    * now (one more range request if it is longer than the probe) and every tensor read is one range
-   * request. A 200 answer means the server ignored Range; the whole body is then downloaded once and
-   * used from memory.
+   * request. A 200 answer means the server ignored Range; the whole body is then downloaded once
+   * (up to `maxUnrangedBytes`, never more than the header accounts for) and used from memory.
    */
   static async fromUrl(url: string, opts: FromUrlOptions = {}): Promise<SafetensorsFile> {
     const fetchFn = opts.fetch ?? (globalThis.fetch?.bind(globalThis) as FetchLike | undefined);
     if (!fetchFn) throw new SafetensorsError(url, 'no fetch function available; pass { fetch }');
+    checkHost(url);
     const probe = Math.max(8, Math.floor(opts.probeBytes ?? 256 << 10));
+    const maxWhole = opts.maxUnrangedBytes ?? DEFAULT_MAX_UNRANGED_BYTES;
     const res = await fetchOrThrow(fetchFn, url, { headers: { Range: `bytes=0-${probe - 1}` } });
     const cr = res.status === 206 ? parseContentRange(res.headers.get('content-range')) : null;
     if (!cr || cr.start !== 0) {
       // Range ignored or its answer unreadable: use the body when it is the whole file, else refetch.
-      const whole = res.status === 200 ? res : await fetchOrThrow(fetchFn, url);
-      if (whole.status !== 200) throw new SafetensorsError(url, `HTTP ${whole.status} for a full download`);
-      return SafetensorsFile.fromBytes(await whole.arrayBuffer(), url);
+      let whole = res;
+      if (res.status !== 200) {
+        await discardBody(res);
+        whole = await fetchOrThrow(fetchFn, url);
+      }
+      if (whole.status !== 200) {
+        await discardBody(whole);
+        throw new SafetensorsError(url, `HTTP ${whole.status} for a full download`);
+      }
+      const { bytes, header } = await readWholeSafetensors(whole, url, maxWhole, opts);
+      return new SafetensorsFile(new MemorySource(bytes, url), header);
     }
-    const head = new Uint8Array(await res.arrayBuffer());
-    checkHost(url);
     const size = cr.total;
-    if (head.length !== Math.min(probe, size)) {
-      throw new SafetensorsError(url, `first range request returned ${head.length} bytes, expected ${Math.min(probe, size)}`);
-    }
+    const head = new Uint8Array(Math.min(probe, size));
+    await readBodyInto(res, head, url, 'first range request');
     const source = new HttpRangeSource(url, size, fetchFn);
     const n = readHeaderLength(head.subarray(0, 8), size, url);
     const headerBytes = 8 + n <= head.length ? head.subarray(8, 8 + n) : await source.read(8, n);
-    return new SafetensorsFile(source, parseHeader(headerBytes, size, url));
+    return new SafetensorsFile(source, parseHeader(headerBytes, size, url, opts));
   }
 
   /** A Blob or File (e.g. from a file picker), read lazily: only the header now, each tensor when uploaded. */
@@ -175,12 +200,12 @@ export class SafetensorsFile {
   }
 
   /** Any byte source (custom storage, tests). Reads the header from it. */
-  static async fromSource(source: ByteSource): Promise<SafetensorsFile> {
+  static async fromSource(source: ByteSource, limits: HeaderLimits = {}): Promise<SafetensorsFile> {
     try {
       checkHost(source.name);
       const first = await source.read(0, Math.min(8, source.size));
       const n = readHeaderLength(first, source.size, source.name);
-      const header = parseHeader(await source.read(8, n), source.size, source.name);
+      const header = parseHeader(await source.read(8, n), source.size, source.name, limits);
       return new SafetensorsFile(source, header);
     } catch (e) {
       await source.close();

@@ -334,7 +334,8 @@ export function unpickle(data: Uint8Array, hooks: UnpickleHooks, file: string, e
         const items = popMark();
         const list = top();
         if (!(list instanceof PyList)) return fail(`APPENDS to a ${typeName(list)}, not a list`);
-        list.items.push(...items);
+        // One at a time: spreading 300k items into push() overflows the call stack.
+        for (const v of items) list.items.push(v);
         break;
       }
       case 0x71: // BINPUT

@@ -17,9 +17,12 @@
  * checkpoint entries and a strict loader decides what to do with them.
  */
 import { fmtShape } from '../../gpu/errors.js';
-import { PthError } from './errors.js';
+import { PthError, PthLimitError } from './errors.js';
 import { PyCallable, PyDict, PyList, PyOpaque, PyTuple, typeName, unpickle, type PyValue } from './pickle.js';
 import { fileSource, memorySource, ZipArchive, type PthByteSource, type ZipEntry } from './zip.js';
+
+/** Default cap on a view that reads fewer bytes than it yields (stride 0, overlapping strides). */
+export const DEFAULT_MAX_EXPANDED_BYTES = 64 * 2 ** 20;
 
 /** Element types, named as in safetensors. */
 export type PthDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
@@ -75,6 +78,14 @@ export interface PthOpenOptions {
    * extra pass over the bytes; turn off only when the file is known good and speed matters.
    */
   verifyCrc?: boolean;
+  /** Largest deflate-compressed zip entry inflated into memory (default 1 GiB; torch.save never compresses). */
+  maxInflatedBytes?: number;
+  /**
+   * Largest contiguous copy of a tensor stored as an expanding view (stride 0 or overlapping
+   * strides: fewer stored bytes than the tensor has), default 64 MiB. Such views are legal in
+   * torch but rare in checkpoints; a 517-byte file can otherwise ask for a 4 TiB tensor.
+   */
+  maxExpandedBytes?: number;
 }
 
 export class PthCheckpoint {
@@ -143,8 +154,8 @@ export class PthCheckpoint {
 /** Open a checkpoint held in memory (or behind any random-access byte source). */
 export async function openPth(input: Uint8Array | PthByteSource, name = 'checkpoint.pth', options: PthOpenOptions = {}): Promise<PthCheckpoint> {
   const source = input instanceof Uint8Array ? memorySource(input, name) : input;
-  const zip = await ZipArchive.open(source);
-  return readCheckpoint(zip, options.verifyCrc ?? true);
+  const zip = await ZipArchive.open(source, options);
+  return readCheckpoint(zip, options.verifyCrc ?? true, options.maxExpandedBytes ?? DEFAULT_MAX_EXPANDED_BYTES);
 }
 
 /** Open a checkpoint file on disk (Node only): reads the directory and data.pkl now, tensors on demand. */
@@ -158,7 +169,7 @@ export async function openPthFile(path: string, options: PthOpenOptions = {}): P
   }
 }
 
-async function readCheckpoint(zip: ZipArchive, verifyCrc: boolean): Promise<PthCheckpoint> {
+async function readCheckpoint(zip: ZipArchive, verifyCrc: boolean, maxExpandedBytes: number): Promise<PthCheckpoint> {
   const file = zip.file;
   const pkls = zip.entries.filter((e) => /^[^/]+\/data\.pkl$/.test(e.name));
   if (pkls.length === 0) {
@@ -190,7 +201,7 @@ async function readCheckpoint(zip: ZipArchive, verifyCrc: boolean): Promise<PthC
       skipped.push({ key: k, reason: `${typeName(v)}, not a tensor` });
       continue;
     }
-    tensors.push(tensorInfo(k, v.value as TensorRef, zip, prefix));
+    tensors.push(tensorInfo(k, v.value as TensorRef, zip, prefix, maxExpandedBytes));
   }
   if (key !== null) {
     // A training checkpoint: say what else was next to the weights (epoch, optimizer, ...).
@@ -216,7 +227,7 @@ function pickStateDict(root: PyValue, file: string): { dict: PyDict; key: string
   return { dict: root, key: null };
 }
 
-function tensorInfo(name: string, t: TensorRef, zip: ZipArchive, prefix: string): PthTensorInfo {
+function tensorInfo(name: string, t: TensorRef, zip: ZipArchive, prefix: string, maxExpandedBytes: number): PthTensorInfo {
   const file = zip.file;
   const { storage, shape, stride, offset } = t;
   const size = PTH_DTYPE_BYTES[storage.dtype];
@@ -228,12 +239,30 @@ function tensorInfo(name: string, t: TensorRef, zip: ZipArchive, prefix: string)
   if (entry.size !== storage.numel * size) {
     throw new PthError(file, `storage ${entryName} holds ${entry.size} bytes, but the pickle says ${storage.numel} ${storage.dtype} elements (${storage.numel * size} bytes)`, name);
   }
-  const numel = shape.reduce((a, b) => a * b, 1);
+  let numel = 1;
+  for (const d of shape) numel *= d;
+  // Sizes a computer cannot hold are an error naming the shape, not a RangeError from an allocation.
+  if (!Number.isSafeInteger(numel * size)) {
+    throw new PthError(file, `tensor '${name}' has shape ${fmtShape(shape)}: ${numel} elements of ${size} bytes is beyond any addressable size`, name);
+  }
   if (numel > 0) {
     let last = offset;
     for (let i = 0; i < shape.length; i++) last += (shape[i]! - 1) * stride[i]!;
     if (last >= storage.numel) {
       throw new PthError(file, `tensor '${name}' (shape ${fmtShape(shape)}, stride ${fmtShape(stride)}, offset ${offset}) reaches element ${last} of storage '${storage.key}', which has ${storage.numel}`, name);
+    }
+    // The bytes the view spans in its storage; a contiguous copy larger than that is an expansion.
+    const spanBytes = (last - offset + 1) * size;
+    if (numel * size > spanBytes && numel * size > maxExpandedBytes) {
+      throw new PthLimitError(
+        file,
+        `tensor '${name}' (shape ${fmtShape(shape)}, stride ${fmtShape(stride)}) reads ${spanBytes} stored bytes but expands to ${numel * size}`,
+        'expanded size',
+        numel * size,
+        maxExpandedBytes,
+        'maxExpandedBytes',
+        name,
+      );
     }
   }
   return {

@@ -10,7 +10,16 @@
  * no third-party package (fflate is not needed; tests use it only to build odd archives).
  */
 import { nodeFs, inflateRaw as inflateRawSync } from '#platform';
-import { PthError } from './errors.js';
+import { PthError, PthLimitError } from './errors.js';
+
+/** Default cap on one inflated (deflate-compressed) entry: larger than any single tensor storage of SAM / CLIP. */
+export const DEFAULT_MAX_INFLATED_BYTES = 2 ** 30;
+
+/**
+ * Deflate cannot expand data by more than 1032:1 (zlib's documented maximum ratio); a directory
+ * entry that declares more is lying about its size. The constant covers the stream's own overhead.
+ */
+const DEFLATE_MAX_RATIO = 1032;
 
 /** Random-access bytes. Structurally compatible with the safetensors reader's `ByteSource`. */
 export interface PthByteSource {
@@ -114,6 +123,8 @@ export class ZipArchive {
   private constructor(
     readonly source: PthByteSource,
     readonly entries: readonly ZipEntry[],
+    /** Largest entry inflated into memory (see DEFAULT_MAX_INFLATED_BYTES). */
+    readonly maxInflatedBytes: number,
   ) {
     for (const e of entries) this.byName.set(e.name, e);
   }
@@ -122,7 +133,7 @@ export class ZipArchive {
     return this.source.name;
   }
 
-  static async open(source: PthByteSource): Promise<ZipArchive> {
+  static async open(source: PthByteSource, opts: { maxInflatedBytes?: number } = {}): Promise<ZipArchive> {
     const file = source.name;
     if (source.size < EOCD_LEN) {
       throw new PthError(file, `only ${source.size} bytes: too short to be a zip archive (truncated?)`);
@@ -169,7 +180,7 @@ export class ZipArchive {
     }
     const cd = await source.read(cdOffset, cdSize);
     const entries = parseCentralDirectory(cd, count, file, source.size);
-    return new ZipArchive(source, entries);
+    return new ZipArchive(source, entries, opts.maxInflatedBytes ?? DEFAULT_MAX_INFLATED_BYTES);
   }
 
   entry(name: string): ZipEntry | undefined {
@@ -226,15 +237,25 @@ export class ZipArchive {
 
   private async readInflated(e: ZipEntry): Promise<Uint8Array> {
     if (this.inflated?.name === e.name) return this.inflated.bytes;
+    if (e.size > this.maxInflatedBytes) {
+      throw new PthLimitError(this.file, `entry ${e.name} (deflated, ${e.compressedSize} bytes)`, 'inflated size', e.size, this.maxInflatedBytes, 'maxInflatedBytes', e.name);
+    }
     const raw = await this.source.read(await this.dataOffset(e), e.compressedSize);
-    let out: Uint8Array;
+    // Inflated into an array of the declared size: memory is what the directory promised, and a
+    // stream that would run past it (a deflate bomb behind a small declared size) is cut off.
+    this.inflated = null;
+    const out = new Uint8Array(e.size);
+    let got: number;
     try {
-      out = await inflateRaw(raw);
+      got = await inflateRawInto(raw, out);
     } catch (err) {
       throw new PthError(this.file, `entry ${e.name}: deflate stream is damaged (${(err as Error).message})`, e.name);
     }
-    if (out.length !== e.size) {
-      throw new PthError(this.file, `entry ${e.name}: inflated to ${out.length} bytes, the directory says ${e.size} (corrupted file)`, e.name);
+    if (got < 0) {
+      throw new PthError(this.file, `entry ${e.name}: inflates to more than the ${e.size} bytes the directory declares (corrupted or hostile file)`, e.name);
+    }
+    if (got !== e.size) {
+      throw new PthError(this.file, `entry ${e.name}: inflated to ${got} bytes, the directory says ${e.size} (corrupted file)`, e.name);
     }
     this.inflated = { name: e.name, bytes: out };
     return out;
@@ -292,6 +313,13 @@ function parseCentralDirectory(cd: Uint8Array, count: number, file: string, file
     if (method === 0 && compressedSize !== size) {
       throw new PthError(file, `stored entry ${name} has compressed size ${compressedSize} != size ${size} (corrupted archive)`, name);
     }
+    if (method === 8 && size > compressedSize * DEFLATE_MAX_RATIO + 1024) {
+      throw new PthError(
+        file,
+        `deflated entry ${name} declares ${size} bytes from ${compressedSize} compressed bytes: more than deflate can expand (${DEFLATE_MAX_RATIO}:1); corrupted or hostile archive`,
+        name,
+      );
+    }
     if (localHeaderOffset + 30 + compressedSize > fileSize) {
       throw new PthError(file, `entry ${name} (${compressedSize} bytes at ${localHeaderOffset}) runs past the end of the ${fileSize}-byte file (truncated?)`, name);
     }
@@ -315,20 +343,48 @@ export function describeNonZip(head: Uint8Array): string | null {
   return null;
 }
 
-async function inflateRaw(raw: Uint8Array): Promise<Uint8Array> {
+/**
+ * Inflate a raw deflate stream into `out`; returns the bytes written, or -1 as soon as the stream
+ * would produce more than `out.length` (it is then abandoned, never inflated whole).
+ */
+async function inflateRawInto(raw: Uint8Array, out: Uint8Array): Promise<number> {
   const DS = (globalThis as { DecompressionStream?: new (format: string) => TransformStream<Uint8Array, Uint8Array> }).DecompressionStream;
+  let stream: ReadableStream<Uint8Array> | null = null;
   if (DS) {
     try {
-      const stream = new Blob([raw as Uint8Array<ArrayBuffer>]).stream().pipeThrough(new DS('deflate-raw'));
-      return new Uint8Array(await new Response(stream).arrayBuffer());
+      stream = new Blob([raw as Uint8Array<ArrayBuffer>]).stream().pipeThrough(new DS('deflate-raw'));
     } catch (e) {
       // Older runtimes reject the 'deflate-raw' format itself with a TypeError/RangeError at
       // construction; anything else is a damaged stream.
       if (!(e instanceof TypeError && /deflate-raw|format/i.test(e.message))) throw e;
     }
   }
+  if (stream) {
+    const reader = stream.getReader();
+    let got = 0;
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return got;
+        if (got + value.length > out.length) return -1;
+        out.set(value, got);
+        got += value.length;
+      }
+    } finally {
+      await reader.cancel().catch(() => undefined);
+    }
+  }
   if (!inflateRawSync) throw new TypeError("cannot inflate: this runtime has neither DecompressionStream('deflate-raw') nor node:zlib");
-  return inflateRawSync(raw);
+  let res: Uint8Array;
+  try {
+    res = inflateRawSync(raw, Math.max(1, out.length));
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') return -1;
+    throw e;
+  }
+  if (res.length > out.length) return -1;
+  out.set(res);
+  return res.length;
 }
 
 function hex8(n: number): string {
