@@ -10,7 +10,8 @@ export { Profiler, type KernelRow, type ProfileRecord } from './gpu/profiler.js'
 export * as ops from './kernels/index.js';
 export * from './text/index.js';
 export * from './image/index.js';
-export { SafetensorsFile, SafetensorsError, openSafetensors } from './weights/safetensors.js';
+export { SafetensorsFile, SafetensorsError, SafetensorsLimitError, openSafetensors, type HeaderLimits, type FromUrlOptions } from './weights/safetensors.js';
+export type { LimitExceeded } from './util/limits.js';
 export { Weights, WeightError, type RenameTable } from './weights/weights.js';
 export { detectFamily, type Family } from './weights/families.js';
 

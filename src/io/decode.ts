@@ -16,6 +16,7 @@ import { PNG } from 'pngjs';
 import type SharpConstructor from 'sharp';
 import type { ImageU8 } from '../image/image.js';
 import { ImageFileError } from './errors.js';
+import { DEFAULT_MAX_MEGAPIXELS, type ImageSizeLimits, checkImageSize, jpegDimensions, pngDimensions } from './image-limits.js';
 import { type ExifOrientation, applyOrientation, isExifOrientation } from './orientation.js';
 
 export type ImageFormat = 'jpeg' | 'png';
@@ -28,11 +29,10 @@ export interface DecodedImage extends ImageU8 {
   readonly orientation: ExifOrientation;
 }
 
-export interface DecodeOptions {
+/** `maxMegapixels` / `maxImageBytes` (image-limits.ts) are checked from the header, before allocating. */
+export interface DecodeOptions extends ImageSizeLimits {
   /** Apply the EXIF orientation (default true). */
   orientation?: boolean;
-  /** Refuse images above this many megapixels (default 200), before allocating them. */
-  maxMegapixels?: number;
 }
 
 /** Signatures of formats people try, so the error can say what the file is. */
@@ -87,8 +87,10 @@ export async function decodeImage(bytes: Uint8Array, name = '<bytes>', opts: Dec
       `unsupported image format${other ? ` (looks like ${other.name})` : ''}: only JPEG and PNG are read (first bytes: ${head})`,
     );
   }
-  const maxMp = opts.maxMegapixels ?? 200;
-  const raw = format === 'jpeg' ? await decodeJpeg(bytes, name, maxMp) : decodePng(bytes, name, maxMp);
+  const dims = format === 'jpeg' ? jpegDimensions(bytes) : pngDimensions(bytes);
+  if (dims) checkImageSize(name, format.toUpperCase(), dims.width, dims.height, opts);
+  const maxMp = opts.maxMegapixels ?? DEFAULT_MAX_MEGAPIXELS;
+  const raw = format === 'jpeg' ? await decodeJpeg(bytes, name, maxMp) : decodePng(bytes, name);
   let orientation: ExifOrientation = 1;
   if (opts.orientation !== false) orientation = await readOrientation(bytes, name);
   const shown = applyOrientation(raw, orientation);
@@ -174,13 +176,7 @@ function cmykToRgb(cmyk: Uint8Array): Uint8Array {
   return rgb;
 }
 
-function decodePng(bytes: Uint8Array, name: string, maxMp: number): ImageU8 & { channels: 3 | 4; data: Uint8Array } {
-  // Width and height sit in the IHDR chunk right after the signature: check them before inflating.
-  if (bytes.length >= 24 && ascii(bytes, 12, 4) === 'IHDR') {
-    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const mp = (dv.getUint32(16) * dv.getUint32(20)) / 1e6;
-    if (mp > maxMp) throw new ImageFileError(name, `PNG too large (${mp.toFixed(1)} megapixels; limit ${maxMp})`);
-  }
+function decodePng(bytes: Uint8Array, name: string): ImageU8 & { channels: 3 | 4; data: Uint8Array } {
   let png: { width: number; height: number; data: Uint8Array; alpha: boolean };
   try {
     png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) as unknown as typeof png;

@@ -4,6 +4,13 @@
  * library: it imports Node built-ins and the CLI's decoder packages.
  */
 export { ImageFileError } from './errors.js';
+export {
+  ImageLimitError,
+  checkImageSize,
+  DEFAULT_MAX_IMAGE_BYTES,
+  DEFAULT_MAX_MEGAPIXELS,
+  type ImageSizeLimits,
+} from './image-limits.js';
 export { readImage, decodeImage, sniffImageFormat, type DecodedImage, type DecodeOptions, type ImageFormat } from './decode.js';
 export { applyOrientation, isExifOrientation, type ExifOrientation } from './orientation.js';
 export { encodePng, writePng, maskToGrey } from './encode.js';

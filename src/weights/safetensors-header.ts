@@ -72,24 +72,44 @@ export const DEFAULT_HEADER_LIMITS: Required<HeaderLimits> = { maxHeaderEntries:
 const MAX_JSON_ARRAY = 4096;
 
 /**
- * Number of JSON objects in the header bytes (braces outside strings): one per tensor entry, plus
- * the root and `__metadata__`. A byte scan, so it costs no allocation and runs before the parse.
+ * Counts JSON objects (braces outside strings) in header bytes fed in any number of pieces: one
+ * per tensor entry, plus the root and `__metadata__`. A byte scan with no allocation, run before
+ * the parse (and, for headers read from a file, before the header is held in memory whole).
  */
-function countObjects(bytes: Uint8Array): number {
-  let n = 0;
-  let inString = false;
-  for (let i = 0; i < bytes.length; i++) {
-    const c = bytes[i]!;
-    if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped byte
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) {
-      inString = true;
-    } else if (c === 0x7b) {
-      n++;
+export class HeaderObjectCounter {
+  count = 0;
+  private inString = false;
+  private escaped = false;
+
+  feed(bytes: Uint8Array): this {
+    let { count, inString, escaped } = this;
+    for (let i = 0; i < bytes.length; i++) {
+      const c = bytes[i]!;
+      if (escaped) escaped = false;
+      else if (inString) {
+        if (c === 0x5c) escaped = true;
+        else if (c === 0x22) inString = false;
+      } else if (c === 0x22) inString = true;
+      else if (c === 0x7b) count++;
+    }
+    this.count = count;
+    this.inString = inString;
+    this.escaped = escaped;
+    return this;
+  }
+
+  /**
+   * Throw SafetensorsLimitError when the objects counted so far exceed the entry limit; `complete`
+   * false means only part of the header has been fed (the count is then a lower bound).
+   */
+  check(file: string, headerBytes: number, limits: HeaderLimits, complete = true): void {
+    const max = limits.maxHeaderEntries ?? DEFAULT_HEADER_LIMITS.maxHeaderEntries;
+    // The root object and __metadata__ are not tensors.
+    if (this.count - 2 > max) {
+      const quantity = complete ? 'tensor entries in the header' : 'tensor entries in the header (counted so far)';
+      throw new SafetensorsLimitError(file, quantity, this.count - 1, max, 'maxHeaderEntries', '', `header of ${headerBytes} bytes: `);
     }
   }
-  return n;
 }
 
 /** Element size in bits for every dtype the reference implementation knows. */
@@ -168,13 +188,8 @@ export function readHeaderLength(first8: Uint8Array, fileSize: number, file: str
  */
 export function parseHeader(headerBytes: Uint8Array, fileSize: number | null, file: string, limits: HeaderLimits = {}): ParsedHeader {
   const n = headerBytes.length;
-  const maxEntries = limits.maxHeaderEntries ?? DEFAULT_HEADER_LIMITS.maxHeaderEntries;
   const maxMs = limits.maxHeaderParseMs ?? DEFAULT_HEADER_LIMITS.maxHeaderParseMs;
-  const objects = countObjects(headerBytes);
-  // The root object and __metadata__ are not tensors.
-  if (objects - 2 > maxEntries) {
-    throw new SafetensorsLimitError(file, 'tensor entries in the header', objects - 1, maxEntries, 'maxHeaderEntries', '', `header of ${n} bytes: `);
-  }
+  new HeaderObjectCounter().feed(headerBytes).check(file, n, limits);
   let text: string;
   try {
     // ignoreBOM keeps a byte-order mark in the text, where the JSON reader rejects it (as serde does).

@@ -20,6 +20,7 @@ import {
 } from './safetensors-convert.js';
 import {
   DTYPE_BITS,
+  HeaderObjectCounter,
   type HeaderLimits,
   type ParsedHeader,
   SafetensorsError,
@@ -205,6 +206,7 @@ export class SafetensorsFile {
       checkHost(source.name);
       const first = await source.read(0, Math.min(8, source.size));
       const n = readHeaderLength(first, source.size, source.name);
+      if (n > PRESCAN_BYTES) await prescanHeader(source, n, limits);
       const header = parseHeader(await source.read(8, n), source.size, source.name, limits);
       return new SafetensorsFile(source, header);
     } catch (e) {
@@ -501,6 +503,20 @@ export class SafetensorsFile {
   private scratchU32(n: number): Uint32Array {
     if (!this.u32Scratch || this.u32Scratch.length < n) this.u32Scratch = new Uint32Array(n);
     return this.u32Scratch;
+  }
+}
+
+/** Headers longer than this are counted in pieces before being read whole. */
+const PRESCAN_BYTES = 4 << 20;
+
+/** Count a long header's entries piece by piece, so an absurd one is refused without holding it. */
+async function prescanHeader(source: ByteSource, n: number, limits: HeaderLimits): Promise<void> {
+  const counter = new HeaderObjectCounter();
+  const piece = new Uint8Array(PRESCAN_BYTES);
+  for (let at = 0; at < n; at += PRESCAN_BYTES) {
+    const len = Math.min(PRESCAN_BYTES, n - at);
+    counter.feed(await source.read(8 + at, len, piece));
+    counter.check(source.name, n, limits, at + len === n);
   }
 }
 

@@ -50,7 +50,7 @@ export function runNode(code: string, opts: { timeoutMs?: number; env?: Record<s
 export interface PeakReport {
   /** Error name and message when the operation threw, else null. */
   error: { name: string; message: string } | null;
-  /** Whatever the operation returned (JSON). */
+  /** What the operation returned: numbers, strings and booleans as they are, else the type name. */
   value: unknown;
   baselineBytes: number;
   peakBytes: number;
@@ -78,7 +78,8 @@ export async function measurePeak(op: () => Promise<unknown>): Promise<void> {
   let error: PeakReport['error'] = null;
   let value: unknown = null;
   try {
-    value = await op();
+    const v = await op();
+    value = typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean' ? v : (v?.constructor?.name ?? typeof v);
   } catch (e) {
     const err = e as Error;
     error = { name: err?.name ?? 'non-Error', message: String(err?.message ?? e) };

@@ -137,7 +137,13 @@ export class PthCheckpoint {
     const whole = begin === 0 && end === entry.size;
     const span = whole && this.verifyCrc ? await this.zip.readAll(entry) : await this.zip.readRange(entry, begin, end - begin);
     if (t.contiguous) return span;
-    return gatherStrided(span, size, t.shape, t.stride);
+    try {
+      return gatherStrided(span, size, t.shape, t.stride);
+    } catch (e) {
+      // Only reachable with maxExpandedBytes raised past what this runtime can allocate.
+      if (e instanceof RangeError) throw new PthError(this.file, `tensor '${t.name}': cannot allocate its ${t.byteLength}-byte contiguous copy (${e.message})`, t.name);
+      throw e;
+    }
   }
 
   async close(): Promise<void> {
