@@ -54,7 +54,8 @@ export class MemorySource implements ByteSource {
 
   async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     const v = this.view(offset, length);
-    if (!into) return v.slice();
+    // new Uint8Array(view) copies; a Node Buffer's slice() would only make another view.
+    if (!into) return new Uint8Array(v);
     into.set(v);
     return into.subarray(0, length);
   }

@@ -253,7 +253,8 @@ export class SafetensorsFile {
     const t0 = now();
     const abs = this.header.dataStart + t.begin;
     const v = src.view(abs, t.byteLength);
-    const out = v && v.byteOffset % elemAlign(t.dtype) === 0 ? v : (v?.slice() ?? (await src.read(abs, t.byteLength)));
+    // new Uint8Array(v) copies to offset 0 (a Node Buffer's slice() would stay misaligned).
+    const out = v && v.byteOffset % elemAlign(t.dtype) === 0 ? v : v ? new Uint8Array(v) : await src.read(abs, t.byteLength);
     this.count(t.byteLength, t0);
     return out;
   }

@@ -15,6 +15,7 @@ import type { AddressInfo } from 'node:net';
 import { createDeflate, createDeflateRaw } from 'node:zlib';
 import { crc32 } from '../../src/weights/pth/zip.js';
 import { type FakeTensor, enc, stateDictPickle } from '../helpers/pth-build.js';
+import { buildSafetensors, f32Tensor } from '../helpers/safetensors-build.js';
 
 const MiB = 1 << 20;
 
@@ -211,11 +212,7 @@ export function jpegHeaderOnly(w: number, h: number): Uint8Array {
 
 /** A tiny valid safetensors file (one F32 tensor of 4 values). */
 export function smallSafetensors(): Uint8Array {
-  const header = enc.encode(JSON.stringify({ w: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }));
-  const out = new Uint8Array(8 + header.length + 16);
-  new DataView(out.buffer).setUint32(0, header.length, true);
-  out.set(header, 8);
-  return out;
+  return buildSafetensors([f32Tensor('w', [4], [0, 0, 0, 0])]);
 }
 
 /** The header of a safetensors file holding one F32 tensor of `bytes` bytes (data not included). */

@@ -178,6 +178,11 @@ describe('dtypes and reads', () => {
     expect((await f.readRaw('f32')).buffer).toBe(file.buffer);
     // U8 needs no alignment: a view even at an odd address.
     expect((await g.readRaw('u8')).buffer).toBe(big.buffer);
+    // The same from a Node Buffer (what readFileSync returns), whose slice() is a view, not a copy.
+    const buf = Buffer.alloc(file.length + 3);
+    buf.set(file, 1);
+    const b = SafetensorsFile.fromBytes(buf.subarray(1, 1 + file.length), 'odd buffer');
+    expectBitsEqual(await b.readF32('f32'), Float32Array.from(vals), 'f32 odd buffer');
   });
 
   it('file sources read only the header at open, then exactly the tensor asked for', async () => {

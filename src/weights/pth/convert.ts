@@ -111,8 +111,9 @@ export function convertTensorBytes(bytes: Uint8Array, t: Pick<PthTensorInfo, 'na
   const from = t.dtype;
   if (from === to) return bytes;
   const n = bytes.length / PTH_DTYPE_BYTES[from];
-  // Typed views need an aligned start; file reads are fresh arrays, memory inputs may not be.
-  const src = bytes.byteOffset % PTH_DTYPE_BYTES[from] === 0 ? bytes : bytes.slice();
+  // Typed views need an aligned start; file reads are fresh arrays, memory inputs may not be
+  // (new Uint8Array copies to offset 0; a Node Buffer's slice() would only make another view).
+  const src = bytes.byteOffset % PTH_DTYPE_BYTES[from] === 0 ? bytes : new Uint8Array(bytes);
   const out = new Uint8Array(n * PTH_DTYPE_BYTES[to]);
   if (to === 'F32') {
     const o = new Uint32Array(out.buffer);

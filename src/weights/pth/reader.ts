@@ -304,7 +304,8 @@ export function gatherStrided(src: Uint8Array, itemSize: number, shape: readonly
   // Work in whole elements (8-byte ones as two 32-bit words) through aligned typed views.
   const words = itemSize === 8 ? 2 : 1;
   const unit = itemSize === 8 ? 4 : itemSize;
-  const aligned = src.byteOffset % unit === 0 ? src : src.slice();
+  // A copy starts at offset 0 (new Uint8Array copies; a Node Buffer's slice() would not).
+  const aligned = src.byteOffset % unit === 0 ? src : new Uint8Array(src);
   const make = (b: Uint8Array, n: number) =>
     unit === 4 ? new Uint32Array(b.buffer, b.byteOffset, n) : unit === 2 ? new Uint16Array(b.buffer, b.byteOffset, n) : b;
   const s = make(aligned, Math.floor(aligned.length / unit));
