@@ -9,19 +9,23 @@ export function withCommon(cmd: Command): Command {
     .option('-q, --quiet', 'no progress or notes on stderr');
 }
 
-/** Commander argument parser for a non-negative integer option. */
-export function intArg(name: string, min = 0): (v: string) => number {
+/**
+ * Commander argument parser for an integer option in [min, max]. Every numeric option states its
+ * range (docs/cli.md lists them): a value outside it is a usage error naming the option and the
+ * range, never a run that exhausts memory or an internal error.
+ */
+export function intArg(name: string, min: number, max: number): (v: string) => number {
   return (v: string) => {
     const n = Number(v);
-    if (!/^-?\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < min) {
-      throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got '${v}'`);
+    if (!/^-?\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`${name} must be an integer in [${min}, ${max}], got '${v}'`);
     }
     return n;
   };
 }
 
 /** Commander argument parser for a finite number in [min, max]. */
-export function numberArg(name: string, min = -Infinity, max = Infinity): (v: string) => number {
+export function numberArg(name: string, min: number, max: number): (v: string) => number {
   return (v: string) => {
     const n = Number(v);
     if (v.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
@@ -30,6 +34,9 @@ export function numberArg(name: string, min = -Infinity, max = Infinity): (v: st
     return n;
   };
 }
+
+/** Largest seed (generators take 32-bit seeds). */
+export const MAX_SEED = 2 ** 32 - 1;
 
 /** Commander parser for a repeatable option: collects every occurrence. */
 export function collect(value: string, previous: string[] | undefined): string[] {

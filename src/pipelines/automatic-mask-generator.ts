@@ -122,12 +122,17 @@ export class SamAutomaticMaskGenerator {
     const positiveInt = (v: number, what: string) => {
       if (!Number.isInteger(v) || v < 1) throw new AmgError(`SamAutomaticMaskGenerator: ${what} must be a positive integer, got ${v}`);
     };
-    positiveInt(o.pointsPerBatch, 'pointsPerBatch');
+    // Upper bounds keep a typo from planning millions of decodes: 1024 points per side is 1 M points
+    // per crop, and 6 crop layers are 1,365 crops.
+    const inRange = (v: number, what: string, min: number, max: number) => {
+      if (!Number.isInteger(v) || v < min || v > max) throw new AmgError(`SamAutomaticMaskGenerator: ${what} must be an integer in [${min}, ${max}], got ${v}`);
+    };
+    inRange(o.pointsPerBatch, 'pointsPerBatch', 1, 4096);
     positiveInt(o.cropNPointsDownscaleFactor, 'cropNPointsDownscaleFactor');
-    if (!Number.isInteger(o.cropNLayers) || o.cropNLayers < 0) throw new AmgError(`SamAutomaticMaskGenerator: cropNLayers must be an integer >= 0, got ${o.cropNLayers}`);
+    inRange(o.cropNLayers, 'cropNLayers', 0, 6);
     if (o.outputMode !== 'binary_mask' && o.outputMode !== 'uncompressed_rle') throw new AmgError(`SamAutomaticMaskGenerator: unknown outputMode '${String(o.outputMode)}'`);
     if (pps !== null) {
-      positiveInt(pps, 'pointsPerSide');
+      inRange(pps, 'pointsPerSide', 1, 1024);
       this.pointGrids = buildAllLayerPointGrids(pps, o.cropNLayers, o.cropNPointsDownscaleFactor);
     } else {
       this.pointGrids = opts.pointGrids!;

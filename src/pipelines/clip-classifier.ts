@@ -30,6 +30,9 @@ import { loadClipTokenizer } from '../text/clip-vocabulary.js';
 import { clipNormalize } from '../text/text-cleanup.js';
 import { IMAGENET_TEMPLATES } from '../text/imagenet-templates.js';
 
+/** Largest input side: 73 x 73 tokens at patch 14, already 50x the native 224-px cost of ViT-L/14. */
+export const MAX_INPUT_SIZE = 1024;
+
 export { IMAGENET_TEMPLATES };
 
 /** Text embeddings (L2-normalised) by model identity and prompt; least recently used entries go first. */
@@ -218,6 +221,10 @@ export class ClipClassifier {
     if (images.length === 0) return [];
     throwIfAborted(opts.signal, 'ClipClassifier.encodeImages');
     const size = opts.size ?? this.model.imageSize;
+    const patch = this.model.config.vision?.patch ?? 1;
+    if (!Number.isInteger(size) || size < patch || size > MAX_INPUT_SIZE) {
+      throw new ClipError(`CLIP input size must be an integer in [${patch} (the patch size), ${MAX_INPUT_SIZE}], got ${size}`);
+    }
     const per = 3 * size * size;
     const input = new Float32Array(images.length * per);
     images.forEach((img, i) => input.set(clipPreprocess(img, { size }).input, i * per));

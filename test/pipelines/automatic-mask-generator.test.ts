@@ -229,7 +229,9 @@ describe('SamAutomaticMaskGenerator (tiny SAM, dog photo)', () => {
   it('option errors', () => {
     expect(() => new SamAutomaticMaskGenerator(predictor, { pointsPerSide: null })).toThrow(/exactly one of pointsPerSide and pointGrids/);
     expect(() => new SamAutomaticMaskGenerator(predictor, { pointsPerSide: 4, pointGrids: [buildPointGrid(2)] })).toThrow(/exactly one/);
-    expect(() => new SamAutomaticMaskGenerator(predictor, { pointsPerBatch: 0 })).toThrow(/pointsPerBatch must be a positive integer/);
+    expect(() => new SamAutomaticMaskGenerator(predictor, { pointsPerBatch: 0 })).toThrow(/pointsPerBatch must be an integer in \[1, 4096\], got 0/);
+    expect(() => new SamAutomaticMaskGenerator(predictor, { pointsPerSide: 3000 })).toThrow(/pointsPerSide must be an integer in \[1, 1024\], got 3000/);
+    expect(() => new SamAutomaticMaskGenerator(predictor, { cropNLayers: 8 })).toThrow(/cropNLayers must be an integer in \[0, 6\], got 8/);
     expect(() => new SamAutomaticMaskGenerator(predictor, { pointsPerSide: null, pointGrids: [buildPointGrid(2)], cropNLayers: 1 })).toThrow(/1 point grids for 2 crop layers/);
   });
 });

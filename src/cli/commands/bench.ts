@@ -26,8 +26,8 @@ export function registerBench(program: Command, env: CliEnv): void {
       .command('bench')
       .description(`quick kernel benchmark at real model shapes (suites: ${SUITES.join(', ')}); the full suite is \`npm run bench\``)
       .option('--suite <name>', 'shape set', 'clip-b16')
-      .option('--iters <n>', 'timed iterations per case', intArg('--iters', 1), 10)
-      .option('--warmup <n>', 'untimed iterations first (pipeline compiles)', intArg('--warmup'), 2),
+      .option('--iters <n>', 'timed iterations per case', intArg('--iters', 1, 10_000), 10)
+      .option('--warmup <n>', 'untimed iterations first (pipeline compiles)', intArg('--warmup', 0, 1000), 2),
   ).action(async (opts: BenchOptions) => {
     if (!(SUITES as readonly string[]).includes(opts.suite)) throw new UsageError(`--suite must be one of ${SUITES.join(', ')}, got '${opts.suite}'`);
     const { BENCH_SUITES } = await import('./bench-suites.js');

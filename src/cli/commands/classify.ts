@@ -34,11 +34,11 @@ export function registerClassify(program: Command, env: CliEnv): void {
     .option('-l, --labels <names>', 'comma-separated class names (repeatable)', collect)
     .option('-t, --template <text>', "prompt template with one '{}' (repeatable; default: the 80 ImageNet templates)", collect)
     .option('--raw-labels', "use the class names as they are (template '{}')")
-    .option('--top <k>', 'show the k most probable classes', intArg('--top', 1))
-    .option('--size <px>', 'image input size (default: the model’s own)', intArg('--size', 1))
+    .option('--top <k>', 'show the k most probable classes, 1..10000', intArg('--top', 1, 10_000))
+    .option('--size <px>', 'image input size in pixels, 14..1024 and at least the patch size (default: the model’s own)', intArg('--size', 14, 1024))
     .option('--act <act>', "activation when the checkpoint does not say: 'quick_gelu' (OpenAI) or 'gelu' (OpenCLIP)")
-    .option('--text-heads <n>', 'text attention heads when the checkpoint does not say', intArg('--text-heads', 1))
-    .option('--vision-heads <n>', 'vision attention heads when the checkpoint does not say', intArg('--vision-heads', 1))
+    .option('--text-heads <n>', 'text attention heads when the checkpoint does not say', intArg('--text-heads', 1, 128))
+    .option('--vision-heads <n>', 'vision attention heads when the checkpoint does not say', intArg('--vision-heads', 1, 128))
     .addHelpText('after', '\nExample:\n  samclip classify dog.jpg --labels "a dog,a cat,a truck"');
   withModelOptions(withCommon(cmd), 'clip', 'clip-vit-b-16').action(async (image: string, opts: ClassifyOptions) => {
     const labels = parseLabels(opts.labels ?? []);

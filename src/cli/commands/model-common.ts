@@ -10,7 +10,7 @@ import type { Command } from 'commander';
 import type { DecodedImage } from '../../io/decode.js';
 import type { ProgressOptions } from '../../gpu/pacer.js';
 import type { RandomFamily } from '../../weights/random.js';
-import { intArg } from '../common.js';
+import { MAX_SEED, intArg } from '../common.js';
 import type { CliEnv, CommonOptions } from '../env.js';
 import { CliError, UsageError } from '../errors.js';
 import { type Progress, formatSeconds } from '../output.js';
@@ -32,7 +32,7 @@ export function withModelOptions(cmd: Command, kind: ModelKind, defaultRandom: s
   return cmd
     .option('-w, --weights <file>', `${kind.toUpperCase()} checkpoint (.safetensors); default: the pulled one in the cache (samclip weights pull ${pull})`)
     .option('--random-weights [family]', `run on seeded random weights (meaningless output; for trying the tool), default family ${defaultRandom}`)
-    .option('--seed <n>', 'seed of --random-weights', intArg('--seed'), 0)
+    .option('--seed <n>', 'seed of --random-weights', intArg('--seed', 0, MAX_SEED), 0)
     .option('--cache <dir>', 'weights cache (default $SAMCLIP_CACHE or ~/.cache/samclip)')
     .option('--dtype <dtype>', 'GPU storage of weight matrices: f32 or f16 (needs shader-f16)', 'f32');
 }
@@ -113,10 +113,18 @@ export async function randomWeightsFile(env: CliEnv, opts: CommonOptions & { cac
   return path;
 }
 
-/** Reads the photo (JPEG/PNG, EXIF orientation applied). */
+/**
+ * Reads the photo (JPEG/PNG, EXIF orientation applied). Images whose decoded pixels would exceed
+ * 512 MiB are refused from their header; `SAMCLIP_MAX_IMAGE_BYTES` raises that limit.
+ */
 export async function loadPhoto(path: string): Promise<DecodedImage> {
   const { readImage } = await import('../../io/decode.js');
-  return readImage(path);
+  const raw = process.env.SAMCLIP_MAX_IMAGE_BYTES;
+  const maxImageBytes = raw === undefined || raw === '' ? undefined : Number(raw);
+  if (maxImageBytes !== undefined && !(Number.isSafeInteger(maxImageBytes) && maxImageBytes > 0)) {
+    throw new UsageError(`SAMCLIP_MAX_IMAGE_BYTES must be a positive integer (bytes), got '${raw}'`);
+  }
+  return readImage(path, maxImageBytes === undefined ? {} : { maxImageBytes });
 }
 
 /** Reports a long step's duration on stderr (progress; never on stdout, silent with --quiet). */

@@ -14,7 +14,7 @@ import type { Command } from 'commander';
 import type { DecodedImage } from '../../io/decode.js';
 import type { SamClip, TemplateChoice } from '../../pipelines/samclip.js';
 import type { SemanticSegmentation } from '../../pipelines/semantic-segmentation.js';
-import { collect, intArg, numberArg, withCommon } from '../common.js';
+import { MAX_SEED, collect, intArg, numberArg, withCommon } from '../common.js';
 import type { CliEnv, CommonOptions } from '../env.js';
 import { CliError, UsageError } from '../errors.js';
 import { formatTable } from '../output.js';
@@ -55,14 +55,14 @@ export function withSamClipOptions(cmd: Command): Command {
     .option('--sam <file>', 'SAM checkpoint for composite mode (default: the pulled sam-vit-b in the cache)')
     .option('--clip <file>', 'CLIP / OpenCLIP checkpoint for composite mode (default: the pulled clip-vit-b-16 in the cache)')
     .option('--random-weights [kind]', `seeded random weights (meaningless output, for trying the tool): 'samclip-tiny' (default; a tiny SAM-CLIP bundle, seconds) or 'vit-b' (full-size composite; slow on a CPU adapter)`)
-    .option('--seed <n>', 'seed of --random-weights', intArg('--seed'))
+    .option('--seed <n>', 'seed of --random-weights', intArg('--seed', 0, MAX_SEED))
     .option('--cache <dir>', 'weights cache (default $SAMCLIP_CACHE or ~/.cache/samclip)')
     .option('--dtype <dtype>', 'GPU storage of weight matrices: f32 or f16 (needs shader-f16)', 'f32')
     .option('-t, --template <text>', "prompt template with one '{}' (repeatable; default: the 80 ImageNet templates)", collect)
     .option('--raw-labels', "use the class names as they are (template '{}')")
     .option('--act <act>', "CLIP activation when the checkpoint does not say: 'quick_gelu' (OpenAI) or 'gelu' (OpenCLIP)")
-    .option('--text-heads <n>', 'CLIP text attention heads when the checkpoint does not say', intArg('--text-heads', 1))
-    .option('--vision-heads <n>', 'CLIP vision attention heads when the checkpoint does not say', intArg('--vision-heads', 1));
+    .option('--text-heads <n>', 'CLIP text attention heads when the checkpoint does not say', intArg('--text-heads', 1, 128))
+    .option('--vision-heads <n>', 'CLIP vision attention heads when the checkpoint does not say', intArg('--vision-heads', 1, 128));
 }
 
 /** Template choice from --template / --raw-labels (checked). */

@@ -25,7 +25,7 @@ export function registerInspect(weights: Command, env: CliEnv): void {
       .command('inspect')
       .description('list tensors (key, shape, dtype), totals, detected family and metadata of a .safetensors or .pth file')
       .argument('<file>', 'checkpoint (.safetensors, or a PyTorch .pth/.pt zip)')
-      .option('--limit <n>', 'show at most n tensors in the text listing', intArg('--limit'))
+      .option('--limit <n>', 'show at most n tensors in the text listing', intArg('--limit', 0, 1_000_000))
       .option('--summary', 'totals, family and metadata only'),
   ).action(async (file: string, opts: InspectOptions) => {
     await checkReadable(file, 'checkpoint');

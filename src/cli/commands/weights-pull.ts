@@ -48,7 +48,7 @@ export function registerPull(weights: Command, env: CliEnv): void {
       .option('--cache <dir>', 'cache directory (default $SAMCLIP_CACHE or ~/.cache/samclip)')
       .option('--url <url>', 'download from this URL instead of the registry one')
       .option('--sha256 <hex>', 'expected SHA-256 of the file')
-      .option('--retries <n>', 'extra attempts after failures that made no progress', intArg('--retries'), 3)
+      .option('--retries <n>', 'extra attempts after failures that made no progress', intArg('--retries', 0, 100), 3)
       .option('--max-bytes <size>', 'refuse a body longer than this when the server declares no length', bytesArg('--max-bytes'), DEFAULT_MAX_BYTES)
       .option('--force', 'download again even if the file is in the cache'),
   ).action(async (name: string, opts: PullOptions) => {

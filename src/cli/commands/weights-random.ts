@@ -1,7 +1,7 @@
 /** `samclip weights random`: seeded random weights with the real key names (tests, benchmarks). */
 import type { Command } from 'commander';
 import { RANDOM_FAMILIES, type RandomDType, type RandomFamily, planRandomWeights, writeRandomWeights } from '../../weights/random.js';
-import { intArg, withCommon } from '../common.js';
+import { MAX_SEED, intArg, withCommon } from '../common.js';
 import type { CliEnv, CommonOptions } from '../env.js';
 import { UsageError } from '../errors.js';
 import { formatBytes, formatCount } from '../output.js';
@@ -25,7 +25,7 @@ export function registerRandom(weights: Command, env: CliEnv): void {
       .description('write seeded random weights with real checkpoint names and shapes (masks/labels from them are meaningless)')
       .requiredOption('--family <family>', `one of ${RANDOM_FAMILIES.join(', ')}`)
       .requiredOption('-o, --out <file>', 'output .safetensors file')
-      .option('--seed <n>', 'generator seed', intArg('--seed'), 0)
+      .option('--seed <n>', 'generator seed', intArg('--seed', 0, MAX_SEED), 0)
       .option('--dtype <dtype>', 'stored dtype: f32, f16 or bf16', 'f32')
       .option('--names <style>', "SAM only: 'official' (segment-anything) or 'hf' (Hugging Face) key names", 'official')
       .option('--force', 'overwrite an existing output file'),
