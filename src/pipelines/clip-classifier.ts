@@ -29,6 +29,7 @@ import type { ClipTokenizer } from '../text/clip-tokenizer.js';
 import { loadClipTokenizer } from '../text/clip-vocabulary.js';
 import { clipNormalize } from '../text/text-cleanup.js';
 import { IMAGENET_TEMPLATES } from '../text/imagenet-templates.js';
+import { fillTemplate, identicalAfterTruncation, shortName } from '../text/truncation.js';
 
 /** Largest input side: 73 x 73 tokens at patch 14, already 50x the native 224-px cost of ViT-L/14. */
 export const MAX_INPUT_SIZE = 1024;
@@ -300,7 +301,15 @@ export class ClipClassifier {
   private async classEmbeddingsPaced(labels: readonly string[], templates: readonly string[], pacer: Pacer | null): Promise<Float32Array[]> {
     checkLabels(labels);
     checkTemplates(templates);
-    const prompts = labels.flatMap((l) => templates.map((t) => t.replace('{}', l)));
+    const context = this.model.config.text?.contextLength;
+    const same = identicalAfterTruncation(this.tokenizer, labels, templates, context);
+    if (same) {
+      const [i, j] = same;
+      throw new ClipError(
+        `classify: labels ${i} (${shortName(labels[i]!)}) and ${j} (${shortName(labels[j]!)}) become identical when CLIP cuts each prompt to ${context ?? 77} tokens; they would get the same embedding and split their score. Make them differ earlier.`,
+      );
+    }
+    const prompts = labels.flatMap((l) => templates.map((t) => fillTemplate(t, l)));
     const emb = await this.encodeTextPaced(prompts, pacer);
     const E = emb[0]!.length;
     return labels.map((_, c) => {

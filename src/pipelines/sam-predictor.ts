@@ -239,7 +239,8 @@ export class SamPredictor {
         for (let k = 0; k < labels.length; k++) {
           const x = pts[2 * k]!;
           const y = pts[2 * k + 1]!;
-          if (!Number.isFinite(x) || !Number.isFinite(y) || x < 0 || y < 0 || x > W || y > H) {
+          if (!Number.isFinite(x) || !Number.isFinite(y)) throw new PromptError(`${what}: point ${k} is (${x}, ${y}); coordinates must be finite numbers`);
+          if (x < 0 || y < 0 || x > W || y > H) {
             throw new PromptError(`${what}: point ${k} (${x}, ${y}) lies outside the ${W}x${H} image (x in [0, ${W}], y in [0, ${H}])`);
           }
           const l = labels[k]!;
@@ -253,7 +254,8 @@ export class SamPredictor {
       const b = Array.from(p.box as ArrayLike<number>);
       if (b.length !== 4) throw new PromptError(`${what}: a box is [x0, y0, x1, y1], got ${b.length} numbers`);
       const [x0, y0, x1, y1] = b as [number, number, number, number];
-      if (!b.every(Number.isFinite) || x0 < 0 || y0 < 0 || x1 > W || y1 > H) {
+      if (!b.every(Number.isFinite)) throw new PromptError(`${what}: box [${b.join(', ')}] has a non-finite coordinate`);
+      if (x0 < 0 || y0 < 0 || x1 > W || y1 > H) {
         throw new PromptError(`${what}: box [${b.join(', ')}] lies outside the ${W}x${H} image`);
       }
       if (x0 > x1 || y0 > y1) throw new PromptError(`${what}: box [${b.join(', ')}] has x0 > x1 or y0 > y1 (expected [x0, y0, x1, y1])`);
@@ -267,8 +269,13 @@ export class SamPredictor {
         if (t.ndim < 2 || t.ndim > 4 || t.size !== L * L || t.shape[t.ndim - 1] !== L || t.shape[t.ndim - 2] !== L) {
           throw new PromptError(`${what}: mask input must be 1 x ${L} x ${L} low-res logits, got a tensor [${t.shape.join(', ')}]`);
         }
-      } else if ((m as ArrayLike<number>).length !== L * L) {
-        throw new PromptError(`${what}: mask input has ${(m as ArrayLike<number>).length} values; expected 1 x ${L} x ${L} low-res logits (${L * L})`);
+      } else {
+        const a = m as ArrayLike<number>;
+        if (a.length !== L * L) throw new PromptError(`${what}: mask input has ${a.length} values; expected 1 x ${L} x ${L} low-res logits (${L * L})`);
+        // One NaN or Inf would turn every output logit into NaN (an empty mask, no error).
+        for (let j = 0; j < a.length; j++) {
+          if (!Number.isFinite(a[j]!)) throw new PromptError(`${what}: mask input value ${j} (row ${Math.floor(j / L)}, column ${j % L}) is ${a[j]}; logits must be finite`);
+        }
       }
       out.mask = m;
     }

@@ -11,6 +11,7 @@ export {
 } from './clip-tokenizer.js';
 export { loadClipTokenizer, clipBpeUrl, CLIP_BPE_ASSET, type LoadClipTokenizerOptions } from './clip-vocabulary.js';
 export { TokenizerError } from './tokenizer-error.js';
+export { identicalAfterTruncation, fillTemplate } from './truncation.js';
 export { clipNormalize, basicClean, whitespaceClean } from './text-cleanup.js';
 export { fixText } from './ftfy.js';
 export { pythonHtmlUnescape } from './html-unescape.js';

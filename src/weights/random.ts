@@ -19,6 +19,7 @@
  */
 import { f32ToF16Bits } from '../gpu/dtype.js';
 import { SamclipError } from '../gpu/errors.js';
+import { SAM_ARCHITECTURES } from '../model/sam/architectures.js';
 import { type InitKind, type SamConfig, type TensorSpec, samConfigMetadata, samTensorSpec } from '../model/sam/config.js';
 import { SAMCLIP_METADATA_KEY, type SamclipConfig, samclipMetadataJson, samclipTensorSpec } from '../model/samclip/bundle.js';
 import { samOfficialToHf } from './families/sam-hf.js';
@@ -35,34 +36,8 @@ export class RandomWeightsError extends SamclipError {
 
 // ------------------------------------------------------------------ configurations
 
-const SAM_HEAD: Omit<SamConfig, 'embedDim' | 'depth' | 'numHeads' | 'mlpDim' | 'globalAttnIndexes'> = {
-  imgSize: 1024,
-  patchSize: 16,
-  windowSize: 14,
-  outChans: 256,
-  posEmbedGrid: 64,
-  promptEmbedDim: 256,
-  imageEmbeddingSize: 64,
-  maskInChans: 16,
-  decoderDepth: 2,
-  decoderHeads: 8,
-  decoderMlpDim: 2048,
-  numMultimaskOutputs: 3,
-  iouHeadDepth: 3,
-  iouHeadHiddenDim: 256,
-};
-
-/** segment_anything/build_sam.py's three models, and the reference fixtures' tiny one. */
-export const SAM_PRESETS: Readonly<Record<'sam-vit-b' | 'sam-vit-l' | 'sam-vit-h' | 'sam-tiny', SamConfig>> = {
-  'sam-vit-b': { ...SAM_HEAD, embedDim: 768, depth: 12, numHeads: 12, mlpDim: 3072, globalAttnIndexes: [2, 5, 8, 11] },
-  'sam-vit-l': { ...SAM_HEAD, embedDim: 1024, depth: 24, numHeads: 16, mlpDim: 4096, globalAttnIndexes: [5, 11, 17, 23] },
-  'sam-vit-h': { ...SAM_HEAD, embedDim: 1280, depth: 32, numHeads: 16, mlpDim: 5120, globalAttnIndexes: [7, 15, 23, 31] },
-  'sam-tiny': {
-    imgSize: 256, patchSize: 16, embedDim: 96, depth: 4, numHeads: 3, mlpDim: 384, windowSize: 7, globalAttnIndexes: [1, 3],
-    outChans: 64, posEmbedGrid: 16, promptEmbedDim: 64, imageEmbeddingSize: 16, maskInChans: 16, decoderDepth: 2,
-    decoderHeads: 4, decoderMlpDim: 128, numMultimaskOutputs: 3, iouHeadDepth: 3, iouHeadHiddenDim: 64,
-  },
-};
+/** segment_anything/build_sam.py's three models, and the reference fixtures' tiny one (src/model/sam/architectures.ts). */
+export const SAM_PRESETS: Readonly<Record<'sam-vit-b' | 'sam-vit-l' | 'sam-vit-h' | 'sam-tiny', SamConfig>> = SAM_ARCHITECTURES;
 
 /** OpenAI CLIP (clip/model.py build_model) hyper-parameters. OpenAI models use QuickGELU. */
 export interface ClipPreset {

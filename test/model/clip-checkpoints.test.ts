@@ -63,8 +63,11 @@ function widened(make: Maker): Maker {
   };
 }
 
+/** The fixture model's name, as its file records it: non-standard towers must say what they are. */
+const TINY_NAME = { model: 'clip_tiny' };
+
 /** The tiny weights under their OpenAI names, stored with `make` (F32 / F16 / BF16). */
-function openaiFile(make: Maker = f32Tensor, metadata?: Record<string, string>, edit?: (list: BuildTensor[]) => void): SafetensorsFile {
+function openaiFile(make: Maker = f32Tensor, metadata: Record<string, string> = TINY_NAME, edit?: (list: BuildTensor[]) => void): SafetensorsFile {
   const list = [...tensors].map(([k, t]) => make(k, t.shape, t.data));
   edit?.(list);
   return SafetensorsFile.fromBytes(buildSafetensors(list, { metadata }), 'tiny-openai.safetensors');
@@ -97,7 +100,7 @@ function hfFile(): SafetensorsFile {
   list.push(i64Tensor('text_model.embeddings.position_ids', [1, 77], Array.from({ length: 77 }, (_, i) => BigInt(i))));
   list.push(i64Tensor('vision_model.embeddings.position_ids', [1, 17], Array.from({ length: 17 }, (_, i) => BigInt(i))));
   list.reverse(); // file order must not matter
-  return SafetensorsFile.fromBytes(buildSafetensors(list), 'tiny-hf.safetensors');
+  return SafetensorsFile.fromBytes(buildSafetensors(list, { metadata: TINY_NAME }), 'tiny-hf.safetensors');
 }
 
 async function features(ctx: GpuContext, m: ClipModel): Promise<{ image: Float32Array; text: Float32Array }> {
@@ -198,7 +201,7 @@ describe('activation and head-count choices', () => {
   it('metadata clip.act / hidden_act / quick_gelu choose the activation; the option wins', async () => {
     const ctx = gpu();
     const pick = async (meta: Record<string, string> | undefined, act?: 'gelu' | 'quick_gelu') => {
-      const m = await loadClip(ctx, openaiFile(f32Tensor, meta), { textHeads: 4, act, towers: 'text' });
+      const m = await loadClip(ctx, openaiFile(f32Tensor, { ...TINY_NAME, ...meta }), { textHeads: 4, act, towers: 'text' });
       const a = m.config.act;
       m.dispose();
       return a;
@@ -212,15 +215,33 @@ describe('activation and head-count choices', () => {
     await expect(pick({ 'clip.act': 'swish' })).rejects.toThrow(/metadata 'clip.act': activation 'swish' is not supported/);
   });
 
-  it('text heads from metadata clip.text_heads; the derived count otherwise', async () => {
+  it('text heads from the named architecture; metadata clip.text_heads and the option must agree with it', async () => {
     const ctx = gpu();
-    const m = await loadClip(ctx, openaiFile(f32Tensor, { 'clip.text_heads': '4' }), { towers: 'text' });
+    const m = await loadClip(ctx, openaiFile(f32Tensor, { ...TINY_NAME, 'clip.text_heads': '4' }), { towers: 'text' });
     expect(m.config.text!.heads).toBe(4);
     m.dispose();
     const d = await loadClip(ctx, openaiFile(), { towers: 'text' });
-    expect(d.config.text!.heads).toBe(1); // 64 // 64, as upstream build_model
+    expect(d.config.text!.heads).toBe(4); // clip_tiny's transformer_heads, not 64 // 64
     d.dispose();
     await expect(loadClip(ctx, openaiFile(), { textHeads: 3 })).rejects.toThrow(/width 64 cannot be split into 3 heads/);
+    await expect(loadClip(ctx, openaiFile(), { textHeads: 2 })).rejects.toThrow(/text tower does not match clip_tiny .*2 heads were given, the architecture has 4/);
+  });
+
+  it('strict architecture: an unnamed non-standard model needs an explicit config; a cut-off block is named', async () => {
+    const ctx = gpu();
+    await expect(loadClip(ctx, openaiFile(f32Tensor, {}), { towers: 'text' })).rejects.toThrow(/a text tower of width 64 .* is not a standard CLIP \/ OpenCLIP tower .* explicit configuration/);
+    const config = { text: { width: 64, layers: 2, heads: 4, mlpWidth: 256 }, vision: { width: 96, layers: 2, heads: 1, mlpWidth: 384 } };
+    const x = await loadClip(ctx, openaiFile(f32Tensor, {}), { config });
+    expect(x.config.text!.heads).toBe(4);
+    x.dispose();
+    const cut = openaiFile(f32Tensor, TINY_NAME, (l) => l.splice(0, l.length, ...l.filter((t) => !t.name.startsWith('visual.transformer.resblocks.1.'))));
+    await expect(loadClip(ctx, cut)).rejects.toThrow(
+      /the vision tower does not match clip_tiny .*: 12 missing tensor\(s\): 'visual\.transformer\.resblocks\.1\.attn\.in_proj_weight' \[288, 96\]/,
+    );
+    // The same file with an explicit config saying one block is what the caller asked for.
+    const one = await loadClip(ctx, cut, { config: { ...config, vision: { ...config.vision, layers: 1 } } });
+    expect(one.config.vision!.layers).toBe(1);
+    one.dispose();
   });
 
   it('towers: vision-only and text-only models', async () => {

@@ -60,7 +60,8 @@ function build(opts: {
     const dtype = opts.dtype ?? 'F32';
     entries.push({ name: (opts.rename ?? ((x) => x))(k), dtype, shape: v.shape, data: encodeValues(v.data, dtype) });
   }
-  return SafetensorsFile.fromBytes(encodeSafetensors(entries, opts.metadata), opts.name ?? 'test.safetensors');
+  // The fixture's architecture is named as its file names it (non-standard SAMs must say what they are).
+  return SafetensorsFile.fromBytes(encodeSafetensors(entries, { model: 'sam_tiny', ...opts.metadata }), opts.name ?? 'test.safetensors');
 }
 
 async function embed(ctx: GpuContext, w: Weights, cfg: SamConfig): Promise<Float32Array> {
@@ -136,7 +137,7 @@ describe('Hugging Face names', () => {
     const entries: SafetensorsTensor[] = [...official].map(([k, v]) => ({ name: samOfficialToHf(k), dtype: 'F32', shape: v.shape, data: v.data }));
     // An older export: the tied copy too (zeros here, so using it by mistake would show).
     entries.push({ name: 'prompt_encoder.shared_embedding.positional_embedding', dtype: 'F32', shape: pe.shape, data: new Float32Array(pe.data.length) });
-    const file = SafetensorsFile.fromBytes(encodeSafetensors(entries), 'tied.safetensors');
+    const file = SafetensorsFile.fromBytes(encodeSafetensors(entries, { model: 'sam_tiny' }), 'tied.safetensors');
     const { weights } = await loadSamWeights(gpu(), file);
     const got = await readTensor(gpu(), weights.get('prompt_encoder.pe_layer.positional_encoding_gaussian_matrix'));
     expect(Array.from(got)).toEqual(Array.from(pe.data));

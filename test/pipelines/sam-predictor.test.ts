@@ -221,6 +221,16 @@ describe('SamPredictor errors', () => {
     await expect(predictor.predict(emb, { box: [0, 0, 1801, 100] })).rejects.toThrow(/box \[0, 0, 1801, 100\] lies outside the 1800x1200 image/);
     await expect(predictor.predict(emb, { box: [300, 0, 100, 100] })).rejects.toThrow(/x0 > x1/);
   });
+  it('NaN or Inf in points, boxes and mask inputs', async () => {
+    await expect(predictor.predict(emb, { points: [[Number.NaN, 30]], labels: [1] })).rejects.toThrow(/point 0 is \(NaN, 30\); coordinates must be finite/);
+    await expect(predictor.predict(emb, { points: [[10, Infinity]], labels: [1] })).rejects.toThrow(/point 0 is \(10, Infinity\)/);
+    await expect(predictor.predict(emb, { box: [0, 0, Number.NaN, 100] })).rejects.toThrow(/box \[0, 0, NaN, 100\] has a non-finite coordinate/);
+    const mask = new Float32Array(64 * 64);
+    mask[64 * 3 + 5] = Number.NaN;
+    await expect(predictor.predict(emb, { maskInput: mask })).rejects.toThrow(/mask input value 197 \(row 3, column 5\) is NaN; logits must be finite/);
+    mask[64 * 3 + 5] = -Infinity;
+    await expect(predictor.predict(emb, { points: [[10, 10]], labels: [1], maskInput: mask })).rejects.toThrow(/is -Infinity/);
+  });
   it('a mask input of the wrong size', async () => {
     await expect(predictor.predict(emb, { maskInput: new Float32Array(256 * 256) })).rejects.toThrow(/mask input has 65536 values; expected 1 x 64 x 64/);
     const t = gpu().upload(new Float32Array(32 * 128), [1, 32, 128]);

@@ -13,6 +13,7 @@ import { readTensor } from '../../kernels/copy.js';
 import { l2Normalize } from '../../kernels/l2-normalize.js';
 import { matmul } from '../../kernels/matmul.js';
 import type { Weights } from '../../weights/weights.js';
+import { type ClipArchitecture, strictTower } from './architectures.js';
 import { ClipError, type ClipAct, type TextConfig, type VisionConfig, headsOverride, resolveAct, textConfigFromWeights, visionConfigFromWeights } from './config.js';
 import { type TextForwardOptions, TextTransformer, type TokenIds } from './text.js';
 import { type PosEmbedInterpolation, type VisionForwardOptions, VisionTransformer } from './vision.js';
@@ -25,6 +26,12 @@ export interface ClipModelOptions {
   /** Which towers to build (default: every tower the weights hold). */
   towers?: 'both' | 'vision' | 'text';
   posEmbedInterpolation?: PosEmbedInterpolation;
+  /**
+   * The towers' architecture, for a non-standard model that does not describe itself (see
+   * architectures.ts): without it only standard CLIP / OpenCLIP towers, known named models and
+   * self-describing files load, and a tower that differs from its architecture is an error.
+   */
+  config?: ClipArchitecture;
   /** Identity used by caches (text embeddings); defaults to file, family, size and options. */
   id?: string;
 }
@@ -70,8 +77,10 @@ export class ClipModel {
     if (towers === 'text' && !hasText) throw new ClipError(`${w.file}: towers 'text' requested, but the file has no text tower ('token_embedding.weight')`);
     const wantVision = hasVision && towers !== 'text';
     const wantText = hasText && towers !== 'vision';
-    const vcfg = wantVision ? visionConfigFromWeights(w, 'visual.', act, { heads: headsOverride(w.metadata, w.file, 'vision', opts.visionHeads) }) : null;
-    const tcfg = wantText ? textConfigFromWeights(w, '', act, { heads: headsOverride(w.metadata, w.file, 'text', opts.textHeads) }) : null;
+    const vHeads = headsOverride(w.metadata, w.file, 'vision', opts.visionHeads);
+    const tHeads = headsOverride(w.metadata, w.file, 'text', opts.textHeads);
+    const vcfg = wantVision ? strictTower(w, 'vision', 'visual.', visionConfigFromWeights(w, 'visual.', act, { heads: vHeads }), vHeads, opts.config?.vision) : null;
+    const tcfg = wantText ? strictTower(w, 'text', '', textConfigFromWeights(w, '', act, { heads: tHeads }), tHeads, opts.config?.text) : null;
     if (vcfg && tcfg && vcfg.embedDim !== tcfg.embedDim) {
       throw new ClipError(`${w.file}: the vision projection gives ${vcfg.embedDim}-d features, the text projection ${tcfg.embedDim}-d`);
     }

@@ -11,6 +11,7 @@ import { type Family, detectFamily } from '../../weights/families.js';
 import { samHfRenameTable } from '../../weights/families/sam-hf.js';
 import { type SafetensorsFile, openSafetensors } from '../../weights/safetensors.js';
 import { type RenameTable, WeightError, Weights } from '../../weights/weights.js';
+import { resolveSamArchitecture } from './architectures.js';
 import { type SamConfig, type WeightShapes, samConfigFromWeights, samTensorSpec } from './config.js';
 
 export interface LoadSamOptions {
@@ -20,6 +21,13 @@ export interface LoadSamOptions {
   family?: Family;
   /** Hyper-parameters the shapes cannot tell (the mask decoder's head count), if the file lacks metadata. */
   overrides?: Partial<SamConfig>;
+  /**
+   * The complete architecture to check the file against, for a non-standard SAM whose file does
+   * not describe itself. Without it, loading accepts only the standard ViT-B/L/H, a known model
+   * named by the file's metadata, or a file whose metadata carries its configuration (see
+   * architectures.ts); anything that differs from it is an error naming the tensors.
+   */
+  config?: SamConfig;
 }
 
 const SAM_PARTS = /^(image_encoder|prompt_encoder|mask_decoder)\./;
@@ -50,23 +58,36 @@ export function samLoadPlan(file: SafetensorsFile, family: Family): { table: Ren
   }
 }
 
-/** Strictness against the configuration: every expected tensor present with its shape, nothing else. */
-export function checkSamWeights(w: WeightShapes, cfg: SamConfig): void {
+/** Up to `n` items, then how many more. */
+function listSome(items: string[], n = 8): string {
+  return `${items.slice(0, n).join(', ')}${items.length > n ? `, ... (${items.length - n} more)` : ''}`;
+}
+
+/**
+ * Strictness against the configuration: every expected tensor present with its shape, nothing
+ * else. All differences are reported at once (a model with its last block removed names every
+ * tensor of that block); `against` says which architecture the configuration is.
+ */
+export function checkSamWeights(w: WeightShapes, cfg: SamConfig, against?: string): void {
   const spec = samTensorSpec(cfg);
   const expected = new Set<string>();
+  const missing: string[] = [];
+  const misshaped: string[] = [];
   for (const s of spec) {
     expected.add(s.name);
     const got = w.shape(s.name);
-    if (!got) throw new WeightError(`${w.file} (${w.family}): missing tensor '${s.name}' ${fmtShape(s.shape)}`);
-    if (fmtShape(got) !== fmtShape(s.shape)) {
-      throw new WeightError(`${w.file} (${w.family}): tensor '${s.name}' has shape ${fmtShape(got)}, expected ${fmtShape(s.shape)}`);
-    }
+    if (!got) missing.push(`'${s.name}' ${fmtShape(s.shape)}`);
+    else if (fmtShape(got) !== fmtShape(s.shape)) misshaped.push(`tensor '${s.name}' has shape ${fmtShape(got)}, expected ${fmtShape(s.shape)}`);
   }
-  const extra = w.keys().filter((k) => !expected.has(k));
-  if (extra.length) {
-    const shown = extra.slice(0, 8).map((k) => `'${k}' ${fmtShape(w.shape(k)!)}`);
-    throw new WeightError(`${w.file} (${w.family}): ${extra.length} unexpected tensor(s) for SAM: ${shown.join(', ')}${extra.length > 8 ? ', ...' : ''}`);
-  }
+  const extra = w.keys().filter((k) => !expected.has(k)).map((k) => `'${k}' ${fmtShape(w.shape(k)!)}`);
+  if (!missing.length && !misshaped.length && !extra.length) return;
+  const problems: string[] = [];
+  if (missing.length === 1) problems.push(`missing tensor ${missing[0]}`);
+  else if (missing.length) problems.push(`${missing.length} missing tensors: ${listSome(missing)}`);
+  if (misshaped.length) problems.push(listSome(misshaped, 4));
+  if (extra.length) problems.push(`${extra.length} unexpected tensor(s) for SAM: ${listSome(extra)}`);
+  const arch = against ? ` (checked against ${against}: depth ${cfg.depth}, width ${cfg.embedDim}, ${cfg.numHeads} heads, MLP ${cfg.mlpDim})` : '';
+  throw new WeightError(`${w.file} (${w.family}): ${problems.join('; ')}${arch}`);
 }
 
 /** Canonical names and shapes a load would produce, read from the header alone. */
@@ -99,8 +120,10 @@ export async function loadSamWeights(
     const { table, include } = samLoadPlan(file, family);
     // Names, shapes and the configuration come from the header: a bad file fails before any upload.
     const shapes = plannedShapes(file, family, table, include);
-    const config = samConfigFromWeights(shapes, opts.overrides);
-    checkSamWeights(shapes, config);
+    const derived = samConfigFromWeights(shapes, opts.overrides);
+    const arch = resolveSamArchitecture(shapes, derived, opts.config);
+    const config = Object.freeze({ ...arch.config, ...opts.overrides }) as SamConfig;
+    checkSamWeights(shapes, config, arch.source);
     const weights = await Weights.load(ctx, file, table, { dtype: opts.dtype, include });
     return { weights, config };
   } finally {

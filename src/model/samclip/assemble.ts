@@ -25,8 +25,9 @@ import { type SafetensorsStreamEntry, encodeSafetensors } from '../../weights/sa
 import { randomTensor } from '../../weights/random.js';
 import { type RenameTable, Weights } from '../../weights/weights.js';
 import { type ClipAct, headsOverride, resolveAct } from '../clip/config.js';
+import { resolveSamArchitecture } from '../sam/architectures.js';
 import { type WeightShapes, samConfigFromWeights } from '../sam/config.js';
-import { CLIP_HEAD_PREFIX, type ClipHeadConfig, SAMCLIP_METADATA_KEY, type SamclipConfig, SamclipBundleError, type SamclipMetadata, clipHeadTensorSpec, readSamclipMetadata, samclipConfigFromShapes, samclipMetadataJson } from './bundle.js';
+import { CLIP_HEAD_PREFIX, type ClipHeadConfig, SAMCLIP_METADATA_KEY, type SamclipConfig, SamclipBundleError, type SamclipMetadata, clipHeadTensorSpec, readSamclipMetadata, samBundleMetadata, samclipConfigFromShapes, samclipMetadataJson } from './bundle.js';
 
 export interface AssembleSources {
   sam: SafetensorsFile;
@@ -121,14 +122,16 @@ export function planBundle(src: AssembleSources, opts: AssembleOptions = {}): As
 
   // What shapes cannot tell, from options and the sources' own metadata.
   const samShapes = shapesView(src.sam.name, out, src.sam.metadata, (k) => SAM_PART.test(k));
-  const decoderHeads = samConfigFromWeights(samShapes).decoderHeads;
+  // The SAM source's architecture (standard, named or described by its metadata) goes into the
+  // bundle's metadata, so the bundle is checked against it like any SAM checkpoint.
+  const samArch = resolveSamArchitecture(samShapes, samConfigFromWeights(samShapes)).config;
   const fromBundle = (f: SafetensorsFile): SamclipMetadata => (f.metadata[SAMCLIP_METADATA_KEY] ? readSamclipMetadata(f.name, f.metadata) : {});
   const clipMeta = fromBundle(src.clip);
   const textHeads = opts.textHeads ?? clipMeta.text?.heads ?? headsOverride(src.clip.metadata, src.clip.name, 'text');
   const textAct = opts.textAct ?? (clipMeta.text?.act as ClipAct | undefined) ?? resolveAct(src.clip.metadata, src.clip.name);
   const headMeta = fromBundle(src.head).clip_head;
   const partial: SamclipMetadata = {
-    mask_decoder: { num_heads: decoderHeads },
+    ...samBundleMetadata(samArch),
     text: { act: textAct, ...(textHeads !== undefined ? { heads: textHeads } : {}) },
     ...(headMeta ? { clip_head: { block_norm_eps: headMeta.block_norm_eps, norm_eps: headMeta.norm_eps } } : {}),
     ...(opts.resolutions ? { resolutions: opts.resolutions } : {}),

@@ -16,6 +16,7 @@ import { type SafetensorsFile, openSafetensors } from '../../weights/safetensors
 import { WeightError, Weights } from '../../weights/weights.js';
 import type { ClipAct, TextConfig } from '../clip/config.js';
 import { type SamConfig, type TensorSpec, type WeightShapes, samConfigFromWeights, samTensorSpec } from '../sam/config.js';
+import { resolveSamArchitecture } from '../sam/architectures.js';
 import { checkSamWeights, plannedShapes } from '../sam/load.js';
 
 /** A bundle (or bundle part) that cannot be used; the message names the file and the key. */
@@ -320,8 +321,12 @@ export function samclipConfigFromShapes(w: WeightShapes): SamclipConfig {
   let sam: SamConfig;
   try {
     const heads = meta.mask_decoder?.num_heads;
-    sam = samConfigFromWeights(samShapes, heads !== undefined ? { decoderHeads: heads } : {});
-    checkSamWeights(samShapes, sam);
+    const derived = samConfigFromWeights(samShapes, heads !== undefined ? { decoderHeads: heads } : {});
+    // The bundle's metadata describes its SAM; a bundle without it is checked against the
+    // standard SAM of its width (a truncated backbone must not load as a shallower one).
+    const arch = resolveSamArchitecture(samShapes, derived);
+    sam = Object.freeze({ ...arch.config }) as SamConfig;
+    checkSamWeights(samShapes, sam, arch.source);
   } catch (e) {
     if (e instanceof WeightError) throw new SamclipBundleError(`SAM part: ${e.message}`);
     throw e;
@@ -388,14 +393,9 @@ export function checkBundleKeys(w: WeightShapes, cfg: SamclipConfig): void {
   }
 }
 
-/** The metadata JSON for a configuration (what the assembly tool writes). */
-export function samclipMetadataJson(cfg: SamclipConfig, model = 'samclip'): string {
-  const s = cfg.sam;
-  const h = cfg.clipHead;
-  const t = cfg.text;
-  return JSON.stringify({
-    format: SAMCLIP_BUNDLE_FORMAT,
-    model,
+/** The SAM part of bundle metadata (backbone, prompt encoder, mask decoder) for a SAM configuration. */
+export function samBundleMetadata(s: SamConfig): Required<Pick<SamclipMetadata, 'backbone' | 'prompt_encoder' | 'mask_decoder'>> {
+  return {
     backbone: {
       type: 'sam_vit',
       img_size: s.imgSize,
@@ -427,6 +427,17 @@ export function samclipMetadataJson(cfg: SamclipConfig, model = 'samclip'): stri
       iou_head_depth: s.iouHeadDepth,
       iou_head_hidden_dim: s.iouHeadHiddenDim,
     },
+  };
+}
+
+/** The metadata JSON for a configuration (what the assembly tool writes). */
+export function samclipMetadataJson(cfg: SamclipConfig, model = 'samclip'): string {
+  const h = cfg.clipHead;
+  const t = cfg.text;
+  return JSON.stringify({
+    format: SAMCLIP_BUNDLE_FORMAT,
+    model,
+    ...samBundleMetadata(cfg.sam),
     clip_head: {
       depth: h.depth,
       dim: h.dim,

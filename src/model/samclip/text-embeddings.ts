@@ -21,6 +21,7 @@ import { l2Normalize } from '../../kernels/l2-normalize.js';
 import { reduceMean } from '../../kernels/reduce.js';
 import type { ClipTokenizer } from '../../text/clip-tokenizer.js';
 import { clipNormalize } from '../../text/text-cleanup.js';
+import { fillTemplate, identicalAfterTruncation, shortName } from '../../text/truncation.js';
 import type { TokenIds } from '../clip/text.js';
 
 /** A class list, prompt or template set that cannot be used. */
@@ -116,6 +117,13 @@ export class TextEmbedder {
   async classEmbeddings(ctx: GpuContext, classes: readonly string[], templates: readonly string[], pacer?: Pacer | null): Promise<Float32Array> {
     const names = checkClassList(classes);
     checkTemplates(templates);
+    const same = identicalAfterTruncation(this.tokenizer, names, templates, this.contextLength);
+    if (same) {
+      const [i, j] = same;
+      throw new ClassListError(
+        `classes: ${i} (${shortName(names[i]!)}) and ${j} (${shortName(names[j]!)}) become identical when CLIP cuts each prompt to ${this.contextLength} tokens; they would get the same embedding. Make them differ earlier.`,
+      );
+    }
     const tkey = templates.join('\u0000');
     const D = this.embedDim;
     const missing = names.filter((c) => !this.cache.has(`${tkey}\u0001${c}`));
@@ -136,7 +144,7 @@ export class TextEmbedder {
 
   /** Unit-norm mean of the unit-norm template embeddings of each class: [classes.length * D] on the host. */
   private async embedClasses(ctx: GpuContext, classes: readonly string[], templates: readonly string[]): Promise<Float32Array> {
-    const texts = classes.flatMap((c) => templates.map((t) => t.replace('{}', c)));
+    const texts = classes.flatMap((c) => templates.map((t) => fillTemplate(t, c)));
     const D = this.embedDim;
     const T = ctx.task(); // not an async scope: other calls may run on the context meanwhile
     try {
