@@ -60,6 +60,19 @@ export interface LoadWeightsOptions {
   prefix?: string;
 }
 
+/**
+ * What deriving a configuration reads: a loaded `Weights` set, or the names and shapes a load would
+ * produce, planned from a file header before anything is uploaded (`Weights.planShapes`).
+ */
+export interface WeightShapes {
+  readonly file: string;
+  readonly family: string;
+  readonly metadata: Readonly<Record<string, string>>;
+  has(key: string): boolean;
+  shape(key: string): readonly number[] | undefined;
+  keys(): string[];
+}
+
 interface Planned {
   key: string;
   sources: string[];
@@ -184,6 +197,20 @@ export class Weights {
       throw e;
     }
     return new Weights(source.name, tensors, table?.family ?? 'canonical', source.metadata);
+  }
+
+  /** Canonical names and shapes a load would produce, read from the header alone (for checks before upload). */
+  static planShapes(source: SafetensorsFile, table: RenameTable | null, family: string, include?: (k: string) => boolean): WeightShapes {
+    const shapes = new Map<string, readonly number[]>();
+    for (const [k, p] of Weights.plan(source, table)) if (!include || include(k)) shapes.set(k, p.shape);
+    return {
+      file: source.name,
+      family,
+      metadata: source.metadata,
+      has: (k) => shapes.has(k),
+      shape: (k) => shapes.get(k),
+      keys: () => [...shapes.keys()],
+    };
   }
 
   /** Wrap tensors already on the GPU (tests, composed models). */

@@ -96,3 +96,27 @@ export function u8Tensor(name: string, shape: number[], values: ArrayLike<number
 
 /** Deterministic PRNG for test data and fuzzing. */
 export { mulberry32 as rng } from '../../src/util/mulberry32.js';
+
+/**
+ * A full-size safetensors file on disk whose data section is a hole (sparse zeros): the header is
+ * real, so loaders can be checked against full-size layouts (SAM ViT-B, CLIP ViT-B/16) without
+ * writing hundreds of megabytes. F32 tensors, in the order given.
+ */
+export async function writeSparseSafetensors(path: string, tensors: readonly { name: string; shape: readonly number[] }[], metadata?: Record<string, string>): Promise<number> {
+  const { writeFileSync, truncateSync } = await import('node:fs');
+  const h: Record<string, unknown> = {};
+  if (metadata) h.__metadata__ = metadata;
+  let off = 0;
+  for (const t of tensors) {
+    const bytes = 4 * t.shape.reduce((a, d) => a * d, 1);
+    h[t.name] = { dtype: 'F32', shape: t.shape, data_offsets: [off, off + bytes] };
+    off += bytes;
+  }
+  const json = new TextEncoder().encode(JSON.stringify(h));
+  const head = new Uint8Array(8 + json.length);
+  new DataView(head.buffer).setUint32(0, json.length, true);
+  head.set(json, 8);
+  writeFileSync(path, head);
+  truncateSync(path, head.length + off);
+  return head.length + off;
+}

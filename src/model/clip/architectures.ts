@@ -12,7 +12,7 @@
  * tensors), and a head count given by option or metadata must agree with the architecture's.
  */
 import { fmtShape } from '../../gpu/errors.js';
-import type { Weights } from '../../weights/weights.js';
+import type { WeightShapes } from '../../weights/weights.js';
 import { ClipError, type TowerConfig, VISION_HEAD_WIDTH } from './config.js';
 
 /** What a tower's shapes cannot all tell, and what strictness compares. */
@@ -64,7 +64,7 @@ const NAMED: Readonly<Record<string, Required<ClipArchitecture>>> = {
   clip_tiny: { vision: t(96, 2, 1), text: t(64, 2, 4) },
 };
 
-function metaJson(w: Weights, key: string): Record<string, unknown> | undefined {
+function metaJson(w: WeightShapes, key: string): Record<string, unknown> | undefined {
   const raw = w.metadata[key];
   if (raw === undefined) return undefined;
   try {
@@ -78,7 +78,7 @@ function metaJson(w: Weights, key: string): Record<string, unknown> | undefined 
 const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : undefined);
 
 /** A tower described by the file's metadata, if it describes one completely. */
-function described(w: Weights, tower: Tower): [string, TowerArchitecture] | undefined {
+function described(w: WeightShapes, tower: Tower): [string, TowerArchitecture] | undefined {
   const clip = metaJson(w, 'clip');
   if (clip) {
     const width = num(tower === 'vision' ? clip.visionWidth : clip.transformerWidth);
@@ -127,7 +127,7 @@ function listSome(items: string[], n = 8): string {
  * architecture's head count. `headsGiven` is a count from an option or metadata (undefined when
  * the width rule chose it); `explicit` is the caller's `config` for this tower.
  */
-export function strictTower<C extends TowerConfig>(w: Weights, tower: Tower, prefix: string, cfg: C, headsGiven: number | undefined, explicit?: TowerArchitecture): C {
+export function strictTower<C extends TowerConfig>(w: WeightShapes, tower: Tower, prefix: string, cfg: C, headsGiven: number | undefined, explicit?: TowerArchitecture): C {
   let source: string;
   let arch: TowerArchitecture;
   const named = w.metadata.model !== undefined ? NAMED[w.metadata.model.trim()] : undefined;

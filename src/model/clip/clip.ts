@@ -12,7 +12,7 @@ import type { Tensor } from '../../gpu/tensor.js';
 import { readTensor } from '../../kernels/copy.js';
 import { l2Normalize } from '../../kernels/l2-normalize.js';
 import { matmul } from '../../kernels/matmul.js';
-import type { Weights } from '../../weights/weights.js';
+import type { WeightShapes, Weights } from '../../weights/weights.js';
 import { type ClipArchitecture, strictTower } from './architectures.js';
 import { ClipError, type ClipAct, type TextConfig, type VisionConfig, headsOverride, resolveAct, textConfigFromWeights, visionConfigFromWeights } from './config.js';
 import { type TextForwardOptions, TextTransformer, type TokenIds } from './text.js';
@@ -44,6 +44,34 @@ export interface ClipConfig {
   embedDim: number;
 }
 
+/**
+ * The configuration of the towers `opts` asks for, derived from names and shapes and checked
+ * against their architecture (architectures.ts). Runs on loaded weights or on shapes planned from
+ * a header (loadClip checks before uploading anything).
+ */
+export function clipConfigFrom(w: WeightShapes, opts: ClipModelOptions = {}): { act: ClipAct; vision: VisionConfig | null; text: TextConfig | null; wantVision: boolean; wantText: boolean } {
+  const act = resolveAct(w.metadata, w.file, opts.act);
+  const towers = opts.towers ?? 'both';
+  const hasVision = w.has('visual.conv1.weight');
+  const hasText = w.has('token_embedding.weight');
+  if (!hasVision && !hasText) {
+    const sample = w.keys().slice(0, 4).join(', ');
+    throw new ClipError(`${w.file} (${w.family}): no CLIP tower found (no 'visual.conv1.weight', no 'token_embedding.weight'); keys start with: ${sample}`);
+  }
+  if (towers === 'vision' && !hasVision) throw new ClipError(`${w.file}: towers 'vision' requested, but the file has no vision tower ('visual.conv1.weight')`);
+  if (towers === 'text' && !hasText) throw new ClipError(`${w.file}: towers 'text' requested, but the file has no text tower ('token_embedding.weight')`);
+  const wantVision = hasVision && towers !== 'text';
+  const wantText = hasText && towers !== 'vision';
+  const vHeads = headsOverride(w.metadata, w.file, 'vision', opts.visionHeads);
+  const tHeads = headsOverride(w.metadata, w.file, 'text', opts.textHeads);
+  const vcfg = wantVision ? strictTower(w, 'vision', 'visual.', visionConfigFromWeights(w, 'visual.', act, { heads: vHeads }), vHeads, opts.config?.vision) : null;
+  const tcfg = wantText ? strictTower(w, 'text', '', textConfigFromWeights(w, '', act, { heads: tHeads }), tHeads, opts.config?.text) : null;
+  if (vcfg && tcfg && vcfg.embedDim !== tcfg.embedDim) {
+    throw new ClipError(`${w.file}: the vision projection gives ${vcfg.embedDim}-d features, the text projection ${tcfg.embedDim}-d`);
+  }
+  return { act, vision: vcfg, text: tcfg, wantVision, wantText };
+}
+
 export class ClipModel {
   readonly visual: VisionTransformer | null;
   readonly text: TextTransformer | null;
@@ -65,25 +93,7 @@ export class ClipModel {
 
   /** Build from canonical (OpenAI-named) weights; strict: every tensor must be used. */
   static async create(ctx: GpuContext, w: Weights, opts: ClipModelOptions = {}, idBase = `${w.file}|${w.family}|${w.keys().length}`): Promise<ClipModel> {
-    const act = resolveAct(w.metadata, w.file, opts.act);
-    const towers = opts.towers ?? 'both';
-    const hasVision = w.has('visual.conv1.weight');
-    const hasText = w.has('token_embedding.weight');
-    if (!hasVision && !hasText) {
-      const sample = w.keys().slice(0, 4).join(', ');
-      throw new ClipError(`${w.file} (${w.family}): no CLIP tower found (no 'visual.conv1.weight', no 'token_embedding.weight'); keys start with: ${sample}`);
-    }
-    if (towers === 'vision' && !hasVision) throw new ClipError(`${w.file}: towers 'vision' requested, but the file has no vision tower ('visual.conv1.weight')`);
-    if (towers === 'text' && !hasText) throw new ClipError(`${w.file}: towers 'text' requested, but the file has no text tower ('token_embedding.weight')`);
-    const wantVision = hasVision && towers !== 'text';
-    const wantText = hasText && towers !== 'vision';
-    const vHeads = headsOverride(w.metadata, w.file, 'vision', opts.visionHeads);
-    const tHeads = headsOverride(w.metadata, w.file, 'text', opts.textHeads);
-    const vcfg = wantVision ? strictTower(w, 'vision', 'visual.', visionConfigFromWeights(w, 'visual.', act, { heads: vHeads }), vHeads, opts.config?.vision) : null;
-    const tcfg = wantText ? strictTower(w, 'text', '', textConfigFromWeights(w, '', act, { heads: tHeads }), tHeads, opts.config?.text) : null;
-    if (vcfg && tcfg && vcfg.embedDim !== tcfg.embedDim) {
-      throw new ClipError(`${w.file}: the vision projection gives ${vcfg.embedDim}-d features, the text projection ${tcfg.embedDim}-d`);
-    }
+    const { act, vision: vcfg, text: tcfg, wantVision, wantText } = clipConfigFrom(w, opts);
     const visual = vcfg ? new VisionTransformer(w, 'visual.', vcfg, opts.posEmbedInterpolation) : null;
     const text = tcfg ? new TextTransformer(w, '', tcfg) : null;
     let logitScale = Number.NaN;

@@ -21,7 +21,7 @@
  * (or `visionHeads` / `transformerHeads` in a JSON `clip` entry).
  */
 import { SamclipError } from '../../gpu/errors.js';
-import type { Weights } from '../../weights/weights.js';
+import type { WeightShapes } from '../../weights/weights.js';
 
 /** A CLIP checkpoint, option or input that cannot be used. */
 export class ClipError extends SamclipError {
@@ -74,7 +74,7 @@ export interface ConfigOptions {
   heads?: number;
 }
 
-function shapeOf(w: Weights, key: string, rank: number): readonly number[] {
+function shapeOf(w: WeightShapes, key: string, rank: number): readonly number[] {
   const s = w.shape(key);
   if (!s) throw new ClipError(`${w.file} (${w.family}): missing tensor '${key}', needed to read the model's hyper-parameters`);
   if (s.length !== rank) throw new ClipError(`${w.file} (${w.family}): tensor '${key}' has shape [${s.join(', ')}], expected ${rank} dims`);
@@ -82,7 +82,7 @@ function shapeOf(w: Weights, key: string, rank: number): readonly number[] {
 }
 
 /** Number of `<prefix>transformer.resblocks.N.` blocks, checked to be 0..N-1 without gaps. */
-export function countBlocks(w: Weights, prefix: string): number {
+export function countBlocks(w: WeightShapes, prefix: string): number {
   const re = new RegExp(`^${prefix.replace(/\./g, '\\.')}transformer\\.resblocks\\.(\\d+)\\.`);
   const ids = new Set<number>();
   for (const k of w.keys()) {
@@ -164,7 +164,7 @@ function headsFor(width: number, headWidth: number, option: number | undefined, 
 }
 
 /** The vision tower's hyper-parameters from `<prefix>conv1.weight`, the position table, the blocks and `proj`. */
-export function visionConfigFromWeights(w: Weights, prefix: string, act: ClipAct, opts: { heads?: number } = {}): VisionConfig {
+export function visionConfigFromWeights(w: WeightShapes, prefix: string, act: ClipAct, opts: { heads?: number } = {}): VisionConfig {
   const [width, inCh, patch, patchW] = shapeOf(w, `${prefix}conv1.weight`, 4) as [number, number, number, number];
   if (inCh !== 3 || patch !== patchW) {
     throw new ClipError(`${w.file}: '${prefix}conv1.weight' [${width}, ${inCh}, ${patch}, ${patchW}] is not a square RGB patch embedding`);
@@ -183,7 +183,7 @@ export function visionConfigFromWeights(w: Weights, prefix: string, act: ClipAct
 }
 
 /** The text tower's hyper-parameters from the token and position tables, the blocks and `text_projection`. */
-export function textConfigFromWeights(w: Weights, prefix: string, act: ClipAct, opts: { heads?: number } = {}): TextConfig {
+export function textConfigFromWeights(w: WeightShapes, prefix: string, act: ClipAct, opts: { heads?: number } = {}): TextConfig {
   const [vocabSize, width] = shapeOf(w, `${prefix}token_embedding.weight`, 2) as [number, number];
   const [contextLength, pw] = shapeOf(w, `${prefix}positional_embedding`, 2) as [number, number];
   if (pw !== width) throw new ClipError(`${w.file}: '${prefix}positional_embedding' [${contextLength}, ${pw}] does not match the token width ${width}`);

@@ -9,7 +9,7 @@ import { detectFamily, type Family } from '../../weights/families.js';
 import { CLIP_HF_TABLE } from '../../weights/families/clip-hf.js';
 import type { SafetensorsFile } from '../../weights/safetensors.js';
 import { Weights, weightStorage } from '../../weights/weights.js';
-import { ClipModel, type ClipModelOptions } from './clip.js';
+import { ClipModel, type ClipModelOptions, clipConfigFrom } from './clip.js';
 import { ClipError } from './config.js';
 
 export type ClipFamily = 'clip' | 'clip-hf';
@@ -63,7 +63,10 @@ export async function loadClip(ctx: GpuContext, source: SafetensorsFile, opts: L
   // A tower left out is not uploaded at all (its tensors count as used).
   const towers = opts.towers ?? 'both';
   const include = towers === 'vision' ? (k: string) => !isTextKey(k) : towers === 'text' ? (k: string) => !k.startsWith('visual.') : undefined;
-  const w = await Weights.load(ctx, source, family === 'clip-hf' ? CLIP_HF_TABLE : null, { dtype, include });
+  const table = family === 'clip-hf' ? CLIP_HF_TABLE : null;
+  // Names, shapes and architecture are checked on the header: a wrong file fails before any upload.
+  clipConfigFrom(Weights.planShapes(source, table, table?.family ?? 'canonical', include), opts);
+  const w = await Weights.load(ctx, source, table, { dtype, include });
   try {
     return await ClipModel.create(ctx, w, opts, `${source.name}|${source.dataBytes}|${family}|${dtype}`);
   } catch (e) {

@@ -19,17 +19,9 @@
  * decoder: width 64, 4 heads).
  */
 import { fmtShape } from '../../gpu/errors.js';
-import { WeightError } from '../../weights/weights.js';
+import { WeightError, type WeightShapes } from '../../weights/weights.js';
 
-/** What deriving a configuration reads: a `Weights` set, or shapes planned from a file header. */
-export interface WeightShapes {
-  readonly file: string;
-  readonly family: string;
-  readonly metadata: Readonly<Record<string, string>>;
-  has(key: string): boolean;
-  shape(key: string): readonly number[] | undefined;
-  keys(): string[];
-}
+export type { WeightShapes } from '../../weights/weights.js';
 
 export interface SamConfig {
   imgSize: number;

@@ -92,17 +92,7 @@ export function checkSamWeights(w: WeightShapes, cfg: SamConfig, against?: strin
 
 /** Canonical names and shapes a load would produce, read from the header alone. */
 export function plannedShapes(file: SafetensorsFile, family: string, table: RenameTable | null, include?: (k: string) => boolean): WeightShapes {
-  const plan = Weights.plan(file, table);
-  const shapes = new Map<string, readonly number[]>();
-  for (const [k, p] of plan) if (!include || include(k)) shapes.set(k, p.shape);
-  return {
-    file: file.name,
-    family,
-    metadata: file.metadata,
-    has: (k) => shapes.has(k),
-    shape: (k) => shapes.get(k),
-    keys: () => [...shapes.keys()],
-  };
+  return Weights.planShapes(file, table, family, include);
 }
 
 /**
