@@ -107,7 +107,14 @@ export function lowResMask(p: SamPrediction, i: number): Float32Array {
   return p.lowResLogits.slice(i * n, (i + 1) * n);
 }
 
+/** A prompt field must be an array or typed array (not null, a string or a bare number). */
+function requireArrayLike(v: unknown, what: string, field: string): void {
+  const ok = v !== null && typeof v === 'object' && typeof (v as { length?: unknown }).length === 'number';
+  if (!ok) throw new PromptError(`${what}: ${field} must be an array or a typed array, got ${v === null ? 'null' : typeof v === 'string' ? `the string ${JSON.stringify(v.slice(0, 20))}` : typeof v}`);
+}
+
 function flattenPoints(points: SamPoints, what: string): number[] {
+  requireArrayLike(points, what, 'points');
   const first = (points as ArrayLike<unknown>)[0];
   if (Array.isArray(first)) {
     const out: number[] = [];
@@ -233,6 +240,7 @@ export class SamPredictor {
       if (p.points === undefined) throw new PromptError(`${what}: labels given without points`);
       if (p.labels === undefined) throw new PromptError(`${what}: points given without labels (1 = foreground, 0 = background)`);
       const pts = flattenPoints(p.points, what);
+      requireArrayLike(p.labels, what, 'labels');
       const labels = Array.from(p.labels);
       if (pts.length / 2 !== labels.length) throw new PromptError(`${what}: ${pts.length / 2} points but ${labels.length} labels`);
       if (labels.length > 0) {
@@ -251,6 +259,7 @@ export class SamPredictor {
       }
     }
     if (p.box !== undefined) {
+      requireArrayLike(p.box, what, 'box');
       const b = Array.from(p.box as ArrayLike<number>);
       if (b.length !== 4) throw new PromptError(`${what}: a box is [x0, y0, x1, y1], got ${b.length} numbers`);
       const [x0, y0, x1, y1] = b as [number, number, number, number];
@@ -264,7 +273,9 @@ export class SamPredictor {
     if (p.maskInput !== undefined) {
       const L = this.lowResSize;
       const m = p.maskInput;
-      if ('shape' in m && 'storage' in m) {
+      const isTensor = m !== null && typeof m === 'object' && 'shape' in m && 'storage' in m;
+      if (!isTensor) requireArrayLike(m, what, 'mask input');
+      if (isTensor) {
         const t = m as Tensor;
         if (t.ndim < 2 || t.ndim > 4 || t.size !== L * L || t.shape[t.ndim - 1] !== L || t.shape[t.ndim - 2] !== L) {
           throw new PromptError(`${what}: mask input must be 1 x ${L} x ${L} low-res logits, got a tensor [${t.shape.join(', ')}]`);

@@ -23,9 +23,10 @@ export interface ChildResult {
 }
 
 /** `node --import tsx --expose-gc -e CODE` in the repository root; killed after `timeoutMs`. */
-export function runNode(code: string, opts: { timeoutMs?: number; env?: Record<string, string>; nodeArgs?: string[] } = {}): Promise<ChildResult> {
+export function runNode(code: string, opts: { timeoutMs?: number; env?: Record<string, string>; nodeArgs?: string[]; argv?: string[] } = {}): Promise<ChildResult> {
   return new Promise((ok) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', '--expose-gc', ...(opts.nodeArgs ?? []), '--input-type=module', '-e', code], {
+    // With -e, process.argv is [node, ...argv]: give a script name first so argv.slice(2) works as usual.
+    const child = spawn(process.execPath, ['--import', 'tsx', '--expose-gc', ...(opts.nodeArgs ?? []), '--input-type=module', '-e', code, '--', ...(opts.argv ?? [])], {
       cwd: REPO,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...opts.env },
