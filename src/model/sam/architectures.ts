@@ -13,7 +13,7 @@
  * missing or extra block, another width or MLP size) is an error naming the tensors.
  */
 import { WeightError } from '../../weights/weights.js';
-import type { SamConfig, WeightShapes } from './config.js';
+import { type SamConfig, type WeightShapes, metadataJson } from './config.js';
 
 const SAM_HEAD: Omit<SamConfig, 'embedDim' | 'depth' | 'numHeads' | 'mlpDim' | 'globalAttnIndexes'> = {
   imgSize: 1024,
@@ -65,17 +65,6 @@ export interface SamArchitecture {
   standard: boolean;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function json(w: WeightShapes, key: string): any {
-  const raw = w.metadata[key];
-  if (raw === undefined) return undefined;
-  try {
-    return JSON.parse(raw);
-  } catch {
-    throw new WeightError(`${w.file}: __metadata__["${key}"] is not valid JSON`);
-  }
-}
-
 /** An integer field of a metadata config, or an error naming it. */
 function int(v: unknown, where: string, file: string): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new WeightError(`${file}: metadata ${where} must be a non-negative integer, got ${JSON.stringify(v)}`);
@@ -93,8 +82,8 @@ function grid(v: unknown, where: string, file: string): number {
  * undefined when the file carries neither. Every architectural field must be present.
  */
 export function samConfigFromMetadata(w: WeightShapes): { config: SamConfig; key: string } | undefined {
-  const sam = json(w, 'sam');
-  const bundle = sam === undefined ? json(w, 'samclip') : undefined;
+  const sam = metadataJson(w, 'sam');
+  const bundle = sam === undefined ? metadataJson(w, 'samclip') : undefined;
   const m = sam ?? bundle;
   if (m === undefined) return undefined;
   const key = sam !== undefined ? 'sam' : 'samclip';

@@ -69,8 +69,9 @@ function countIndexed(w: WeightShapes, prefix: string, probe: string): number {
   return n;
 }
 
+/** A JSON value stored under `key` in the file's metadata (undefined when absent). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-function metadataJson(w: WeightShapes, key: string): any {
+export function metadataJson(w: WeightShapes, key: string): any {
   const raw = w.metadata[key];
   if (raw === undefined) return undefined;
   try {
