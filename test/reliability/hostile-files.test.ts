@@ -34,10 +34,18 @@ function describeReport(r: PeakReport): string {
   return `peak growth ${(r.growthBytes / MiB).toFixed(1)} MiB in ${r.ms.toFixed(0)} ms; error ${r.error ? `${r.error.name}: ${r.error.message}` : 'none'}`;
 }
 
+/**
+ * fetch's own read-ahead: undici keeps reading the socket for a moment after the reader stopped
+ * pulling; seen at up to 22 MiB on a heavily loaded machine (usually under 3 MiB). The caller
+ * cannot bound it, so the URL cases get this much more slack.
+ */
+const FETCH_READ_AHEAD = 16 * MiB;
+
 /** Assert the bound and print the measurement (the report of issue 12 quotes these lines). */
-function expectBounded(label: string, r: PeakReport, legitimateBytes: number): void {
-  console.log(`${label}: ${describeReport(r)} (bound ${((2 * legitimateBytes + SLACK) / MiB).toFixed(1)} MiB)`);
-  expect(r.growthBytes, `${label}: ${describeReport(r)}`).toBeLessThanOrEqual(2 * legitimateBytes + SLACK);
+function expectBounded(label: string, r: PeakReport, legitimateBytes: number, extraSlack = 0): void {
+  const bound = 2 * legitimateBytes + SLACK + extraSlack;
+  console.log(`${label}: ${describeReport(r)} (bound ${(bound / MiB).toFixed(1)} MiB)`);
+  expect(r.growthBytes, `${label}: ${describeReport(r)}`).toBeLessThanOrEqual(bound);
 }
 
 const imp = (path: string) => JSON.stringify(join(process.cwd(), path));
@@ -137,7 +145,7 @@ describe('URL sources', () => {
         await fetch(${JSON.stringify(`${server.url}/none`)}).then((r) => r.arrayBuffer());
         await measurePeak(() => SafetensorsFile.fromUrl(${JSON.stringify(url)}));`);
       expect(r.error?.message, describeReport(r)).toMatch(message);
-      expectBounded(`URL /${path}`, r, 256 * 1024);
+      expectBounded(`URL /${path}`, r, 256 * 1024, FETCH_READ_AHEAD);
     });
   }
 });
