@@ -273,14 +273,13 @@ export class SamPredictor {
     if (p.maskInput !== undefined) {
       const L = this.lowResSize;
       const m = p.maskInput;
-      const isTensor = m !== null && typeof m === 'object' && 'shape' in m && 'storage' in m;
-      if (!isTensor) requireArrayLike(m, what, 'mask input');
-      if (isTensor) {
+      if (m !== null && typeof m === 'object' && 'shape' in m && 'storage' in m) {
         const t = m as Tensor;
         if (t.ndim < 2 || t.ndim > 4 || t.size !== L * L || t.shape[t.ndim - 1] !== L || t.shape[t.ndim - 2] !== L) {
           throw new PromptError(`${what}: mask input must be 1 x ${L} x ${L} low-res logits, got a tensor [${t.shape.join(', ')}]`);
         }
       } else {
+        requireArrayLike(m, what, 'mask input');
         const a = m as ArrayLike<number>;
         if (a.length !== L * L) throw new PromptError(`${what}: mask input has ${a.length} values; expected 1 x ${L} x ${L} low-res logits (${L * L})`);
         // One NaN or Inf would turn every output logit into NaN (an empty mask, no error).
