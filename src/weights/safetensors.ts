@@ -118,7 +118,7 @@ export async function openSafetensors(src: string | SafetensorsFile, opts: FromU
   } catch (e) {
     throw new SafetensorsError(src, (e as Error).message);
   }
-  return { file: url === null ? await SafetensorsFile.open(src) : await SafetensorsFile.fromUrl(url, opts), owned: true };
+  return { file: url === null ? await SafetensorsFile.open(src, opts) : await SafetensorsFile.fromUrl(url, opts), owned: true };
 }
 
 export class SafetensorsFile {
@@ -195,9 +195,9 @@ export class SafetensorsFile {
   }
 
   /** A Blob or File (e.g. from a file picker), read lazily: only the header now, each tensor when uploaded. */
-  static async fromBlob(blob: Blob, name = (blob as { name?: string }).name || '<blob>'): Promise<SafetensorsFile> {
+  static async fromBlob(blob: Blob, name = (blob as { name?: string }).name || '<blob>', limits: HeaderLimits = {}): Promise<SafetensorsFile> {
     if (blob.size === 0) throw new SafetensorsError(name, 'empty file (0 bytes), not a safetensors checkpoint');
-    return SafetensorsFile.fromSource(new BlobSource(blob, name));
+    return SafetensorsFile.fromSource(new BlobSource(blob, name), limits);
   }
 
   /** Any byte source (custom storage, tests). Reads the header from it. */
