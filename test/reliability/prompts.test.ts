@@ -13,7 +13,7 @@ import { loadClip } from '../../src/model/clip/load.js';
 import { ClassListError, TextEmbedder } from '../../src/model/samclip/text-embeddings.js';
 import { ClipClassifier } from '../../src/pipelines/clip-classifier.js';
 import { type SamImageEmbedding, SamPredictor, type SamPrompt } from '../../src/pipelines/sam-predictor.js';
-import { loadClipTokenizer } from '../../src/text/clip-tokenizer-node.js';
+import { loadClipTokenizer } from '../../src/text/clip-vocabulary.js';
 import type { ClipTokenizer } from '../../src/text/clip-tokenizer.js';
 import { mulberry32 } from '../../src/util/mulberry32.js';
 import { SafetensorsFile } from '../../src/weights/safetensors.js';
