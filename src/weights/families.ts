@@ -4,10 +4,12 @@
  */
 import { WeightError } from './weights.js';
 
-export type Family = 'sam' | 'sam-hf' | 'clip' | 'clip-hf' | 'samclip';
+export type Family = 'sam' | 'sam-hf' | 'sam2' | 'sam2-hf' | 'clip' | 'clip-hf' | 'samclip';
 
 const SIGNATURES: { family: Family; all: RegExp[]; what: string }[] = [
   { family: 'samclip', all: [/^image_encoder\.patch_embed\./, /^clip_head\./], what: 'image_encoder.* and clip_head.* (SAM-CLIP bundle)' },
+  { family: 'sam2', all: [/^image_encoder\.trunk\.patch_embed\.proj\.weight$/, /^sam_mask_decoder\./], what: 'image_encoder.trunk.* + sam_mask_decoder.* (official SAM 2 / 2.1)' },
+  { family: 'sam2-hf', all: [/^vision_encoder\.backbone\.patch_embed\.projection\.weight$/, /^mask_decoder\./], what: 'vision_encoder.backbone.* + mask_decoder.* (Hugging Face Sam2Model)' },
   { family: 'sam', all: [/^image_encoder\.patch_embed\.proj\.weight$/, /^mask_decoder\./], what: 'image_encoder.patch_embed.proj.weight (official SAM)' },
   { family: 'sam-hf', all: [/^vision_encoder\.patch_embed\./, /^shared_image_embedding\./], what: 'vision_encoder.* + shared_image_embedding.* (Hugging Face SamModel)' },
   { family: 'clip', all: [/^visual\.(conv1|class_embedding)/, /^token_embedding\.weight$/], what: 'visual.conv1.weight + token_embedding.weight (OpenAI / OpenCLIP)' },

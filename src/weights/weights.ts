@@ -34,11 +34,21 @@ export interface FuseRule {
   to: string;
 }
 
+/** Split one source tensor along dim 0 into equal parts, one canonical tensor each. */
+export interface SplitRule {
+  /** Source key pattern (whole key). */
+  from: RegExp;
+  /** Canonical keys, in row order; the source's rows must divide evenly among them. */
+  to: string[];
+}
+
 export interface RenameTable {
   /** Family name, for messages. */
   family: string;
   rules: RenameRule[];
   fuse?: FuseRule[];
+  /** E.g. Hugging Face SAM 2's `point_embed.weight` [4, C] -> the official four [1, C] embeddings. */
+  split?: SplitRule[];
   /** Source keys to drop silently (buffers that carry no information, e.g. position_ids). */
   ignore?: RegExp[];
 }
@@ -79,6 +89,8 @@ interface Planned {
   transpose: boolean;
   reshape?: number[];
   shape: number[];
+  /** Rows [start, end) of the (single) source along dim 0 (split rules). */
+  rows?: [number, number];
 }
 
 export class Weights {
@@ -125,6 +137,23 @@ export class Weights {
         list.forEach((k) => claimed.add(k));
       }
     }
+    for (const sp of table?.split ?? []) {
+      for (const k of source.keys()) {
+        if (!sp.from.test(k) || claimed.has(k)) continue;
+        const src = source.info(k).shape;
+        const n = sp.to.length;
+        if (src.length < 1 || src[0]! % n !== 0) {
+          throw new WeightError(`${source.name}: cannot split '${k}' ${fmtShape(src)} into ${n} tensors (${sp.to.join(', ')}) along its first dim`);
+        }
+        const r = src[0]! / n;
+        sp.to.forEach((to, i) => {
+          const key = prefix + to;
+          if (out.has(key)) throw new WeightError(`${source.name}: '${k}' and another tensor both map to '${key}'`);
+          out.set(key, { key, sources: [k], transpose: false, shape: [r, ...src.slice(1)], rows: [i * r, (i + 1) * r] });
+        });
+        claimed.add(k);
+      }
+    }
     for (const k of source.keys()) {
       if (claimed.has(k)) continue;
       if (table?.ignore?.some((re) => re.test(k))) continue;
@@ -164,7 +193,7 @@ export class Weights {
         if (opts.include && !opts.include(p.key)) continue;
         const dtype = storage === 'f16' && p.shape.length >= 2 ? 'f16' : 'f32';
         let t: Tensor;
-        if (p.sources.length === 1 && !p.transpose) {
+        if (p.sources.length === 1 && !p.transpose && !p.rows) {
           t = await source.upload(ctx, p.sources[0]!, { dtype });
           if (p.reshape) {
             const r = t.reshape(p.reshape);
@@ -174,7 +203,10 @@ export class Weights {
         } else {
           const parts = await Promise.all(p.sources.map((k) => source.readF32(k)));
           let data: Float32Array;
-          if (p.transpose) {
+          if (p.rows) {
+            const rowSize = p.shape.slice(1).reduce((a, d) => a * d, 1);
+            data = parts[0]!.slice(p.rows[0] * rowSize, p.rows[1] * rowSize);
+          } else if (p.transpose) {
             const [r, c] = source.info(p.sources[0]!).shape as [number, number];
             data = new Float32Array(r * c);
             const src = parts[0]!;

@@ -24,6 +24,8 @@ export interface LoadClipOptions extends ClipModelOptions {
 const WHAT: Record<Family, string> = {
   sam: 'an official SAM checkpoint',
   'sam-hf': 'a Hugging Face SAM checkpoint',
+  sam2: 'an official SAM 2 checkpoint',
+  'sam2-hf': 'a Hugging Face SAM 2 checkpoint',
   samclip: 'a SAM-CLIP bundle',
   clip: 'an OpenAI / OpenCLIP CLIP checkpoint',
   'clip-hf': 'a Hugging Face CLIPModel checkpoint',

@@ -45,14 +45,24 @@ export class Linear {
   }
 }
 
-/** common.MLPBlock: lin2(act(lin1(x))). The two-way transformer uses ReLU. */
+/**
+ * common.MLPBlock: lin2(act(lin1(x))). The two-way transformer uses ReLU. SAM 2 builds the same
+ * block from its generic MLP, whose layers are named `layers.0` / `layers.1` (`names`).
+ */
 export class MlpBlock {
   readonly lin1: Linear;
   readonly lin2: Linear;
 
-  constructor(w: Weights, prefix: string, embeddingDim: number, mlpDim: number, readonly act: Activation = 'relu') {
-    this.lin1 = new Linear(w, `${prefix}.lin1`, embeddingDim, mlpDim);
-    this.lin2 = new Linear(w, `${prefix}.lin2`, mlpDim, embeddingDim);
+  constructor(
+    w: Weights,
+    prefix: string,
+    embeddingDim: number,
+    mlpDim: number,
+    readonly act: Activation = 'relu',
+    names: readonly [string, string] = ['lin1', 'lin2'],
+  ) {
+    this.lin1 = new Linear(w, `${prefix}.${names[0]}`, embeddingDim, mlpDim);
+    this.lin2 = new Linear(w, `${prefix}.${names[1]}`, mlpDim, embeddingDim);
   }
 
   forward(ctx: GpuContext, x: Tensor): Tensor {
@@ -61,13 +71,22 @@ export class MlpBlock {
 }
 
 /**
- * mask_decoder.MLP: `numLayers` Linears (`layers.{i}`), ReLU after every one but the last
- * (no sigmoid: SAM builds both of its MLPs with sigmoid_output false).
+ * mask_decoder.MLP: `numLayers` Linears (`layers.{i}`), ReLU after every one but the last, and a
+ * sigmoid after the last with `sigmoidOutput` (SAM builds both of its MLPs without; SAM 2's IoU
+ * head has it).
  */
 export class Mlp {
   readonly layers: Linear[];
 
-  constructor(w: Weights, prefix: string, inputDim: number, hiddenDim: number, outputDim: number, numLayers: number) {
+  constructor(
+    w: Weights,
+    prefix: string,
+    inputDim: number,
+    hiddenDim: number,
+    outputDim: number,
+    numLayers: number,
+    readonly sigmoidOutput = false,
+  ) {
     const dims = [inputDim, ...new Array<number>(numLayers - 1).fill(hiddenDim), outputDim];
     this.layers = [];
     for (let i = 0; i < numLayers; i++) this.layers.push(new Linear(w, `${prefix}.layers.${i}`, dims[i]!, dims[i + 1]!));
@@ -77,7 +96,7 @@ export class Mlp {
     return ctx.scope(() => {
       let h = x;
       this.layers.forEach((l, i) => {
-        h = l.forward(ctx, h, { act: i < this.layers.length - 1 ? 'relu' : 'none' });
+        h = l.forward(ctx, h, { act: i < this.layers.length - 1 ? 'relu' : this.sigmoidOutput ? 'sigmoid' : 'none' });
       });
       return h;
     });

@@ -35,6 +35,8 @@ const SAM_PARTS = /^(image_encoder|prompt_encoder|mask_decoder)\./;
 const FAMILY_NAMES: Record<Family, string> = {
   sam: 'official SAM',
   'sam-hf': 'Hugging Face SAM',
+  sam2: 'official SAM 2 (load it with Sam2Predictor)',
+  'sam2-hf': 'Hugging Face SAM 2 (load it with Sam2Predictor)',
   samclip: 'SAM-CLIP bundle',
   clip: 'OpenAI / OpenCLIP CLIP',
   'clip-hf': 'Hugging Face CLIP',

@@ -19,11 +19,17 @@
  *
  * Many prompt sets are decoded in chunks so that no intermediate outgrows one storage binding
  * (the largest per prompt set is the upscaled embedding, C/8 x 16hw floats: 8 MiB for ViT-B).
+ *
+ * SAM 2's decoder (sam2/modeling/sam/mask_decoder.py) is this one plus: an object-score token in
+ * front of the IoU token (`leadingTokens`, read by `objScoreHead`), high-resolution features added
+ * after each transposed convolution (`MaskDecoderInputs.highRes`: before the LayerNorm, and before
+ * the last GELU), a sigmoid on the IoU head, and MLP layers named `layers.0/1` in the transformer.
+ * src/model/sam2/mask-decoder.ts configures those through the hooks marked below.
  */
 import type { GpuContext } from '../../gpu/context.js';
 import type { Tensor } from '../../gpu/tensor.js';
 import { concat, copy, copyInto } from '../../kernels/copy.js';
-import { activate, add } from '../../kernels/elementwise.js';
+import { activate, add, addAct } from '../../kernels/elementwise.js';
 import { layerNorm } from '../../kernels/layernorm.js';
 import { matmul } from '../../kernels/matmul.js';
 import type { Weights } from '../../weights/weights.js';
@@ -46,6 +52,11 @@ export interface MaskDecoderInputs {
   dense: Tensor;
   /** B (needed when `sparse` is null). */
   batch: number;
+  /**
+   * SAM 2: high-resolution features (conv_s0 / conv_s1 of the FPN's finer levels), NCHW
+   * [1, C/8, 4h, 4w] and [1, C/4, 2h, 2w], added after the first and second transposed convolution.
+   */
+  highRes?: { s0: Tensor; s1: Tensor };
 }
 
 /** predict_masks() outputs plus the intermediates the reference fixtures record. */
@@ -60,6 +71,8 @@ export interface MaskDecoderAll {
   keys?: Tensor;
   /** output_upscaling(src) [B, C/8, 4h, 4w] (capture only). */
   upscaled?: Tensor;
+  /** SAM 2: object-score logits [B, 1]. */
+  objectScoreLogits?: Tensor;
 }
 
 export interface MaskDecoderOutputs {
@@ -90,17 +103,26 @@ export class MaskDecoder {
   };
   readonly hypernetworks: Mlp[];
   readonly iouHead: Mlp;
+  /** Hook (SAM 2): tokens in front of the IoU token (its object-score token). */
+  protected leadingTokens: Tensor[] = [];
+  /** Hook (SAM 2): the head reading the first leading token's output. */
+  protected objScoreHead: { forward(ctx: GpuContext, x: Tensor): Tensor } | null = null;
   private outputTokens: Tensor | null = null;
   private readonly biasX4: [Tensor | null, Tensor | null] = [null, null];
   private readonly gemmWeights: [Tensor | null, Tensor | null] = [null, null];
 
-  constructor(w: Weights, prefix: string, readonly cfg: MaskDecoderConfig) {
+  constructor(
+    w: Weights,
+    prefix: string,
+    readonly cfg: MaskDecoderConfig,
+    opts: { transformerMlpNames?: readonly [string, string]; iouSigmoid?: boolean } = {},
+  ) {
     const C = cfg.promptEmbedDim;
     if (C % 8 !== 0) throw new Error(`MaskDecoder: transformer width ${C} must be a multiple of 8`);
     this.numMaskTokens = cfg.numMultimaskOutputs + 1;
     this.iouToken = w.get(`${prefix}.iou_token.weight`, [1, C]);
     this.maskTokens = w.get(`${prefix}.mask_tokens.weight`, [this.numMaskTokens, C]);
-    this.transformer = new TwoWayTransformer(w, `${prefix}.transformer`, cfg);
+    this.transformer = new TwoWayTransformer(w, `${prefix}.transformer`, cfg, opts.transformerMlpNames);
     this.upscaling = {
       convT0: { weight: w.get(`${prefix}.output_upscaling.0.weight`, [C, C / 4, 2, 2]), bias: w.get(`${prefix}.output_upscaling.0.bias`, [C / 4]) },
       norm1: { weight: w.get(`${prefix}.output_upscaling.1.weight`, [C / 4]), bias: w.get(`${prefix}.output_upscaling.1.bias`, [C / 4]) },
@@ -110,7 +132,7 @@ export class MaskDecoder {
     for (let i = 0; i < this.numMaskTokens; i++) {
       this.hypernetworks.push(new Mlp(w, `${prefix}.output_hypernetworks_mlps.${i}`, C, C, C / 8, 3));
     }
-    this.iouHead = new Mlp(w, `${prefix}.iou_prediction_head`, C, cfg.iouHeadHiddenDim, this.numMaskTokens, cfg.iouHeadDepth);
+    this.iouHead = new Mlp(w, `${prefix}.iou_prediction_head`, C, cfg.iouHeadHiddenDim, this.numMaskTokens, cfg.iouHeadDepth, opts.iouSigmoid);
   }
 
   /** Prompt sets decoded per pass so that the largest intermediate fits one storage binding. */
@@ -119,10 +141,10 @@ export class MaskDecoder {
     return Math.max(1, Math.floor(ctx.limits.maxStorageBufferBindingSize / perSet));
   }
 
-  /** [iou_token; mask_tokens] as one persistent [5, C] table, built on first use. */
+  /** [leading tokens; iou_token; mask_tokens] as one persistent table, built on first use. */
   private tokensTable(ctx: GpuContext): Tensor {
     if (!this.outputTokens) {
-      const t = concat(ctx, [this.iouToken, this.maskTokens], 0);
+      const t = concat(ctx, [...this.leadingTokens, this.iouToken, this.maskTokens], 0);
       t.persistent = true;
       this.outputTokens = t;
     }
@@ -172,9 +194,11 @@ export class MaskDecoder {
 
   /**
    * output_upscaling on the transformer's image tokens [B, h*w, C]: returns the second GEMM's
-   * output y2 [B, 2h, 2w, C/8, 2, 2] (GELU applied) and, for capture, its NCHW view.
+   * output y2 [B, 2h, 2w, C/8, 2, 2] (GELU applied) and, for capture, its NCHW view. With
+   * `highRes` (SAM 2): act1(ln1(dc1(src) + s1)), then act2(dc2(.) + s0); each feature map is read
+   * through a view in the GEMM output's sub-pixel layout, broadcast over the prompt sets.
    */
-  private upscale(ctx: GpuContext, keys: Tensor, B: number, h: number, w: number, capture: boolean): { y2: Tensor; upscaledView?: Tensor } {
+  private upscale(ctx: GpuContext, keys: Tensor, B: number, h: number, w: number, capture: boolean, highRes?: MaskDecoderInputs['highRes']): { y2: Tensor; upscaledView?: Tensor } {
     const C = this.cfg.promptEmbedDim;
     const [C1, C2] = [C / 4, C / 8];
     const u = this.upscaling;
@@ -182,9 +206,19 @@ export class MaskDecoder {
     const y1 = matmul(ctx, keys, this.gemmWeight(ctx, 0), { bias: this.expandedBias(ctx, 0) });
     // Pixel shuffle as a view: [B, h, a, w, c, C1] is NHWC [B, 2h, 2w, C1] in logical order.
     const shuffled = y1.asStrided([B, h, 2, w, 2, C1], [h * w * 4 * C1, w * 4 * C1, 2, 4 * C1, 1, 4], y1.offset);
-    const x1 = activate(ctx, layerNorm(ctx, shuffled, u.norm1.weight, u.norm1.bias, LAYER_NORM_2D_EPS), 'gelu');
+    // s1 [1, C1, 2h, 2w] in the shuffled order [B, h, a, w, c, C1]: pixel (2y + a, 2x + c).
+    const s1 = highRes?.s1.asStrided([B, h, 2, w, 2, C1], [0, 4 * w, 2 * w, 2, 1, 4 * h * w], highRes.s1.offset);
+    const x1 = activate(ctx, layerNorm(ctx, shuffled, u.norm1.weight, u.norm1.bias, LAYER_NORM_2D_EPS, { residual: s1 }), 'gelu');
     // ConvTranspose #2 (+ GELU) on the NHWC grid [B, 4hw, C1].
-    const y2 = matmul(ctx, x1.reshape([B, 4 * h * w, C1]), this.gemmWeight(ctx, 1), { bias: this.expandedBias(ctx, 1), act: 'gelu' });
+    const x1Rows = x1.reshape([B, 4 * h * w, C1]);
+    let y2 = matmul(ctx, x1Rows, this.gemmWeight(ctx, 1), { bias: this.expandedBias(ctx, 1), act: highRes ? 'none' : 'gelu' });
+    if (highRes) {
+      // s0 [1, C2, 4h, 4w] in y2's order [B, Y, X, C2, a, c] over the 2h x 2w grid: pixel (2Y + a, 2X + c).
+      const shape = [B, 2 * h, 2 * w, C2, 2, 2];
+      const s0 = highRes.s0.asStrided(shape, [0, 2 * 4 * w, 2, 16 * h * w, 4 * w, 1], highRes.s0.offset);
+      const y2v = y2.reshape(shape);
+      y2 = addAct(ctx, y2v, s0, 'gelu').reshape(y2.shape);
+    }
     if (!capture) return { y2 };
     // upscaled[b, k, 2y + a, 2x + c] = y2[b, y, x, k, a, c] (y, x over the 2h x 2w grid).
     const upscaledView = y2.asStrided([B, C2, 2 * h, 2, 2 * w, 2], [16 * h * w * C2, 4, 2 * w * 4 * C2, 2, 4 * C2, 1], y2.offset);
@@ -197,22 +231,25 @@ export class MaskDecoder {
     const [, , h, w] = inp.imageEmbeddings.shape as [number, number, number, number];
     const B = inp.batch;
     return ctx.scope(() => {
-      const T = 1 + this.numMaskTokens + (inp.sparse?.dim(1) ?? 0);
+      // Output tokens: [leading (SAM 2: object score); iou; mask tokens], then the prompt tokens.
+      const s = this.leadingTokens.length;
+      const nOut = s + 1 + this.numMaskTokens;
+      const T = nOut + (inp.sparse?.dim(1) ?? 0);
       const tokens = ctx.empty([B, T, C]);
-      const head = tokens.slice(1, 0, 1 + this.numMaskTokens);
+      const head = tokens.slice(1, 0, nOut);
       copyInto(ctx, this.tokensTable(ctx), head);
-      if (inp.sparse) copyInto(ctx, inp.sparse, tokens.slice(1, 1 + this.numMaskTokens, T));
+      if (inp.sparse) copyInto(ctx, inp.sparse, tokens.slice(1, nOut, T));
 
       const src = ctx.stage('src', () => add(ctx, tokenMajor(inp.imageEmbeddings), tokenMajor(inp.dense)));
       const { queries: hs, keys } = ctx.stage('transformer', () => this.transformer.forward(ctx, src, inp.imagePeTokens, tokens));
 
-      const { y2, upscaledView } = ctx.stage('output_upscaling', () => this.upscale(ctx, keys, B, h, w, !!opts.capture));
+      const { y2, upscaledView } = ctx.stage('output_upscaling', () => this.upscale(ctx, keys, B, h, w, !!opts.capture, inp.highRes));
 
       const masksAll = ctx.stage('hypernetworks', () => {
         const M = this.numMaskTokens;
         const C2 = C / 8;
         const P = 4 * h * w; // pixels of each sub-pixel phase (the 2h x 2w grid)
-        const hyper = concat(ctx, this.hypernetworks.map((mlp, i) => mlp.forward(ctx, hs.slice(1, 1 + i, 2 + i))), 1);
+        const hyper = concat(ctx, this.hypernetworks.map((mlp, i) => mlp.forward(ctx, hs.slice(1, s + 1 + i, s + 2 + i))), 1);
         // y2 [B, 2h, 2w, C2, 2, 2] seen as [B, phase, C2, P]; out [B, phase, M, P].
         const up = y2.asStrided([B, 4, C2, P], [P * 4 * C2, 1, 4, 4 * C2], y2.offset);
         const byPhase = matmul(ctx, hyper.unsqueeze(1), up);
@@ -220,8 +257,10 @@ export class MaskDecoder {
         const shuffled = byPhase.asStrided([B, M, 2 * h, 2, 2 * w, 2], [4 * M * P, P, 2 * w, 2 * M * P, 1, M * P], 0);
         return copy(ctx, shuffled).reshape([B, M, 4 * h, 4 * w]);
       });
-      const iouAll = ctx.stage('iou_head', () => this.iouHead.forward(ctx, hs.slice(1, 0, 1)).reshape([B, this.numMaskTokens]));
+      const iouAll = ctx.stage('iou_head', () => this.iouHead.forward(ctx, hs.slice(1, s, s + 1)).reshape([B, this.numMaskTokens]));
       const out: MaskDecoderAll = { masksAll, iouAll };
+      const objHead = this.objScoreHead;
+      if (objHead) out.objectScoreLogits = ctx.stage('obj_score_head', () => objHead.forward(ctx, hs.slice(1, 0, 1)).reshape([B, 1]));
       if (opts.capture) Object.assign(out, { hs, keys, upscaled: copy(ctx, upscaledView!).reshape([B, C / 8, 4 * h, 4 * w]) });
       return out;
     });

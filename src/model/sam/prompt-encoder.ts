@@ -17,7 +17,8 @@
  * Semantics carried over from upstream: point coordinates get +0.5 (pixel centre) and are divided
  * by the padded input size; without a box a padding point (0, 0) with label -1 is appended (after
  * the +0.5 shift, so it stays at 0); label -1 gets `not_a_point_embed` and a zero positional
- * encoding; labels 0 / 1 add `point_embeddings[0 / 1]`; box corners add `point_embeddings[2 / 3]`.
+ * encoding; labels 0 / 1 add `point_embeddings[0 / 1]`; box corners add `point_embeddings[2 / 3]`
+ * (SAM 2 passes them as points labelled 2 / 3, before the clicks; `boxLabels` accepts those).
  */
 import type { GpuContext } from '../../gpu/context.js';
 import { SamclipError } from '../../gpu/errors.js';
@@ -115,7 +116,13 @@ export class PromptEncoder {
   private densePeTokens: Tensor | null = null;
 
   /** Use `PromptEncoder.create`: the CPU half needs a few tables read back from the GPU. */
-  constructor(w: Weights, prefix: string, readonly cfg: PromptEncoderConfig) {
+  constructor(
+    w: Weights,
+    prefix: string,
+    readonly cfg: PromptEncoderConfig,
+    /** Accept point labels 2 and 3 (box corners passed as points, as SAM 2's predictor does). */
+    readonly boxLabels = false,
+  ) {
     const C = cfg.promptEmbedDim;
     const m = cfg.maskInChans;
     if (C % 2 !== 0) throw new PromptError(`PromptEncoder: embedding width ${C} must be even (sin and cos halves)`);
@@ -140,8 +147,8 @@ export class PromptEncoder {
     };
   }
 
-  static async create(ctx: GpuContext, w: Weights, prefix: string, cfg: PromptEncoderConfig): Promise<PromptEncoder> {
-    const enc = new PromptEncoder(w, prefix, cfg);
+  static async create(ctx: GpuContext, w: Weights, prefix: string, cfg: PromptEncoderConfig, boxLabels = false): Promise<PromptEncoder> {
+    const enc = new PromptEncoder(w, prefix, cfg, boxLabels);
     await enc.init(ctx);
     return enc;
   }
@@ -206,7 +213,11 @@ export class PromptEncoder {
       }
       for (let i = 0; i < labels.length; i++) {
         const l = labels[i]!;
-        if (l !== -1 && l !== 0 && l !== 1) throw new PromptError(`prompt encoder: point label ${l} at index ${i}; labels are 1 (foreground), 0 (background) or -1 (ignored)`);
+        const corner = this.boxLabels && (l === 2 || l === 3);
+        if (l !== -1 && l !== 0 && l !== 1 && !corner) {
+          const corners = this.boxLabels ? ', 2 / 3 (box corners)' : '';
+          throw new PromptError(`prompt encoder: point label ${l} at index ${i}; labels are 1 (foreground), 0 (background)${corners} or -1 (ignored)`);
+        }
       }
       for (let i = 0; i < coords.length; i++) {
         if (!Number.isFinite(coords[i]!)) throw new PromptError(`prompt encoder: point coordinate ${coords[i]} at index ${i} is not finite`);

@@ -154,14 +154,14 @@ export class TwoWayAttentionBlock {
   readonly norm4: LayerNormParams;
   readonly crossAttnImageToToken: Attention;
 
-  constructor(w: Weights, prefix: string, cfg: TwoWayTransformerConfig, readonly skipFirstLayerPe: boolean) {
+  constructor(w: Weights, prefix: string, cfg: TwoWayTransformerConfig, readonly skipFirstLayerPe: boolean, mlpNames?: readonly [string, string]) {
     const C = cfg.promptEmbedDim;
     const H = cfg.decoderHeads;
     this.selfAttn = new Attention(w, `${prefix}.self_attn`, C, H);
     this.norm1 = new LayerNormParams(w, `${prefix}.norm1`, C);
     this.crossAttnTokenToImage = new Attention(w, `${prefix}.cross_attn_token_to_image`, C, H, 2);
     this.norm2 = new LayerNormParams(w, `${prefix}.norm2`, C);
-    this.mlp = new MlpBlock(w, `${prefix}.mlp`, C, cfg.decoderMlpDim, 'relu');
+    this.mlp = new MlpBlock(w, `${prefix}.mlp`, C, cfg.decoderMlpDim, 'relu', mlpNames);
     this.norm3 = new LayerNormParams(w, `${prefix}.norm3`, C);
     this.norm4 = new LayerNormParams(w, `${prefix}.norm4`, C);
     this.crossAttnImageToToken = new Attention(w, `${prefix}.cross_attn_image_to_token`, C, H, 2);
@@ -211,10 +211,11 @@ export class TwoWayTransformer {
   /** How token-to-image attentions are computed (see FoldPolicy). */
   fold: FoldPolicy = 'auto';
 
-  constructor(w: Weights, prefix: string, readonly cfg: TwoWayTransformerConfig) {
+  /** `mlpNames`: the MLP's layer names (SAM: lin1 / lin2; SAM 2: layers.0 / layers.1). */
+  constructor(w: Weights, prefix: string, readonly cfg: TwoWayTransformerConfig, mlpNames?: readonly [string, string]) {
     this.layers = [];
     for (let i = 0; i < cfg.decoderDepth; i++) {
-      this.layers.push(new TwoWayAttentionBlock(w, `${prefix}.layers.${i}`, cfg, i === 0));
+      this.layers.push(new TwoWayAttentionBlock(w, `${prefix}.layers.${i}`, cfg, i === 0, mlpNames));
     }
     this.finalAttnTokenToImage = new Attention(w, `${prefix}.final_attn_token_to_image`, cfg.promptEmbedDim, cfg.decoderHeads, 2);
     this.normFinalAttn = new LayerNormParams(w, `${prefix}.norm_final_attn`, cfg.promptEmbedDim);
