@@ -12,15 +12,19 @@
  * Across crops: NMS preferring smaller crops (score 1 / crop area). Then, with
  * minMaskRegionArea > 0: fill small holes, remove small islands, NMS again preferring unchanged masks.
  *
+ * The same pipeline serves SAM and SAM 2 (sam2/automatic_mask_generator.py differs only in its
+ * default predicted-IoU threshold, 0.8, which the predictor supplies: `amgDefaults`): anything
+ * implementing `AmgPredictor` (SamPredictor, Sam2Predictor) can be used.
+ *
  * Where it runs: decoding and the upscaling of the low-res logits on the GPU; the IoU filter
  * reads back only IoU predictions, so only surviving masks are upscaled (gathered rows); the
  * stability counts are a GPU reduction and the binary masks come back bit-packed. Boxes, NMS,
  * RLE and connected components run on the CPU.
  */
+import type { GpuContext } from '../gpu/context.js';
 import { Pacer, type ProgressOptions } from '../gpu/pacer.js';
+import type { Tensor } from '../gpu/tensor.js';
 import { type ImageU8, checkImage, cropImage, toRgb } from '../image/image.js';
-import { type ImageInput, toImageU8 } from '../image/image-input.js';
-import { applyCoords } from '../image/transforms.js';
 import { gatherRows } from '../kernels/gather.js';
 import { thresholdBits, thresholdCounts, unpackMaskBits } from '../model/sam/stage-kernels.js';
 import {
@@ -41,7 +45,34 @@ import {
   uncropBox,
   uncropMask,
 } from './amg-utils.js';
-import type { SamImageEmbedding, SamPredictor } from './sam-predictor.js';
+
+/** An encoded image as the generator needs it. */
+export interface AmgEmbedding {
+  readonly originalSize: readonly [number, number];
+  dispose(): void;
+}
+
+/** What the generator needs from a predictor (SamPredictor, Sam2Predictor). */
+export interface AmgPredictor<E extends AmgEmbedding = AmgEmbedding> {
+  readonly ctx: GpuContext;
+  /** Logits above this are inside a mask. */
+  readonly maskThreshold: number;
+  /** Option defaults of this model's official generator, where they differ from SAM's. */
+  readonly amgDefaults?: Partial<Pick<AmgOptions, 'predIouThresh'>>;
+  /** `encode` paced by a larger call's pacer (progress, cancellation), or not. */
+  encodePaced(image: ImageU8, pacer: Pacer | null): Promise<E>;
+  /** Points in image pixels (interleaved x, y) -> the model's input frame. */
+  gridToModelFrame(points: ArrayLike<number>, emb: E): number[];
+  /**
+   * One foreground point per prompt set (model frame), multimask: low-res logits [B, M, L, L] and
+   * IoU [B, M], owned by the caller (not by any scope).
+   */
+  decodePoints(emb: E, coords: number[]): Promise<{ masks: Tensor; iouPred: Tensor }>;
+  /** Low-res logits [N, 1, L, L] -> logits at the image size [N, 1, H, W]. */
+  postprocess(emb: E, lowRes: Tensor): Tensor;
+  /** Masks `postprocess` can take at once for this image. */
+  postprocessChunk(emb: E): number;
+}
 
 export interface AmgOptions {
   /** Points per side of the grid (32); null when `pointGrids` is given. */
@@ -106,19 +137,19 @@ const DEFAULTS = {
 /** The part of a crop's progress given to its image encoding (the point batches share the rest). */
 const ENCODE_SHARE = 0.4;
 
-export class SamAutomaticMaskGenerator {
+export class SamAutomaticMaskGenerator<E extends AmgEmbedding = AmgEmbedding> {
   readonly opts: Required<Omit<AmgOptions, 'pointGrids' | 'pointsPerSide'>>;
   readonly pointGrids: Float64Array[];
   /** Timings of the last `generate` (ms): encode, decode + filters, NMS and clean-up. */
   lastTimings: { encodeMs: number; decodeMs: number; postMs: number; masksDecoded: number } = { encodeMs: 0, decodeMs: 0, postMs: 0, masksDecoded: 0 };
 
   constructor(
-    readonly predictor: SamPredictor,
+    readonly predictor: AmgPredictor<E>,
     opts: AmgOptions = {},
   ) {
     const pps = opts.pointsPerSide === undefined && !opts.pointGrids ? DEFAULTS.pointsPerSide : opts.pointsPerSide ?? null;
     if ((pps === null) === !opts.pointGrids) throw new AmgError('SamAutomaticMaskGenerator: give exactly one of pointsPerSide and pointGrids');
-    const o = { ...DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as typeof DEFAULTS & AmgOptions;
+    const o = { ...DEFAULTS, ...predictor.amgDefaults, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as typeof DEFAULTS & AmgOptions;
     const positiveInt = (v: number, what: string) => {
       if (!Number.isInteger(v) || v < 1) throw new AmgError(`SamAutomaticMaskGenerator: ${what} must be a positive integer, got ${v}`);
     };
@@ -235,18 +266,19 @@ export class SamAutomaticMaskGenerator {
   }
 
   /** One batch of grid points (crop pixels): decode, filter, binarise, box, RLE. */
-  private async processBatch(emb: SamImageEmbedding, points: Float64Array, crop: BoxXyxy, orig: [number, number]): Promise<AmgRecord[]> {
+  private async processBatch(emb: E, points: Float64Array, crop: BoxXyxy, orig: [number, number]): Promise<AmgRecord[]> {
     const predictor = this.predictor;
     const ctx = predictor.ctx;
-    const model = predictor.model;
     const o = this.opts;
-    const B = points.length / 2;
     const [ch, cw] = emb.originalSize;
     const [origH, origW] = orig;
-    const coords = Array.from(applyCoords(points, emb.originalSize, model.imgSize));
+    const coords = predictor.gridToModelFrame(points, emb);
+    const B = coords.length / 2;
     const task = ctx.task(); // not an async scope: other calls may run on the context meanwhile
     try {
-      const out = task.run(() => predictor.decodeTransformed(emb, { batch: B, points: { coords, labels: new Array<number>(B).fill(1) } }, true));
+      const out = await predictor.decodePoints(emb, coords);
+      task.own(out.masks);
+      task.own(out.iouPred);
       const M = out.masks.dim(1);
       const L = out.masks.dim(2);
       this.lastTimings.masksDecoded += B * M;
@@ -257,14 +289,15 @@ export class SamAutomaticMaskGenerator {
       const records: AmgRecord[] = [];
       if (keep1.length === 0) return records;
       const table = task.run(() => out.masks.reshape([B * M, L * L]));
-      const chunk = model.postprocessChunk(ctx, emb.originalSize);
+      const chunk = predictor.postprocessChunk(emb);
+      const t = predictor.maskThreshold;
       for (let k0 = 0; k0 < keep1.length; k0 += chunk) {
         const ids = keep1.slice(k0, k0 + chunk);
         const { up, bits } = task.run(() => {
           const up = predictor.postprocess(emb, gatherRows(ctx, table, ids).reshape([ids.length, 1, L, L]));
-          return { up, bits: thresholdBits(ctx, up, model.maskThreshold) };
+          return { up, bits: thresholdBits(ctx, up, t) };
         });
-        const counts = await thresholdCounts(ctx, up, model.maskThreshold + o.stabilityScoreOffset, model.maskThreshold - o.stabilityScoreOffset);
+        const counts = await thresholdCounts(ctx, up, t + o.stabilityScoreOffset, t - o.stabilityScoreOffset);
         const words = (await ctx.read(bits)) as Uint32Array;
         up.dispose();
         bits.dispose();

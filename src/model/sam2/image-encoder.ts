@@ -13,6 +13,7 @@
  * model's memory attention; the image predictor never reads them, so they are not computed.
  */
 import type { GpuContext } from '../../gpu/context.js';
+import type { Pacer } from '../../gpu/pacer.js';
 import { check, fmtShape } from '../../gpu/errors.js';
 import type { Tensor } from '../../gpu/tensor.js';
 import { conv2d } from '../../kernels/conv2d.js';
@@ -91,6 +92,43 @@ export class ImageEncoder {
         return levels.slice(0, levels.length - this.cfg.neck.scalp);
       }),
     );
+  }
+
+  /**
+   * `forward` submitted block by block through `pacer` (progress per block, cancellation between
+   * blocks): the same kernels and the same result.
+   */
+  async forwardPaced(ctx: GpuContext, x: Tensor, pacer: Pacer): Promise<Tensor[]> {
+    const blocks = this.trunk.blocks;
+    const n = blocks.length;
+    const ends: Tensor[] = [];
+    let t = ctx.scope(() => ctx.stage('image_encoder', () => this.trunk.embed(ctx, x)));
+    try {
+      for (const b of blocks) {
+        const i = b.spec.index;
+        const input = t;
+        t = ctx.scope(() => ctx.stage('image_encoder', () => ctx.stage(`block${i}`, () => b.forward(ctx, input))));
+        input.dispose();
+        if (b.spec.stageEnd) ends.push(t.ref());
+        await pacer.step(`image encoder block ${i + 1}/${n}`, i + 1, n + 1);
+      }
+      const levels = ctx.scope(() =>
+        ctx.stage('image_encoder', () => {
+          const all = this.neck.forward(ctx, ends);
+          return all.slice(0, all.length - this.cfg.neck.scalp);
+        }),
+      );
+      try {
+        await pacer.step('image encoder neck', n + 1, n + 1);
+      } catch (e) {
+        for (const l of levels) l.dispose();
+        throw e;
+      }
+      return levels;
+    } finally {
+      t.dispose();
+      for (const e of ends) e.dispose();
+    }
   }
 
   dispose(): void {

@@ -14,7 +14,7 @@
  *    predicted IoU (first on ties) replaces it, with its IoU. The counts are a GPU reduction read
  *    back with the IoU predictions; the chosen rows are gathered on the GPU.
  */
-import type { GpuContext } from '../../gpu/context.js';
+import type { GpuContext, TensorTask } from '../../gpu/context.js';
 import type { Tensor } from '../../gpu/tensor.js';
 import { conv2d } from '../../kernels/conv2d.js';
 import { concat, copy } from '../../kernels/copy.js';
@@ -71,8 +71,9 @@ export class Sam2MaskDecoder extends MaskDecoder {
 
   /**
    * MaskDecoder.forward (inference): masks and IoU for multimask output (tokens 1..M) or one mask
-   * per prompt set with the stability fallback, and the object-score logits. Prompt sets are
-   * decoded in chunks of `maxBatch` (binding limits).
+   * per prompt set with the stability fallback, and the object-score logits, owned by the caller.
+   * Prompt sets are decoded in chunks of `maxBatch` (binding limits). Temporaries live in tasks,
+   * so calls may overlap on one context.
    */
   async decode(ctx: GpuContext, inp: MaskDecoderInputs, multimaskOutput: boolean, opts: { maxBatch?: number } = {}): Promise<Sam2DecoderOutputs> {
     const [, , h, w] = inp.imageEmbeddings.shape as [number, number, number, number];
@@ -84,29 +85,35 @@ export class Sam2MaskDecoder extends MaskDecoder {
       const d = inp.dense;
       const dense = b1 - b0 === B ? d : d.strides[0] === 0 ? d.asStrided([b1 - b0, ...d.shape.slice(1)], d.strides, d.offset) : d.slice(0, b0, b1);
       const sparse = b1 - b0 === B ? inp.sparse : inp.sparse?.slice(0, b0, b1) ?? null;
-      parts.push(await ctx.scopeAsync(() => this.decodeChunk(ctx, { ...inp, batch: b1 - b0, sparse, dense }, multimaskOutput)));
+      const task = ctx.task();
+      try {
+        parts.push(await this.decodeChunk(ctx, task, { ...inp, batch: b1 - b0, sparse, dense }, multimaskOutput));
+      } finally {
+        task.dispose();
+      }
     }
     if (parts.length === 1) return parts[0]!;
-    const out: Sam2DecoderOutputs = {
+    const out: Sam2DecoderOutputs = ctx.scope(() => ({
       masks: concat(ctx, parts.map((p) => p.masks), 0),
       iouPred: concat(ctx, parts.map((p) => p.iouPred), 0),
       objectScoreLogits: concat(ctx, parts.map((p) => p.objectScoreLogits), 0),
-    };
+    }));
     if (!multimaskOutput) out.choices = parts.flatMap((p) => p.choices ?? []);
     for (const p of parts) for (const t of [p.masks, p.iouPred, p.objectScoreLogits]) t.dispose();
     return out;
   }
 
-  private async decodeChunk(ctx: GpuContext, inp: MaskDecoderInputs, multimaskOutput: boolean): Promise<Sam2DecoderOutputs> {
-    const all = ctx.stage('mask_decoder', () => this.predictMasks(ctx, inp));
+  /** One chunk: temporaries in `task`; the returned tensors are made outside it (the caller's). */
+  private async decodeChunk(ctx: GpuContext, task: TensorTask, inp: MaskDecoderInputs, multimaskOutput: boolean): Promise<Sam2DecoderOutputs> {
+    const all = task.run(() => ctx.stage('mask_decoder', () => this.predictMasks(ctx, inp)));
     const M = this.numMaskTokens;
     const B = inp.batch;
-    const objectScoreLogits = all.objectScoreLogits!;
+    const objectScoreLogits = ctx.scope(() => copy(ctx, all.objectScoreLogits!));
     if (multimaskOutput) {
-      return { masks: copy(ctx, all.masksAll.slice(1, 1, M)), iouPred: copy(ctx, all.iouAll.slice(1, 1, M)), objectScoreLogits };
+      return ctx.scope(() => ({ masks: copy(ctx, all.masksAll.slice(1, 1, M)), iouPred: copy(ctx, all.iouAll.slice(1, 1, M)), objectScoreLogits }));
     }
     const { delta, thresh } = this.sam2.dynamicMultimask;
-    const single = copy(ctx, all.masksAll.slice(1, 0, 1));
+    const single = task.run(() => copy(ctx, all.masksAll.slice(1, 0, 1)));
     const counts = await thresholdCounts(ctx, single, delta, -delta);
     const iou = (await ctx.read(all.iouAll)) as Float32Array;
     const rows: number[] = [];
@@ -124,8 +131,7 @@ export class Sam2MaskDecoder extends MaskDecoder {
       choices.push({ stability, token });
     }
     const [, , L, L2] = all.masksAll.shape as [number, number, number, number];
-    const table = all.masksAll.reshape([B * M, L * L2]);
-    const masks = gatherRows(ctx, table, rows).reshape([B, 1, L, L2]);
-    return { masks, iouPred: ctx.upload(chosenIou, [B, 1]), objectScoreLogits, choices };
+    const masks = ctx.scope(() => gatherRows(ctx, all.masksAll.reshape([B * M, L * L2]), rows).reshape([B, 1, L, L2]));
+    return { masks, iouPred: ctx.scope(() => ctx.upload(chosenIou, [B, 1])), objectScoreLogits, choices };
   }
 }

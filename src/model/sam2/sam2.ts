@@ -18,6 +18,7 @@
  *    the caller's (`thresholdBits`).
  */
 import type { GpuContext } from '../../gpu/context.js';
+import type { Pacer } from '../../gpu/pacer.js';
 import { ShapeError, check, fmtShape } from '../../gpu/errors.js';
 import type { Tensor } from '../../gpu/tensor.js';
 import { type ImageU8, checkImage } from '../../image/image.js';
@@ -121,22 +122,44 @@ export class Sam2 {
 
   /** Image encoder + high-res projections + no_mem_embed on a preprocessed input [1, 3, S, S]. */
   encodeImage(ctx: GpuContext, input: Tensor, taps?: Taps): Sam2ImageFeatures {
+    this.checkInput(input);
+    return ctx.scope(() => this.features(ctx, this.imageEncoder.forward(ctx, input, taps)));
+  }
+
+  /** `encodeImage`, paced block by block (progress, cancellation) when a pacer is given. */
+  async encodeImagePaced(ctx: GpuContext, input: Tensor, pacer: Pacer | null): Promise<Sam2ImageFeatures> {
+    if (!pacer) return this.encodeImage(ctx, input);
+    this.checkInput(input);
+    const levels = await this.imageEncoder.forwardPaced(ctx, input, pacer.part(0, 0.97));
+    try {
+      const f = ctx.scope(() => this.features(ctx, levels));
+      await pacer.step('high-resolution features', 1, 1);
+      return f;
+    } finally {
+      for (const l of levels) l.dispose();
+    }
+  }
+
+  private checkInput(input: Tensor): void {
     const S = this.imageSize;
     check(input.ndim === 4 && input.dim(0) === 1 && input.dim(1) === 3 && input.dim(2) === S && input.dim(3) === S,
       () => `Sam2.encodeImage: input must be [1, 3, ${S}, ${S}] (preprocessed), got ${fmtShape(input.shape)}`);
-    return ctx.scope(() => {
-      const [fpn0, fpn1, fpn2] = this.imageEncoder.forward(ctx, input, taps) as [Tensor, Tensor, Tensor];
-      const highRes = this.maskDecoder.highResFeatures(ctx, fpn0, fpn1);
-      const C = this.config.promptEmbedDim;
-      const nm = this.noMemEmbed;
-      const imageEmbed = ctx.stage('no_mem_embed', () => add(ctx, fpn2, nm.asStrided([1, C, 1, 1], [0, 1, 0, 0], nm.offset)));
-      return { imageEmbed, highRes, visionFeatures: fpn2 };
-    });
+  }
+
+  /** FPN levels 0-2 -> the decoder's features (conv_s0 / conv_s1, level 2 + no_mem_embed). */
+  private features(ctx: GpuContext, levels: readonly Tensor[]): Sam2ImageFeatures {
+    const [fpn0, fpn1, fpn2] = levels as [Tensor, Tensor, Tensor];
+    const highRes = this.maskDecoder.highResFeatures(ctx, fpn0, fpn1);
+    const C = this.config.promptEmbedDim;
+    const nm = this.noMemEmbed;
+    const imageEmbed = ctx.stage('no_mem_embed', () => add(ctx, fpn2, nm.asStrided([1, C, 1, 1], [0, 1, 0, 0], nm.offset)));
+    return { imageEmbed, highRes, visionFeatures: fpn2.ref() };
   }
 
   /**
    * Prompt encoder + mask decoder for prompts already in the model frame (transformed, not yet
-   * shifted by 0.5): low-res logits, IoU (after the sigmoid) and object-score logits.
+   * shifted by 0.5): low-res logits, IoU (after the sigmoid) and object-score logits, owned by the
+   * caller. Safe to overlap with other calls on the context (its temporaries live in a task).
    */
   async decode(ctx: GpuContext, features: Sam2ImageFeatures, prompts: EncoderPrompts, multimaskOutput: boolean, opts: { maxBatch?: number } = {}): Promise<Sam2DecoderOutputs> {
     const g = this.config.imageEmbeddingSize;
@@ -144,15 +167,18 @@ export class Sam2 {
     const e = features.imageEmbed;
     check(e.ndim === 4 && e.dim(0) === 1 && e.dim(1) === C && e.dim(2) === g && e.dim(3) === g,
       () => `Sam2.decode: image embedding must be [1, ${C}, ${g}, ${g}], got ${fmtShape(e.shape)}`);
-    return ctx.scopeAsync(async () => {
-      const { sparse, dense } = ctx.stage('prompt_encoder', () => this.promptEncoder.forward(ctx, boxesAsPoints(prompts)));
-      return this.maskDecoder.decode(
+    const task = ctx.task();
+    try {
+      const { sparse, dense } = task.run(() => ctx.stage('prompt_encoder', () => this.promptEncoder.forward(ctx, boxesAsPoints(prompts))));
+      return await this.maskDecoder.decode(
         ctx,
         { imageEmbeddings: e, imagePeTokens: this.promptEncoder.densePeTokenMajor(), sparse, dense, batch: prompts.batch, highRes: features.highRes },
         multimaskOutput,
         opts,
       );
-    });
+    } finally {
+      task.dispose();
+    }
   }
 
   /** How many masks `postprocessMasks` can take at once for this original size. */
