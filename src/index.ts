@@ -1,4 +1,4 @@
-/** samclip-webgpu: SAM, CLIP and SAM-CLIP on WebGPU with hand-written WGSL kernels. */
+/** samclip-webgpu: SAM, SAM 2, CLIP and SAM-CLIP on WebGPU with hand-written WGSL kernels. */
 export { GpuContext, TensorTask, type ContextOptions, type BindingRange } from './gpu/context.js';
 export type { Progress, ProgressOptions } from './gpu/pacer.js';
 export { latestWins } from './util/latest-wins.js';
@@ -29,8 +29,28 @@ export {
   type PredictOptions,
   type SamPrediction,
 } from './pipelines/sam-predictor.js';
-export { SamAutomaticMaskGenerator, type AmgOptions, type AmgMask } from './pipelines/automatic-mask-generator.js';
+export {
+  SamAutomaticMaskGenerator,
+  type AmgOptions,
+  type AmgMask,
+  type AmgPredictor,
+  type AmgEmbedding,
+} from './pipelines/automatic-mask-generator.js';
 export { maskToCocoRle, cocoRleToMask, compressRle, decompressRle, rleArea, rleBbox, amgToCoco, type CocoRle, type CocoAnnotation, type CocoDataset, type Rle } from './pipelines/coco-rle.js';
+
+// SAM 2 / 2.1 (image predictor)
+export { Sam2, SAM2_MASK_THRESHOLD, type Sam2ImageFeatures } from './model/sam2/sam2.js';
+export { loadSam2Weights, type LoadSam2Options, type Sam2Source } from './model/sam2/load.js';
+export {
+  sam2ConfigFromWeights,
+  sam2Preset,
+  hieraBlocks,
+  type Sam2Config,
+  type HieraConfig,
+  type Sam2ConfigOverrides,
+} from './model/sam2/config.js';
+export { Sam2Predictor, Sam2ImageEmbedding, sam2TransformCoords, type Sam2Prediction } from './pipelines/sam2-predictor.js';
+export { pthAsSafetensors } from './weights/pth-safetensors.js';
 
 // CLIP / OpenCLIP
 export { ClipModel, type ClipModelOptions, type ClipConfig } from './model/clip/clip.js';

@@ -43,7 +43,7 @@ export interface FetchedPretrained {
   result: EnsureResult;
 }
 
-const KIND_NAME: Record<ModelKind, string> = { sam: 'SAM', clip: 'CLIP' };
+const KIND_NAME: Record<ModelKind, string> = { sam: 'SAM', sam2: 'SAM 2', clip: 'CLIP' };
 
 /** The registry entry of `name`, checked against the kind of model wanted. */
 export function resolveEntry(name: PretrainedName, kind: ModelKind | null, who = 'fromPretrained'): RegistryEntry {

@@ -10,7 +10,7 @@
  * the cache entry; later loads check the entry against its record.
  */
 
-export type ModelKind = 'sam' | 'clip';
+export type ModelKind = 'sam' | 'sam2' | 'clip';
 
 export interface RegistryEntry {
   /** The name given to `fromPretrained` / `weights pull`. */
@@ -26,7 +26,7 @@ export interface RegistryEntry {
   /** Exact size in bytes, or null when not established. */
   size: number | null;
   /** Checkpoint family the engine detects in it (src/weights/families.ts). */
-  family: 'sam-hf' | 'clip-hf' | 'clip';
+  family: 'sam-hf' | 'sam2' | 'sam2-hf' | 'clip-hf' | 'clip';
   /** CLIP activation when the file does not record it (OpenCLIP DataComp: exact GELU). */
   act?: 'gelu' | 'quick_gelu';
 }
@@ -75,6 +75,18 @@ export const REGISTRY: readonly RegistryEntry[] = [
     size: null,
     family: 'sam-hf',
   },
+  // SAM 2.1 (facebookresearch/sam2): each Hub repository holds the official checkpoint (.pt, read
+  // through the pickle-free .pth reader) and transformers' Sam2Model conversion (model.safetensors).
+  // Digests not established from the Hub's pages on the machine this was written on (no network).
+  ...(['tiny', 'small', 'base-plus', 'large'] as const).flatMap((size): RegistryEntry[] => {
+    const short = { tiny: 't', small: 's', 'base-plus': 'b-plus', large: 'l' }[size];
+    const label = { tiny: 'T', small: 'S', 'base-plus': 'B+', large: 'L' }[size];
+    const repo = `facebook/sam2.1-hiera-${size}`;
+    return [
+      { name: `sam2.1-hiera-${short}`, kind: 'sam2', description: `SAM 2.1 Hiera-${label} (official sam2.1_hiera_${size.replace('-', '_')}.pt)`, repo, file: `sam2.1_hiera_${size.replace('-', '_')}.pt`, sha256: null, size: null, family: 'sam2' },
+      { name: `sam2.1-hiera-${short}-hf`, kind: 'sam2', description: `SAM 2.1 Hiera-${label} (Hugging Face Sam2Model)`, repo, file: 'model.safetensors', sha256: null, size: null, family: 'sam2-hf' },
+    ];
+  }),
   // The CLIP files' digests on main could not be established from a page of their own repository.
   { name: 'clip-vit-b-16', kind: 'clip', description: 'OpenAI CLIP ViT-B/16 (Hugging Face CLIPModel)', repo: 'openai/clip-vit-base-patch16', file: 'model.safetensors', sha256: null, size: null, family: 'clip-hf' },
   { name: 'openclip-vit-b-16-datacomp', kind: 'clip', description: 'OpenCLIP ViT-B/16 DataComp-XL (s13B b90K)', repo: 'laion/CLIP-ViT-B-16-DataComp.XL-s13B-b90K', file: 'open_clip_model.safetensors', sha256: null, size: null, family: 'clip', act: 'gelu' },

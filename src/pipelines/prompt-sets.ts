@@ -7,6 +7,7 @@
  */
 import type { GpuContext, TensorTask } from '../gpu/context.js';
 import { throwIfAborted } from '../gpu/errors.js';
+import type { ProgressOptions } from '../gpu/pacer.js';
 import type { ImageU8 } from '../image/image.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { copyInto } from '../kernels/copy.js';
@@ -38,7 +39,7 @@ export interface PredictOptions {
 
 /** What SamPredictor and Sam2Predictor both offer (so callers can take either). */
 export interface PromptablePredictor<E extends { readonly originalSize: readonly [number, number]; dispose(): void } = { readonly originalSize: readonly [number, number]; dispose(): void }> {
-  encode(image: ImageU8): Promise<E>;
+  encode(image: ImageU8, opts?: ProgressOptions): Promise<E>;
   predict(emb: E, prompt: SamPrompt, opts?: PredictOptions): Promise<SamPrediction>;
   predictBatch(emb: E, prompts: readonly SamPrompt[], opts?: PredictOptions): Promise<SamPrediction[]>;
   dispose(): void;
@@ -269,7 +270,7 @@ export abstract class PromptPredictor<E extends PredictorEmbedding, R extends Sa
   }
 
   abstract readonly ctx: GpuContext;
-  abstract encode(image: ImageU8): Promise<E>;
+  abstract encode(image: ImageU8, opts?: ProgressOptions): Promise<E>;
   /** Whether a `predict` argument is an embedding (rather than a prompt). */
   protected abstract isEmbedding(x: unknown): x is E;
   protected abstract decodePrompts(emb: E, prompts: readonly SamPrompt[], opts: PredictOptions): Promise<R[]>;

@@ -1,8 +1,8 @@
 /**
  * Seeded random weights with the real checkpoint names and shapes, for benchmarks and tests of
  * full-size models without downloading anything: SAM ViT-B/L/H (official names, or Hugging Face
- * names), the reference fixtures' tiny SAM and tiny SAM-CLIP bundle (architecture only), and OpenAI
- * CLIP ViT-B/16 and ViT-L/14.
+ * names), the reference fixtures' tiny SAM and tiny SAM-CLIP bundle (architecture only), SAM 2.1
+ * Hiera-T/S/B+/L (official names, image model only) and OpenAI CLIP ViT-B/16 and ViT-L/14.
  *
  * Scales follow the reference fixtures (test/fixtures/reference/README.md, "How the weights were
  * made") so activations stay in a sane range through every layer: Linear N(0, 1/fan_in) with an
@@ -22,11 +22,43 @@ import { SamclipError } from '../gpu/errors.js';
 import { SAM_ARCHITECTURES } from '../model/sam/architectures.js';
 import { type InitKind, type SamConfig, type TensorSpec, samConfigMetadata, samTensorSpec } from '../model/sam/config.js';
 import { SAMCLIP_METADATA_KEY, type SamclipConfig, samclipMetadataJson, samclipTensorSpec } from '../model/samclip/bundle.js';
+import { sam2ConfigMetadata, sam2Preset, sam2TensorSpec } from '../model/sam2/config.js';
 import { samOfficialToHf } from './families/sam-hf.js';
 import { type SafetensorsStreamEntry, type WriteSafetensorsResult, writeSafetensorsFile } from './safetensors-writer.js';
 
-export type RandomFamily = 'sam-vit-b' | 'sam-vit-l' | 'sam-vit-h' | 'sam-tiny' | 'clip-vit-b-16' | 'clip-vit-l-14' | 'samclip-tiny';
-export const RANDOM_FAMILIES: readonly RandomFamily[] = ['sam-vit-b', 'sam-vit-l', 'sam-vit-h', 'sam-tiny', 'clip-vit-b-16', 'clip-vit-l-14', 'samclip-tiny'];
+export type RandomFamily =
+  | 'sam-vit-b'
+  | 'sam-vit-l'
+  | 'sam-vit-h'
+  | 'sam-tiny'
+  | 'sam2.1-hiera-t'
+  | 'sam2.1-hiera-s'
+  | 'sam2.1-hiera-b-plus'
+  | 'sam2.1-hiera-l'
+  | 'clip-vit-b-16'
+  | 'clip-vit-l-14'
+  | 'samclip-tiny';
+export const RANDOM_FAMILIES: readonly RandomFamily[] = [
+  'sam-vit-b',
+  'sam-vit-l',
+  'sam-vit-h',
+  'sam-tiny',
+  'sam2.1-hiera-t',
+  'sam2.1-hiera-s',
+  'sam2.1-hiera-b-plus',
+  'sam2.1-hiera-l',
+  'clip-vit-b-16',
+  'clip-vit-l-14',
+  'samclip-tiny',
+];
+
+/** SAM 2.1's released models (official names; what the shapes cannot tell goes in the `sam2` metadata). */
+const SAM2_RANDOM: Readonly<Record<string, Parameters<typeof sam2Preset>[0]>> = {
+  'sam2.1-hiera-t': 'hiera-t',
+  'sam2.1-hiera-s': 'hiera-s',
+  'sam2.1-hiera-b-plus': 'hiera-b+',
+  'sam2.1-hiera-l': 'hiera-l',
+};
 
 export type RandomDType = 'F32' | 'F16' | 'BF16';
 
@@ -297,6 +329,11 @@ export function planRandomWeights(opts: RandomWeightsOptions): RandomWeightsPlan
     specs = samTensorSpec(cfg);
     metadata.sam = samConfigMetadata(cfg);
     if (opts.names === 'hf') rename = samOfficialToHf;
+  } else if (opts.family in SAM2_RANDOM) {
+    if (opts.names === 'hf') throw new RandomWeightsError(`${opts.family}: only official names are generated for SAM 2`);
+    const cfg = sam2Preset(SAM2_RANDOM[opts.family]!);
+    specs = sam2TensorSpec(cfg);
+    metadata.sam2 = sam2ConfigMetadata(cfg);
   } else if (opts.family in CLIP_PRESETS) {
     if (opts.names === 'hf') throw new RandomWeightsError(`${opts.family}: only OpenAI names are generated for CLIP`);
     const c = CLIP_PRESETS[opts.family as keyof typeof CLIP_PRESETS];

@@ -2,9 +2,8 @@
  * Sam2Predictor vs the official SAM2ImagePredictor on the photos (tiny SAM 2.1, reference
  * fixtures, test/fixtures/reference/sam2/README.md).
  *
- * The photos' pixels are Pillow's decode (`decoded_rgb.safetensors`, what the fixtures were made
- * from): the Node JPEG decoder is being made libjpeg-turbo exact separately, and until then a
- * decoder difference must not be mistaken for a model difference.
+ * The photos are decoded from the .jpg files by the repository's Node decoder (`readImage`, equal to
+ * Pillow's decode, which made the fixtures: test/io/decode-exact.test.ts).
  *
  *  - Preprocessing on the GPU (ToTensor, antialiased bilinear to S x S, Normalize) vs `preprocessed`.
  *  - Prompt mapping (x / W * S, y / H * S in float32) vs the recorded transformed coordinates: exact.
@@ -23,9 +22,10 @@ import type { SamPrompt } from '../../src/pipelines/prompt-sets.js';
 import { useGpu } from '../helpers/gpu.js';
 import { agreement, unpackBits } from '../helpers/reference.js';
 import { SAM2_PHOTOS, SAM2_WEIGHTS, type Sam2Case, type Sam2Photo, Sam2Ref, checkAgainst, tinyOverrides } from '../model/sam2-fixture.js';
-import { photoImage } from './sam-fixture.js';
+import { usePhotos } from '../helpers/photos.js';
 
 const gpu = useGpu();
+const photoImage = usePhotos();
 let predictor: Sam2Predictor;
 const MASK_AGREEMENT = 0.9999;
 

@@ -1,6 +1,6 @@
 /**
- * `samclip everything IMAGE --out DIR`: SAM's automatic mask generation
- * (src/pipelines/automatic-mask-generator.ts). Writes into DIR `overlay.png` (each mask in its own
+ * `samclip everything IMAGE --out DIR`: SAM's (or, with `--model sam2.1-hiera-t`, SAM 2's) automatic
+ * mask generation (src/pipelines/automatic-mask-generator.ts). Writes into DIR `overlay.png` (each mask in its own
  * colour over the photo, outlined) and, with `--format png` (the default), one grey PNG per mask
  * (`mask-000.png`, largest first, like the SAM notebook draws them) and `masks.json` (area, box,
  * predicted IoU, stability, grid point, crop box and file of each mask); with `--format coco`,
@@ -9,16 +9,17 @@
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
+import type { AmgPredictor } from '../../pipelines/automatic-mask-generator.js';
 import { intArg, numberArg, withCommon } from '../common.js';
 import type { CliEnv } from '../env.js';
 import { CliError } from '../errors.js';
-import { type ModelOptions, checkDtype, loadPhoto, resolveWeights, step, withModelOptions } from './model-common.js';
+import { type ModelOptions, checkDtype, loadPhoto, resolveSegmenter, step, withModelChoice, withModelOptions } from './model-common.js';
 
 interface EverythingOptions extends ModelOptions {
   out: string;
   pointsPerSide: number;
   pointsPerBatch: number;
-  predIouThresh: number;
+  predIouThresh?: number;
   stabilityThresh: number;
   boxNmsThresh: number;
   cropLayers: number;
@@ -58,26 +59,29 @@ export function registerEverything(program: Command, env: CliEnv): void {
     .requiredOption('-o, --out <dir>', 'output directory (new or empty)')
     .option('--points-per-side <n>', 'prompt grid size (n x n points per crop), 1..128', intArg('--points-per-side', 1, 128), 32)
     .option('--points-per-batch <n>', 'grid points decoded together, 1..256', intArg('--points-per-batch', 1, 256), 64)
-    .option('--pred-iou-thresh <x>', 'drop masks with a lower predicted IoU, -1..1 (<= 0: no filter)', numberArg('--pred-iou-thresh', -1, 1), 0.88)
+    .option('--pred-iou-thresh <x>', 'drop masks with a lower predicted IoU, -1..1 (<= 0: no filter; default 0.88 for SAM, 0.8 for SAM 2)', numberArg('--pred-iou-thresh', -1, 1))
     .option('--stability-thresh <x>', 'drop masks with a lower stability score, -1..1 (<= 0: no filter)', numberArg('--stability-thresh', -1, 1), 0.95)
     .option('--box-nms-thresh <x>', 'box IoU above which duplicates are removed, 0..1', numberArg('--box-nms-thresh', 0, 1), 0.7)
     .option('--crop-layers <n>', 'extra layers of overlapping crops, 0..3 (0: whole image only)', intArg('--crop-layers', 0, 3), 0)
     .option('--min-area <px>', 'fill holes and remove islands smaller than this, 0..100000000', intArg('--min-area', 0, 100_000_000), 0)
     .option('--format <fmt>', 'png: a grey PNG per mask and masks.json; coco: annotations.json, COCO annotations with compressed RLE masks (pycocotools format)', formatArg, 'png')
     .option('--force', 'write into a non-empty directory (earlier masks there are removed)')
-    .addHelpText('after', '\nExamples:\n  samclip everything truck.jpg --out truck-masks/\n  samclip everything truck.jpg --out truck-coco/ --format coco');
-  withModelOptions(withCommon(cmd), 'sam', 'sam-vit-b').action(async (image: string, opts: EverythingOptions) => {
+    .addHelpText('after', '\nExamples:\n  samclip everything truck.jpg --out truck-masks/\n  samclip everything truck.jpg --out truck-coco/ --format coco\n  samclip everything truck.jpg --model sam2.1-hiera-t --out truck-masks/');
+  withModelOptions(withModelChoice(withCommon(cmd)), 'sam', 'sam-vit-b').action(async (image: string, opts: EverythingOptions) => {
     const dtype = checkDtype(opts.dtype);
     const photo = await loadPhoto(image);
-    const weights = await resolveWeights(env, opts, 'sam', 'sam-vit-b');
+    const { kind, weights } = await resolveSegmenter(env, opts);
     await prepareDir(opts.out, !!opts.force);
 
-    const { SamPredictor } = await import('../../pipelines/sam-predictor.js');
     const { SamAutomaticMaskGenerator } = await import('../../pipelines/automatic-mask-generator.js');
     const { writePng, maskToGrey } = await import('../../io/encode.js');
     const draw = await import('../../io/draw.js');
     const ctx = await env.gpu({ preferF16: dtype === 'f16' });
-    const predictor = await step(env, opts, 'loading SAM weights', () => SamPredictor.load(ctx, weights.path, { dtype }));
+    const predictor: AmgPredictor & { dispose(): void } = await step(env, opts, `loading ${kind === 'sam2' ? 'SAM 2' : 'SAM'} weights`, async (): Promise<AmgPredictor & { dispose(): void }> =>
+      kind === 'sam2'
+        ? (await import('../../pipelines/sam2-predictor.js')).Sam2Predictor.load(ctx, weights.path, { dtype })
+        : (await import('../../pipelines/sam-predictor.js')).SamPredictor.load(ctx, weights.path, { dtype }),
+    );
     const amg = new SamAutomaticMaskGenerator(predictor, {
       pointsPerSide: opts.pointsPerSide,
       pointsPerBatch: opts.pointsPerBatch,
@@ -124,7 +128,8 @@ export function registerEverything(program: Command, env: CliEnv): void {
       out: opts.out,
       count: records.length,
       format: opts.format,
-      options: { pointsPerSide: opts.pointsPerSide, predIouThresh: opts.predIouThresh, stabilityThresh: opts.stabilityThresh, boxNmsThresh: opts.boxNmsThresh, cropLayers: opts.cropLayers, minArea: opts.minArea },
+      model: kind,
+      options: { pointsPerSide: opts.pointsPerSide, predIouThresh: amg.opts.predIouThresh, stabilityThresh: opts.stabilityThresh, boxNmsThresh: opts.boxNmsThresh, cropLayers: opts.cropLayers, minArea: opts.minArea },
       timings: amg.lastTimings,
       masks: records,
     };

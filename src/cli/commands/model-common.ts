@@ -19,6 +19,8 @@ import { checkReadable } from './files.js';
 
 export interface ModelOptions extends CommonOptions {
   weights?: string;
+  /** `--model NAME` (segment, everything): a registry name choosing SAM or SAM 2 and its weights. */
+  model?: string;
   /** `--random-weights [family]`: true when given without a family. */
   randomWeights?: string | boolean;
   seed: number;
@@ -67,7 +69,8 @@ export async function resolveWeights(env: CliEnv, opts: ModelOptions, kind: Mode
   if (opts.randomWeights) {
     const family = typeof opts.randomWeights === 'string' ? opts.randomWeights : defaultRandom;
     const { RANDOM_FAMILIES } = await import('../../weights/random.js');
-    const ofKind = RANDOM_FAMILIES.filter((f) => f.startsWith(kind === 'sam' ? 'sam-' : 'clip-'));
+    const prefix = { sam: 'sam-', sam2: 'sam2', clip: 'clip-' }[kind];
+    const ofKind = RANDOM_FAMILIES.filter((f) => f.startsWith(prefix));
     if (!(ofKind as readonly string[]).includes(family)) {
       throw new UsageError(`--random-weights: '${family}' is not a ${kind.toUpperCase()} family; use one of ${ofKind.join(', ')}`);
     }
@@ -111,6 +114,61 @@ export async function randomWeightsFile(env: CliEnv, opts: CommonOptions & { cac
   });
   bar.finish();
   return path;
+}
+
+/** Adds `--model NAME` (segment, everything): SAM or SAM 2 by registry name. */
+export function withModelChoice(cmd: Command): Command {
+  const names = REGISTRY.filter((e) => e.kind === 'sam' || e.kind === 'sam2').map((e) => e.name);
+  return cmd.option('-m, --model <name>', `model by registry name (${names.join(', ')}); default: SAM, or what --weights holds`);
+}
+
+/** The model family a checkpoint file holds (a .pt / .pth is opened with the pickle-free reader). */
+async function fileKind(path: string): Promise<'sam' | 'sam2'> {
+  const { detectFamily } = await import('../../weights/families.js');
+  let keys: string[];
+  if (/\.(pt|pth)$/i.test(path)) {
+    const { openPthFile } = await import('../../weights/pth.js');
+    const ckpt = await openPthFile(path);
+    keys = ckpt.tensors.map((t) => t.name);
+    await ckpt.close();
+  } else {
+    const { SafetensorsFile } = await import('../../weights/safetensors.js');
+    const f = await SafetensorsFile.open(path);
+    keys = f.keys();
+    await f.close();
+  }
+  const family = detectFamily(keys, path);
+  return family === 'sam2' || family === 'sam2-hf' ? 'sam2' : 'sam';
+}
+
+/**
+ * Which segmenter to run and its weights: `--model NAME` picks SAM or SAM 2 (its pulled file,
+ * unless --weights or --random-weights is given); without it, --weights decides by its keys, and
+ * otherwise SAM as before.
+ */
+export async function resolveSegmenter(env: CliEnv, opts: ModelOptions): Promise<{ kind: 'sam' | 'sam2'; weights: ResolvedWeights }> {
+  if (!opts.model) {
+    if (opts.weights && !opts.randomWeights) {
+      await checkReadable(opts.weights, 'weights file');
+      return { kind: await fileKind(opts.weights), weights: await resolveWeights(env, opts, 'sam', 'sam-vit-b') };
+    }
+    return { kind: 'sam', weights: await resolveWeights(env, opts, 'sam', 'sam-vit-b') };
+  }
+  const e = REGISTRY.find((x) => x.name === opts.model);
+  const choices = REGISTRY.filter((x) => x.kind === 'sam' || x.kind === 'sam2').map((x) => x.name);
+  if (!e || (e.kind !== 'sam' && e.kind !== 'sam2')) throw new UsageError(`--model: unknown segmenter '${opts.model}'; use one of ${choices.join(', ')}`);
+  const kind = e.kind;
+  if (opts.weights || opts.randomWeights) {
+    const randomDefault = kind === 'sam2' ? e.name.replace(/-hf$/, '') : 'sam-vit-b';
+    return { kind, weights: await resolveWeights(env, opts, kind, randomDefault) };
+  }
+  const cache = cacheDir(opts.cache);
+  const path = cachedPath(cache, e.name, e.file);
+  if (!isCached(cache, e.name, e.file)) {
+    throw new CliError(`--model ${e.name}: not in the cache (${path}); download it with \`samclip weights pull ${e.name}\`, pass --weights FILE, or add --random-weights`);
+  }
+  env.note(opts, `using ${e.name} weights from the cache: ${path}`);
+  return { kind, weights: { path, source: 'cache', randomFamily: null } };
 }
 
 /**

@@ -1,11 +1,13 @@
 /**
  * `samclip segment IMAGE --point x,y[:label] ... --box x0,y0,x1,y1 [--multimask] --out mask.png`:
- * promptable segmentation with SAM (src/pipelines/sam-predictor.ts). Masks are written as grey PNGs
+ * promptable segmentation with SAM (src/pipelines/sam-predictor.ts) or, with `--model
+ * sam2.1-hiera-t` (or a SAM 2 checkpoint as --weights), SAM 2.1 (src/pipelines/sam2-predictor.ts). Masks are written as grey PNGs
  * (255 inside) at the photo's size; `--overlay` draws the best mask, the points and the box on the
  * photo. With `--multimask`, the three candidate masks are written as `<out>-0.png` ... and the one
  * with the highest predicted IoU also as `<out>`.
  */
 import type { Command } from 'commander';
+import type { PromptablePredictor } from '../../pipelines/prompt-sets.js';
 import { collect, withCommon } from '../common.js';
 import type { CliEnv } from '../env.js';
 import { UsageError } from '../errors.js';
@@ -17,9 +19,10 @@ import {
   loadPhoto,
   parseBox,
   parsePoint,
-  resolveWeights,
+  resolveSegmenter,
   stem,
   step,
+  withModelChoice,
   withModelOptions,
   withSuffix,
 } from './model-common.js';
@@ -35,28 +38,31 @@ interface SegmentOptions extends ModelOptions {
 export function registerSegment(program: Command, env: CliEnv): void {
   const cmd = program
     .command('segment')
-    .description('segment the object at the given points / box with SAM; writes the mask as a PNG')
+    .description('segment the object at the given points / box with SAM or SAM 2; writes the mask as a PNG')
     .argument('<image>', 'JPEG or PNG photo')
     .option('-p, --point <x,y[:label]>', 'a prompt point in pixels; label 1 = on the object (default), 0 = background; repeatable', collect)
     .option('-b, --box <x0,y0,x1,y1>', 'a box around the object, in pixels')
     .option('--multimask', 'three candidate masks (for ambiguous single points); the best is also written to --out')
     .option('-o, --out <file>', 'mask PNG (default <image>-mask.png)')
     .option('--overlay <file>', 'also write the photo with the mask, points and box drawn on it')
-    .addHelpText('after', '\nExamples:\n  samclip segment dog.jpg --point 400,300 --out dog-mask.png\n  samclip segment truck.jpg --box 75,275,1725,850 --point 500,375:0 --overlay overlay.png');
-  withModelOptions(withCommon(cmd), 'sam', 'sam-vit-b').action(async (image: string, opts: SegmentOptions) => {
+    .addHelpText('after', '\nExamples:\n  samclip segment dog.jpg --point 400,300 --out dog-mask.png\n  samclip segment truck.jpg --box 75,275,1725,850 --point 500,375:0 --overlay overlay.png\n  samclip segment dog.jpg --model sam2.1-hiera-t --point 400,300');
+  withModelOptions(withModelChoice(withCommon(cmd)), 'sam', 'sam-vit-b').action(async (image: string, opts: SegmentOptions) => {
     const points: PointPrompt[] = (opts.point ?? []).map(parsePoint);
     const box = opts.box ? parseBox(opts.box) : null;
     if (points.length === 0 && !box) throw new UsageError('give at least one --point x,y or a --box x0,y0,x1,y1');
     const dtype = checkDtype(opts.dtype);
     const photo = await loadPhoto(image);
     checkPromptsInside(photo, image, points, box);
-    const weights = await resolveWeights(env, opts, 'sam', 'sam-vit-b');
+    const { kind, weights } = await resolveSegmenter(env, opts);
     const out = opts.out ?? `${stem(image)}-mask.png`;
 
-    const { SamPredictor } = await import('../../pipelines/sam-predictor.js');
     const { writePng, maskToGrey } = await import('../../io/encode.js');
     const ctx = await env.gpu({ preferF16: dtype === 'f16' });
-    const predictor = await step(env, opts, 'loading SAM weights', () => SamPredictor.load(ctx, weights.path, { dtype }));
+    const predictor: PromptablePredictor = await step(env, opts, `loading ${kind === 'sam2' ? 'SAM 2' : 'SAM'} weights`, async (): Promise<PromptablePredictor> =>
+      kind === 'sam2'
+        ? (await import('../../pipelines/sam2-predictor.js')).Sam2Predictor.load(ctx, weights.path, { dtype })
+        : (await import('../../pipelines/sam-predictor.js')).SamPredictor.load(ctx, weights.path, { dtype }),
+    );
     const emb = await step(env, opts, 'encoding the image', (p) => predictor.encode(photo, p));
     const prompt = {
       ...(points.length ? { points: points.map((p) => [p.x, p.y] as [number, number]), labels: points.map((p) => p.label) } : {}),
@@ -92,6 +98,7 @@ export function registerSegment(program: Command, env: CliEnv): void {
       image,
       width: pred.width,
       height: pred.height,
+      model: kind,
       weights: weights.path,
       randomWeights: weights.randomFamily,
       points,
