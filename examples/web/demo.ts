@@ -6,6 +6,7 @@
  *
  * Models by checkpoint family (detected from the key names, in the worker):
  *  - SAM (official or Hugging Face names): promptable segmentation.
+ *  - SAM 2.1 (official or Hugging Face names, as safetensors): promptable segmentation.
  *  - SAM-CLIP bundle: promptable segmentation on the shared backbone + semantic segmentation.
  *  - CLIP / OpenCLIP (after a SAM): composite mode, SAM + CLIP as one SAM-CLIP (DESIGN.md 6.4).
  */
@@ -67,6 +68,8 @@ export interface LoadedModel {
 const FAMILY_ROLE: Record<Family, string> = {
   sam: 'SAM (official names)',
   'sam-hf': 'SAM (Hugging Face names)',
+  sam2: 'SAM 2.1 (official names)',
+  'sam2-hf': 'SAM 2.1 (Hugging Face names)',
   samclip: 'SAM-CLIP bundle (merged)',
   clip: 'CLIP / OpenCLIP (composite with SAM)',
   'clip-hf': 'CLIP, Hugging Face names (composite with SAM)',
