@@ -16,6 +16,7 @@ import { FLAT_WG, defineKernel, grid1d } from '../gpu/kernel.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { defineUniforms } from '../gpu/uniforms.js';
 import { type ImageLayout, type Pair, layoutStrides, pair } from './conv2d.js';
+import { outputIndexWgsl } from './resize-antialias.js';
 
 export interface MaxPool2dOptions {
   /** Window (kh, kw); default 2. */
@@ -60,20 +61,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         @builtin(num_workgroups) nwg: vec3<u32>) {
   let e = flat_wg(wid, nwg) * ${WG}u + lid.x;
   if (e >= u.total) { return; }
-  let C = u.out_shape.y;
-  let OH = u.out_shape.z;
-  let OW = u.out_shape.w;
-${
-  c.order === 'nchw'
-    ? `  let ox = e % OW;
-  let oy = (e / OW) % OH;
-  let ch = (e / (OW * OH)) % C;
-  let n = e / (OW * OH * C);`
-    : `  let ch = e % C;
-  let ox = (e / C) % OW;
-  let oy = (e / (C * OW)) % OH;
-  let n = e / (C * OW * OH);`
-}
+${outputIndexWgsl(c.order)}
   let base = u.x_offset + n * u.x_strides.x + ch * u.x_strides.y + oy * u.window.z * u.x_strides.z + ox * u.window.w * u.x_strides.w;
   var m = f32(x[base]);
   for (var i = 0u; i < u.window.x; i++) {

@@ -60,6 +60,26 @@ interface PassConfig {
 
 const WG = 256;
 
+/**
+ * WGSL: element `e` of an [N, C, OH, OW] output (`u.out_shape`) -> n, ch, oy, ox, enumerated in
+ * the output's memory order (`order`) so that neighbouring invocations write neighbouring addresses.
+ */
+export function outputIndexWgsl(order: ImageLayout): string {
+  const head = `  let C = u.out_shape.y;
+  let OH = u.out_shape.z;
+  let OW = u.out_shape.w;
+`;
+  return order === 'nchw'
+    ? `${head}  let ox = e % OW;
+  let oy = (e / OW) % OH;
+  let ch = (e / (OW * OH)) % C;
+  let n = e / (OW * OH * C);`
+    : `${head}  let ch = e % C;
+  let ox = (e / C) % OW;
+  let oy = (e / (C * OW)) % OH;
+  let n = e / (C * OW * OH);`;
+}
+
 const kernel = defineKernel({
   name: 'resize_antialias',
   uniforms,
@@ -83,20 +103,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         @builtin(num_workgroups) nwg: vec3<u32>) {
   let e = flat_wg(wid, nwg) * ${WG}u + lid.x;
   if (e >= u.total) { return; }
-  let C = u.out_shape.y;
-  let OH = u.out_shape.z;
-  let OW = u.out_shape.w;
-${
-  c.order === 'nchw'
-    ? `  let ox = e % OW;
-  let oy = (e / OW) % OH;
-  let ch = (e / (OW * OH)) % C;
-  let n = e / (OW * OH * C);`
-    : `  let ch = e % C;
-  let ox = (e / C) % OW;
-  let oy = (e / (C * OW)) % OH;
-  let n = e / (C * OW * OH);`
-}
+${outputIndexWgsl(c.order)}
   let centre = u.scale * (f32(${pos}) + 0.5);
   // i32() truncates toward zero, as PyTorch's int64 conversion does.
   let lo = u32(max(i32(centre - u.support + 0.5), 0));

@@ -88,3 +88,24 @@ export function unpackBits(bytes: Uint8Array, unpackedShape: number[]): Uint8Arr
 export function agreement(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return 1 - mismatches(a, b).diff / a.length;
 }
+
+/**
+ * The predictions' masks, in order, against the recorded bit-packed masks (`packed`, unpacked to
+ * `unpackedShape`): logs and asserts the fraction of equal pixels (>= `min`). Returns it.
+ */
+export function expectMasksAgree(preds: readonly { masks: readonly Uint8Array[] }[], packed: Uint8Array, unpackedShape: number[], label: string, min: number): number {
+  const expected = unpackBits(packed, unpackedShape);
+  const actual = new Uint8Array(expected.length);
+  let at = 0;
+  for (const p of preds) {
+    for (const m of p.masks) {
+      actual.set(m, at);
+      at += m.length;
+    }
+  }
+  expect(at, `${label}: mask pixels`).toBe(expected.length);
+  const a = agreement(actual, expected);
+  console.log(`${label} masks: agreement ${(a * 100).toFixed(5)}% (${Math.round((1 - a) * expected.length)} of ${expected.length} pixels differ)`);
+  expect(a, `${label} masks agreement`).toBeGreaterThanOrEqual(min);
+  return a;
+}

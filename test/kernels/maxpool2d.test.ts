@@ -4,6 +4,7 @@ import type { ImageLayout } from '../../src/kernels/conv2d.js';
 import { maxPool2dCpu } from '../../src/kernels/cpu/maxpool2d.js';
 import { maxPool2d } from '../../src/kernels/maxpool2d.js';
 import { expectClose } from '../helpers/compare.js';
+import { nchwToNhwc, nhwcToNchw } from '../helpers/layout.js';
 import { useGpu } from '../helpers/gpu.js';
 import { runOnnx } from '../helpers/onnx.js';
 import { Rng } from '../helpers/random.js';
@@ -36,14 +37,6 @@ const cases: Case[] = [
   { name: 'f16 storage NHWC', x: [1, 6, 9, 8], kernel: [2, 2], stride: [2, 2], layout: 'nhwc', f16: true },
 ];
 
-function toNhwc(a: Float32Array, [N, C, H, W]: readonly number[]): Float32Array {
-  const out = new Float32Array(a.length);
-  for (let n = 0; n < N!; n++)
-    for (let c = 0; c < C!; c++)
-      for (let y = 0; y < H!; y++) for (let x = 0; x < W!; x++) out[((n * H! + y) * W! + x) * C! + c] = a[((n * C! + c) * H! + y) * W! + x]!;
-  return out;
-}
-
 /** ONNX MaxPool (opset 12) on NCHW data. */
 function reference(x: Float32Array, c: Case): Promise<Float32Array> {
   return runOnnx(
@@ -65,14 +58,14 @@ describe('maxPool2d vs onnxruntime', () => {
       let x = new Rng(n + c.kernel[0] * 31).randn(n, c.scale ?? 1);
       if (c.f16) x = fromF16Array(toF16Array(x));
       const [N, C, H, W] = c.x;
-      const t = c.layout === 'nhwc' ? ctx.upload(toNhwc(x, c.x), [N, H, W, C], c.f16 ? 'f16' : 'f32') : ctx.upload(x, c.x, c.f16 ? 'f16' : 'f32');
+      const t = c.layout === 'nhwc' ? ctx.upload(nchwToNhwc(x, c.x), [N, H, W, C], c.f16 ? 'f16' : 'f32') : ctx.upload(x, c.x, c.f16 ? 'f16' : 'f32');
       const y = maxPool2d(ctx, t, { kernel: c.kernel, stride: c.stride, layout: c.layout });
       const want = await reference(x, c);
       const cpu = maxPool2dCpu(x, c.x, c.kernel, c.stride);
       const [, , OH, OW] = cpu.shape;
       expect(y.shape).toEqual(c.layout === 'nhwc' ? [N, OH, OW, C] : cpu.shape);
       const got = await ctx.read(y);
-      const gotNchw = c.layout === 'nhwc' ? toNchw(got, [N, C, OH, OW]) : got;
+      const gotNchw = c.layout === 'nhwc' ? nhwcToNchw(got, [N, C, OH, OW]) : got;
       expectClose(gotNchw, want, exact, `maxPool2d ${c.name} vs ORT`, cpu.shape);
       expectClose(cpu.data, want, exact, `CPU reference ${c.name} vs ORT`, cpu.shape);
     });
@@ -88,8 +81,8 @@ describe('maxPool2d vs onnxruntime', () => {
     expect(y.shape).toEqual([1, 3, 5, C]);
     const dense = new Float32Array(H * W * C);
     for (let p = 0; p < H * W; p++) for (let c = 0; c < C; c++) dense[p * C + c] = qkv[p * 3 * C + c]!;
-    const want = maxPool2dCpu(toNchw(dense, [1, C, H, W]), [1, C, H, W], [2, 2], [2, 2]);
-    expectClose(toNchw(await ctx.read(y), [1, C, 3, 5]), want.data, exact, 'strided q view', want.shape);
+    const want = maxPool2dCpu(nhwcToNchw(dense, [1, C, H, W]), [1, C, H, W], [2, 2], [2, 2]);
+    expectClose(nhwcToNchw(await ctx.read(y), [1, C, 3, 5]), want.data, exact, 'strided q view', want.shape);
   });
 
   it('infinities and NaN: +Inf wins, -Inf loses, NaN propagates', async () => {
@@ -109,11 +102,3 @@ describe('maxPool2d vs onnxruntime', () => {
     expect(() => maxPool2d(ctx, t, { kernel: 0 })).toThrow(/kernel 0x0/);
   });
 });
-
-function toNchw(a: ArrayLike<number>, [N, C, H, W]: readonly number[]): Float32Array {
-  const out = new Float32Array(a.length);
-  for (let n = 0; n < N!; n++)
-    for (let c = 0; c < C!; c++)
-      for (let y = 0; y < H!; y++) for (let x = 0; x < W!; x++) out[((n * C! + c) * H! + y) * W! + x] = a[((n * H! + y) * W! + x) * C! + c]!;
-  return out;
-}

@@ -3,6 +3,7 @@ import type { ImageLayout } from '../../src/kernels/conv2d.js';
 import { resizeAntialiasCpu } from '../../src/kernels/cpu/resize-antialias.js';
 import { packBytes, resizeAntialias, resizeAntialiasBytes } from '../../src/kernels/resize-antialias.js';
 import { expectClose, type Tolerance } from '../helpers/compare.js';
+import { nchwToNhwc, nhwcToNchw } from '../helpers/layout.js';
 import { useGpu } from '../helpers/gpu.js';
 import { type OnnxConst, runOnnx } from '../helpers/onnx.js';
 import { Rng } from '../helpers/random.js';
@@ -59,20 +60,6 @@ function reference(x: Float32Array, shape: readonly number[], out: readonly [num
   );
 }
 
-function nhwc(a: ArrayLike<number>, [N, C, H, W]: readonly number[], toNhwc: boolean): Float32Array {
-  const out = new Float32Array(a.length);
-  for (let n = 0; n < N!; n++)
-    for (let c = 0; c < C!; c++)
-      for (let y = 0; y < H!; y++)
-        for (let x = 0; x < W!; x++) {
-          const i = ((n * C! + c) * H! + y) * W! + x;
-          const j = ((n * H! + y) * W! + x) * C! + c;
-          if (toNhwc) out[j] = a[i]!;
-          else out[i] = a[j]!;
-        }
-  return out;
-}
-
 describe('resizeAntialias vs onnxruntime', () => {
   for (const c of cases) {
     it(c.name, async () => {
@@ -80,12 +67,12 @@ describe('resizeAntialias vs onnxruntime', () => {
       const n = c.x.reduce((p, d) => p * d, 1);
       const x = new Rng(n + c.out[0]).randn(n, c.scale ?? 1);
       const [N, C, H, W] = c.x;
-      const t = c.layout === 'nhwc' ? ctx.upload(nhwc(x, c.x, true), [N, H, W, C]) : ctx.upload(x, c.x);
+      const t = c.layout === 'nhwc' ? ctx.upload(nchwToNhwc(x, c.x), [N, H, W, C]) : ctx.upload(x, c.x);
       const y = resizeAntialias(ctx, t, c.out[0], c.out[1], { layout: c.layout });
       expect(y.shape).toEqual(c.layout === 'nhwc' ? [N, ...c.out, C] : [N, C, ...c.out]);
       const got = await ctx.read(y);
       const outShape = [N, C, ...c.out];
-      const gotNchw = c.layout === 'nhwc' ? nhwc(got, outShape, false) : got;
+      const gotNchw = c.layout === 'nhwc' ? nhwcToNchw(got, outShape) : got;
       const want = await reference(x, c.x, c.out);
       expectClose(gotNchw, want, c.tol, `resizeAntialias ${c.name} vs ORT`, outShape);
       expectClose(resizeAntialiasCpu(x, c.x, ...c.out), want, c.tol, `CPU reference ${c.name} vs ORT`, outShape);

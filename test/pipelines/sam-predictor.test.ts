@@ -21,7 +21,7 @@ import { WeightError } from '../../src/weights/weights.js';
 import { PromptError, SamPredictor, type SamImageEmbedding, type SamPrediction, type SamPrompt, lowResMask } from '../../src/pipelines/sam-predictor.js';
 import { expectClose } from '../helpers/compare.js';
 import { useGpu } from '../helpers/gpu.js';
-import { REFERENCE, agreement, expectReference, unpackBits } from '../helpers/reference.js';
+import { REFERENCE, agreement, expectMasksAgree, expectReference, unpackBits } from '../helpers/reference.js';
 import { PhotoRef, SAM_PHOTOS, type SamCase, type SamPhoto, TINY_WEIGHTS, logStage } from './sam-fixture.js';
 import { usePhotos } from '../helpers/photos.js';
 
@@ -59,18 +59,7 @@ async function checkCase(photo: SamPhoto, c: SamCase, emb: SamImageEmbedding, la
     logStage(`${label} iou_predictions`, expectReference(iou, await ref.f32(iouName), ref.entry(iouName), `${label} iou_predictions`));
   }
   const mn = ref.caseTensor(c, 'masks');
-  const entry = ref.entry(mn);
-  const expected = unpackBits(await ref.file.readRaw(mn), entry.unpacked_shape!);
-  const actual = new Uint8Array(expected.length);
-  let at = 0;
-  for (const p of preds) for (const m of p.masks) {
-    actual.set(m, at);
-    at += m.length;
-  }
-  expect(at, `${label}: mask pixels`).toBe(expected.length);
-  const a = agreement(actual, expected);
-  console.log(`${label} masks: agreement ${(a * 100).toFixed(5)}% (${Math.round((1 - a) * expected.length)} of ${expected.length} pixels differ)`);
-  expect(a, `${label} masks agreement`).toBeGreaterThanOrEqual(MASK_AGREEMENT);
+  expectMasksAgree(preds, await ref.file.readRaw(mn), ref.entry(mn).unpacked_shape!, label, MASK_AGREEMENT);
   return preds;
 }
 

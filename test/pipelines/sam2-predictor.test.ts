@@ -20,7 +20,7 @@ import { PromptError } from '../../src/pipelines/sam-predictor.js';
 import { Sam2Predictor, type Sam2ImageEmbedding, type Sam2Prediction, sam2TransformCoords } from '../../src/pipelines/sam2-predictor.js';
 import type { SamPrompt } from '../../src/pipelines/prompt-sets.js';
 import { useGpu } from '../helpers/gpu.js';
-import { agreement, unpackBits } from '../helpers/reference.js';
+import { agreement, expectMasksAgree } from '../helpers/reference.js';
 import { SAM2_PHOTOS, SAM2_WEIGHTS, type Sam2Case, type Sam2Photo, Sam2Ref, checkAgainst, tinyOverrides } from '../model/sam2-fixture.js';
 import { usePhotos } from '../helpers/photos.js';
 
@@ -63,17 +63,7 @@ async function checkCase(photo: Sam2Photo, c: Sam2Case, emb: Sam2ImageEmbedding,
     expect(preds[b]!.choice!.token, `${label} set ${b}: ${r.output}`).toBe(r.stable ? 0 : Number(/token (\d)/.exec(r.output)![1]));
   });
   const mn = ref.caseTensor(c, 'masks');
-  const expected = unpackBits(await ref.file.readRaw(mn), ref.entry(mn).unpacked_shape!);
-  const actual = new Uint8Array(expected.length);
-  let at = 0;
-  for (const p of preds) for (const m of p.masks) {
-    actual.set(m, at);
-    at += m.length;
-  }
-  expect(at, `${label}: mask pixels`).toBe(expected.length);
-  const a = agreement(actual, expected);
-  console.log(`${label} masks: agreement ${(a * 100).toFixed(5)}% (${Math.round((1 - a) * expected.length)} of ${expected.length} pixels differ)`);
-  expect(a, `${label} masks agreement`).toBeGreaterThanOrEqual(MASK_AGREEMENT);
+  expectMasksAgree(preds, await ref.file.readRaw(mn), ref.entry(mn).unpacked_shape!, label, MASK_AGREEMENT);
   return preds;
 }
 

@@ -48,6 +48,19 @@ export interface SamConfig {
   iouHeadHiddenDim: number;
 }
 
+/** The prompt encoder and mask decoder of every released SAM and SAM 2 model (1024 px input). */
+export const SAM_HEADS_1024 = {
+  promptEmbedDim: 256,
+  imageEmbeddingSize: 64,
+  maskInChans: 16,
+  decoderDepth: 2,
+  decoderHeads: 8,
+  decoderMlpDim: 2048,
+  numMultimaskOutputs: 3,
+  iouHeadDepth: 3,
+  iouHeadHiddenDim: 256,
+} as const;
+
 /** LayerNorm eps of the image encoder blocks and of LayerNorm2d (DESIGN.md section 4). */
 export const SAM_ENCODER_LN_EPS = 1e-6;
 
@@ -55,15 +68,16 @@ const ENC = 'image_encoder';
 const PE = 'prompt_encoder';
 const DEC = 'mask_decoder';
 
-function need(w: WeightShapes, key: string, rank: number): readonly number[] {
+/** A tensor's shape, required with the given rank to derive `model`'s configuration. */
+export function need(w: WeightShapes, key: string, rank: number, model = 'SAM'): readonly number[] {
   const s = w.shape(key);
-  if (!s) throw new WeightError(`${w.file} (${w.family}): missing tensor '${key}', needed to derive the SAM configuration`);
+  if (!s) throw new WeightError(`${w.file} (${w.family}): missing tensor '${key}', needed to derive the ${model} configuration`);
   if (s.length !== rank) throw new WeightError(`${w.file} (${w.family}): tensor '${key}' has shape ${fmtShape(s)}, expected rank ${rank}`);
   return s;
 }
 
 /** Number of consecutive indices N with `${prefix}.N.${probe}` present. */
-function countIndexed(w: WeightShapes, prefix: string, probe: string): number {
+export function countIndexed(w: WeightShapes, prefix: string, probe: string): number {
   let n = 0;
   while (w.has(`${prefix}.${n}.${probe}`)) n++;
   return n;
@@ -221,99 +235,141 @@ export interface TensorSpec {
   init: InitKind;
 }
 
-/**
- * Every tensor of an official SAM checkpoint (`Sam.state_dict()` order) for a configuration: the
- * strict key set `loadSamWeights` checks and the random-weights tool writes.
- */
-export function samTensorSpec(cfg: SamConfig): TensorSpec[] {
-  const out: TensorSpec[] = [];
-  const t = (name: string, shape: number[], init: InitKind) => out.push({ name, shape, init });
-  const linear = (p: string, o: number, i: number, init: InitKind = 'linear') => {
-    t(`${p}.weight`, [o, i], init);
-    t(`${p}.bias`, [o], 'bias');
-  };
-  const norm = (p: string, n: number) => {
-    t(`${p}.weight`, [n], 'norm');
-    t(`${p}.bias`, [n], 'bias');
-  };
-  const { embedDim: E, posEmbedGrid: G, patchSize: P, outChans: O } = cfg;
-  const hd = E / cfg.numHeads;
-  t(`${ENC}.pos_embed`, [1, G, G, E], 'pos');
-  t(`${ENC}.patch_embed.proj.weight`, [E, 3, P, P], 'conv');
-  t(`${ENC}.patch_embed.proj.bias`, [E], 'bias');
-  const globals = new Set(cfg.globalAttnIndexes);
-  for (let i = 0; i < cfg.depth; i++) {
-    const b = `${ENC}.blocks.${i}`;
-    const s = globals.has(i) || cfg.windowSize === 0 ? G : cfg.windowSize;
-    norm(`${b}.norm1`, E);
-    t(`${b}.attn.rel_pos_h`, [2 * s - 1, hd], 'rel-pos');
-    t(`${b}.attn.rel_pos_w`, [2 * s - 1, hd], 'rel-pos');
-    linear(`${b}.attn.qkv`, 3 * E, E, 'linear-qk');
-    linear(`${b}.attn.proj`, E, E);
-    norm(`${b}.norm2`, E);
-    linear(`${b}.mlp.lin1`, cfg.mlpDim, E);
-    linear(`${b}.mlp.lin2`, E, cfg.mlpDim);
+/** Collects tensor specs: named tensors, Linears, norms and convolutions (each with its bias). */
+export class SpecBuilder {
+  readonly out: TensorSpec[] = [];
+  t(name: string, shape: number[], init: InitKind): void {
+    this.out.push({ name, shape, init });
   }
-  t(`${ENC}.neck.0.weight`, [O, E, 1, 1], 'conv');
-  norm(`${ENC}.neck.1`, O);
-  t(`${ENC}.neck.2.weight`, [O, O, 3, 3], 'conv');
-  norm(`${ENC}.neck.3`, O);
+  linear(p: string, o: number, i: number, init: InitKind = 'linear'): void {
+    this.t(`${p}.weight`, [o, i], init);
+    this.t(`${p}.bias`, [o], 'bias');
+  }
+  norm(p: string, n: number): void {
+    this.t(`${p}.weight`, [n], 'norm');
+    this.t(`${p}.bias`, [n], 'bias');
+  }
+  conv(p: string, o: number, i: number, k: number, init: InitKind = 'conv'): void {
+    this.t(`${p}.weight`, init === 'conv-transpose' ? [i, o, k, k] : [o, i, k, k], init);
+    this.t(`${p}.bias`, [o], 'bias');
+  }
+}
 
+/** The prompt encoder's tensors (SAM's; SAM 2's under `sam_prompt_encoder`). */
+export function promptEncoderSpec(b: SpecBuilder, pe: string, cfg: Pick<SamConfig, 'promptEmbedDim' | 'maskInChans'>): void {
   const C = cfg.promptEmbedDim;
   const M = cfg.maskInChans;
-  t(`${PE}.pe_layer.positional_encoding_gaussian_matrix`, [2, C / 2], 'gauss');
-  for (let i = 0; i < 4; i++) t(`${PE}.point_embeddings.${i}.weight`, [1, C], 'embed');
-  t(`${PE}.not_a_point_embed.weight`, [1, C], 'embed');
-  t(`${PE}.mask_downscaling.0.weight`, [M / 4, 1, 2, 2], 'conv');
-  t(`${PE}.mask_downscaling.0.bias`, [M / 4], 'bias');
-  norm(`${PE}.mask_downscaling.1`, M / 4);
-  t(`${PE}.mask_downscaling.3.weight`, [M, M / 4, 2, 2], 'conv');
-  t(`${PE}.mask_downscaling.3.bias`, [M], 'bias');
-  norm(`${PE}.mask_downscaling.4`, M);
-  t(`${PE}.mask_downscaling.6.weight`, [C, M, 1, 1], 'conv');
-  t(`${PE}.mask_downscaling.6.bias`, [C], 'bias');
-  t(`${PE}.no_mask_embed.weight`, [1, C], 'embed');
+  b.t(`${pe}.pe_layer.positional_encoding_gaussian_matrix`, [2, C / 2], 'gauss');
+  for (let i = 0; i < 4; i++) b.t(`${pe}.point_embeddings.${i}.weight`, [1, C], 'embed');
+  b.t(`${pe}.not_a_point_embed.weight`, [1, C], 'embed');
+  b.conv(`${pe}.mask_downscaling.0`, M / 4, 1, 2);
+  b.norm(`${pe}.mask_downscaling.1`, M / 4);
+  b.conv(`${pe}.mask_downscaling.3`, M, M / 4, 2);
+  b.norm(`${pe}.mask_downscaling.4`, M);
+  b.conv(`${pe}.mask_downscaling.6`, C, M, 1);
+  b.t(`${pe}.no_mask_embed.weight`, [1, C], 'embed');
+}
 
+/** What SAM 2's mask decoder adds to SAM's (see src/model/sam2/mask-decoder.ts). */
+export interface DecoderSpecExtras {
+  /** The transformer MLP's layer names (SAM: lin1 / lin2). */
+  mlpNames?: readonly [string, string];
+  /** Object-score token and head (a 3-layer MLP or one Linear). */
+  objScore?: 'mlp' | 'linear';
+  /** conv_s0 / conv_s1 (high-resolution skips). */
+  highRes?: boolean;
+}
+
+/** The mask decoder's tensors (SAM's order; SAM 2's extras where its state_dict has them). */
+export function maskDecoderSpec(
+  b: SpecBuilder,
+  dec: string,
+  cfg: Pick<SamConfig, 'promptEmbedDim' | 'decoderDepth' | 'decoderMlpDim' | 'numMultimaskOutputs' | 'iouHeadDepth' | 'iouHeadHiddenDim'>,
+  extras: DecoderSpecExtras = {},
+): void {
+  const C = cfg.promptEmbedDim;
+  const [mlp0, mlp1] = extras.mlpNames ?? ['lin1', 'lin2'];
   const attn = (p: string, down: number) => {
     const inner = C / down;
-    linear(`${p}.q_proj`, inner, C, 'linear-qk-all');
-    linear(`${p}.k_proj`, inner, C, 'linear-qk-all');
-    linear(`${p}.v_proj`, inner, C);
-    linear(`${p}.out_proj`, C, inner);
+    b.linear(`${p}.q_proj`, inner, C, 'linear-qk-all');
+    b.linear(`${p}.k_proj`, inner, C, 'linear-qk-all');
+    b.linear(`${p}.v_proj`, inner, C);
+    b.linear(`${p}.out_proj`, C, inner);
   };
   for (let i = 0; i < cfg.decoderDepth; i++) {
-    const l = `${DEC}.transformer.layers.${i}`;
+    const l = `${dec}.transformer.layers.${i}`;
     attn(`${l}.self_attn`, 1);
-    norm(`${l}.norm1`, C);
+    b.norm(`${l}.norm1`, C);
     attn(`${l}.cross_attn_token_to_image`, 2);
-    norm(`${l}.norm2`, C);
-    linear(`${l}.mlp.lin1`, cfg.decoderMlpDim, C);
-    linear(`${l}.mlp.lin2`, C, cfg.decoderMlpDim);
-    norm(`${l}.norm3`, C);
-    norm(`${l}.norm4`, C);
+    b.norm(`${l}.norm2`, C);
+    b.linear(`${l}.mlp.${mlp0}`, cfg.decoderMlpDim, C);
+    b.linear(`${l}.mlp.${mlp1}`, C, cfg.decoderMlpDim);
+    b.norm(`${l}.norm3`, C);
+    b.norm(`${l}.norm4`, C);
     attn(`${l}.cross_attn_image_to_token`, 2);
   }
-  attn(`${DEC}.transformer.final_attn_token_to_image`, 2);
-  norm(`${DEC}.transformer.norm_final_attn`, C);
+  attn(`${dec}.transformer.final_attn_token_to_image`, 2);
+  b.norm(`${dec}.transformer.norm_final_attn`, C);
   const T = cfg.numMultimaskOutputs + 1;
-  t(`${DEC}.iou_token.weight`, [1, C], 'embed');
-  t(`${DEC}.mask_tokens.weight`, [T, C], 'embed');
-  t(`${DEC}.output_upscaling.0.weight`, [C, C / 4, 2, 2], 'conv-transpose');
-  t(`${DEC}.output_upscaling.0.bias`, [C / 4], 'bias');
-  norm(`${DEC}.output_upscaling.1`, C / 4);
-  t(`${DEC}.output_upscaling.3.weight`, [C / 4, C / 8, 2, 2], 'conv-transpose');
-  t(`${DEC}.output_upscaling.3.bias`, [C / 8], 'bias');
+  b.t(`${dec}.iou_token.weight`, [1, C], 'embed');
+  b.t(`${dec}.mask_tokens.weight`, [T, C], 'embed');
+  if (extras.objScore) b.t(`${dec}.obj_score_token.weight`, [1, C], 'embed');
+  b.conv(`${dec}.output_upscaling.0`, C / 4, C, 2, 'conv-transpose');
+  b.norm(`${dec}.output_upscaling.1`, C / 4);
+  b.conv(`${dec}.output_upscaling.3`, C / 8, C / 4, 2, 'conv-transpose');
+  if (extras.highRes) {
+    b.conv(`${dec}.conv_s0`, C / 8, C, 1);
+    b.conv(`${dec}.conv_s1`, C / 4, C, 1);
+  }
   for (let i = 0; i < T; i++) {
-    const h = `${DEC}.output_hypernetworks_mlps.${i}.layers`;
-    linear(`${h}.0`, C, C);
-    linear(`${h}.1`, C, C);
-    linear(`${h}.2`, C / 8, C);
+    const h = `${dec}.output_hypernetworks_mlps.${i}.layers`;
+    b.linear(`${h}.0`, C, C);
+    b.linear(`${h}.1`, C, C);
+    b.linear(`${h}.2`, C / 8, C);
   }
   const H = cfg.iouHeadHiddenDim;
   for (let i = 0; i < cfg.iouHeadDepth; i++) {
     const first = i === 0;
     const last = i === cfg.iouHeadDepth - 1;
-    linear(`${DEC}.iou_prediction_head.layers.${i}`, last ? T : H, first ? C : H);
+    b.linear(`${dec}.iou_prediction_head.layers.${i}`, last ? T : H, first ? C : H);
   }
-  return out;
+  if (extras.objScore === 'mlp') {
+    b.linear(`${dec}.pred_obj_score_head.layers.0`, C, C);
+    b.linear(`${dec}.pred_obj_score_head.layers.1`, C, C);
+    b.linear(`${dec}.pred_obj_score_head.layers.2`, 1, C);
+  } else if (extras.objScore === 'linear') {
+    b.linear(`${dec}.pred_obj_score_head`, 1, C);
+  }
+}
+
+/**
+ * Every tensor of an official SAM checkpoint (`Sam.state_dict()` order) for a configuration: the
+ * strict key set `loadSamWeights` checks and the random-weights tool writes.
+ */
+export function samTensorSpec(cfg: SamConfig): TensorSpec[] {
+  const b = new SpecBuilder();
+  const { embedDim: E, posEmbedGrid: G, patchSize: P, outChans: O } = cfg;
+  const hd = E / cfg.numHeads;
+  b.t(`${ENC}.pos_embed`, [1, G, G, E], 'pos');
+  b.conv(`${ENC}.patch_embed.proj`, E, 3, P);
+  const globals = new Set(cfg.globalAttnIndexes);
+  for (let i = 0; i < cfg.depth; i++) {
+    const blk = `${ENC}.blocks.${i}`;
+    const s = globals.has(i) || cfg.windowSize === 0 ? G : cfg.windowSize;
+    b.norm(`${blk}.norm1`, E);
+    b.t(`${blk}.attn.rel_pos_h`, [2 * s - 1, hd], 'rel-pos');
+    b.t(`${blk}.attn.rel_pos_w`, [2 * s - 1, hd], 'rel-pos');
+    b.linear(`${blk}.attn.qkv`, 3 * E, E, 'linear-qk');
+    b.linear(`${blk}.attn.proj`, E, E);
+    b.norm(`${blk}.norm2`, E);
+    b.linear(`${blk}.mlp.lin1`, cfg.mlpDim, E);
+    b.linear(`${blk}.mlp.lin2`, E, cfg.mlpDim);
+  }
+  b.t(`${ENC}.neck.0.weight`, [O, E, 1, 1], 'conv');
+  b.norm(`${ENC}.neck.1`, O);
+  b.t(`${ENC}.neck.2.weight`, [O, O, 3, 3], 'conv');
+  b.norm(`${ENC}.neck.3`, O);
+  promptEncoderSpec(b, PE, cfg);
+  maskDecoderSpec(b, DEC, cfg);
+  return b.out;
 }

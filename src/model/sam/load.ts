@@ -12,7 +12,7 @@ import { samHfRenameTable } from '../../weights/families/sam-hf.js';
 import { type SafetensorsFile, openSafetensors } from '../../weights/safetensors.js';
 import { type RenameTable, WeightError, Weights } from '../../weights/weights.js';
 import { resolveSamArchitecture } from './architectures.js';
-import { type SamConfig, type WeightShapes, samConfigFromWeights, samTensorSpec } from './config.js';
+import { type SamConfig, type TensorSpec, type WeightShapes, samConfigFromWeights, samTensorSpec } from './config.js';
 
 export interface LoadSamOptions {
   /** Storage of matrices and convolution kernels (vectors stay f32). Default: f16 when the context prefers it (`preferF16` on an adapter with shader-f16), else f32. */
@@ -66,12 +66,11 @@ function listSome(items: string[], n = 8): string {
 }
 
 /**
- * Strictness against the configuration: every expected tensor present with its shape, nothing
- * else. All differences are reported at once (a model with its last block removed names every
- * tensor of that block); `against` says which architecture the configuration is.
+ * Strictness: every tensor of `spec` present with its shape, nothing else. All differences are
+ * reported at once (a model with its last block removed names every tensor of that block); `what`
+ * names the model in the message and `detail` (appended) the architecture checked against.
  */
-export function checkSamWeights(w: WeightShapes, cfg: SamConfig, against?: string): void {
-  const spec = samTensorSpec(cfg);
+export function checkAgainstSpec(w: WeightShapes, spec: readonly TensorSpec[], what: string, detail = ''): void {
   const expected = new Set<string>();
   const missing: string[] = [];
   const misshaped: string[] = [];
@@ -87,9 +86,17 @@ export function checkSamWeights(w: WeightShapes, cfg: SamConfig, against?: strin
   if (missing.length === 1) problems.push(`missing tensor ${missing[0]}`);
   else if (missing.length) problems.push(`${missing.length} missing tensors: ${listSome(missing)}`);
   if (misshaped.length) problems.push(listSome(misshaped, 4));
-  if (extra.length) problems.push(`${extra.length} unexpected tensor(s) for SAM: ${listSome(extra)}`);
+  if (extra.length) problems.push(`${extra.length} unexpected tensor(s) for ${what}: ${listSome(extra)}`);
+  throw new WeightError(`${w.file} (${w.family}): ${problems.join('; ')}${detail}`);
+}
+
+/**
+ * Strictness against the configuration: every expected tensor present with its shape, nothing
+ * else; `against` says which architecture the configuration is.
+ */
+export function checkSamWeights(w: WeightShapes, cfg: SamConfig, against?: string): void {
   const arch = against ? ` (checked against ${against}: depth ${cfg.depth}, width ${cfg.embedDim}, ${cfg.numHeads} heads, MLP ${cfg.mlpDim})` : '';
-  throw new WeightError(`${w.file} (${w.family}): ${problems.join('; ')}${arch}`);
+  checkAgainstSpec(w, samTensorSpec(cfg), 'SAM', arch);
 }
 
 /** Canonical names and shapes a load would produce, read from the header alone. */

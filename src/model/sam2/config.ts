@@ -26,7 +26,7 @@
  */
 import { fmtShape } from '../../gpu/errors.js';
 import { WeightError } from '../../weights/weights.js';
-import type { TensorSpec, WeightShapes } from '../sam/config.js';
+import { SAM_HEADS_1024, type SamConfig, SpecBuilder, type TensorSpec, type WeightShapes, countIndexed, maskDecoderSpec, need as needShape, promptEncoderSpec } from '../sam/config.js';
 
 export interface HieraConfig {
   /** Stage-0 width (doubles at every stage change). */
@@ -47,25 +47,21 @@ export interface HieraConfig {
   qStride: number;
 }
 
-export interface Sam2Config {
+/**
+ * The prompt encoder and mask decoder fields carry SAM's names (SamConfig), so SAM's modules take a
+ * Sam2Config as it is: `promptEmbedDim` is the decoder width, `imgSize` the prompt encoder's frame
+ * (= imageSize), `imageEmbeddingSize` = imageSize / 16.
+ */
+export interface Sam2Config
+  extends Pick<
+    SamConfig,
+    'promptEmbedDim' | 'imageEmbeddingSize' | 'imgSize' | 'maskInChans' | 'decoderDepth' | 'decoderHeads' | 'decoderMlpDim' | 'numMultimaskOutputs' | 'iouHeadDepth' | 'iouHeadHiddenDim'
+  > {
   /** Input side: the image is resized to imageSize x imageSize (1024 for every released model). */
   imageSize: number;
   trunk: HieraConfig;
   /** FPN width (= decoder width), channels of the trunk's stage outputs (deepest first), top-down levels, dropped levels. */
   neck: { dModel: number; backboneChannelList: number[]; fpnTopDownLevels: number[]; scalp: number };
-  /** Decoder / prompt-encoder width (names shared with SAM's config so SAM's modules take it). */
-  promptEmbedDim: number;
-  /** Side of the image embedding grid: imageSize / 16. */
-  imageEmbeddingSize: number;
-  /** Side of the prompt encoder's coordinate frame (= imageSize). */
-  imgSize: number;
-  maskInChans: number;
-  decoderDepth: number;
-  decoderHeads: number;
-  decoderMlpDim: number;
-  numMultimaskOutputs: number;
-  iouHeadDepth: number;
-  iouHeadHiddenDim: number;
   /** Object-score head: a 3-layer MLP (SAM 2.1, SAM 2) or a single Linear. */
   predObjScoresMlp: boolean;
   /** Single-mask output falls back to the best multimask token when token 0 is unstable. */
@@ -145,18 +141,7 @@ const N = 'image_encoder.neck';
 const PE = 'sam_prompt_encoder';
 const DEC = 'sam_mask_decoder';
 
-function need(w: WeightShapes, key: string, rank: number): readonly number[] {
-  const s = w.shape(key);
-  if (!s) throw new WeightError(`${w.file} (${w.family}): missing tensor '${key}', needed to derive the SAM 2 configuration`);
-  if (s.length !== rank) throw new WeightError(`${w.file} (${w.family}): tensor '${key}' has shape ${fmtShape(s)}, expected rank ${rank}`);
-  return s;
-}
-
-function countIndexed(w: WeightShapes, prefix: string, probe: string): number {
-  let n = 0;
-  while (w.has(`${prefix}.${n}.${probe}`)) n++;
-  return n;
-}
+const need = (w: WeightShapes, key: string, rank: number) => needShape(w, key, rank, 'SAM 2');
 
 /** Overrides a caller may give for what the shapes cannot tell (and the input size). */
 export interface Sam2ConfigOverrides {
@@ -322,100 +307,27 @@ export const SAM2_VIDEO_ONLY = /^(maskmem_tpos_enc|no_mem_pos_enc|no_obj_ptr|no_
  * key set and what the random-weights tool writes. Init kinds follow the reference fixtures.
  */
 export function sam2TensorSpec(cfg: Sam2Config): TensorSpec[] {
-  const out: TensorSpec[] = [];
-  const t = (name: string, shape: number[], init: TensorSpec['init']) => out.push({ name, shape, init });
-  const linear = (p: string, o: number, i: number, init: TensorSpec['init'] = 'linear') => {
-    t(`${p}.weight`, [o, i], init);
-    t(`${p}.bias`, [o], 'bias');
-  };
-  const norm = (p: string, n: number) => {
-    t(`${p}.weight`, [n], 'norm');
-    t(`${p}.bias`, [n], 'bias');
-  };
-  const conv = (p: string, o: number, i: number, k: number) => {
-    t(`${p}.weight`, [o, i, k, k], 'conv');
-    t(`${p}.bias`, [o], 'bias');
-  };
+  const b = new SpecBuilder();
   const tr = cfg.trunk;
   const E = tr.embedDim;
-  const C = cfg.promptEmbedDim;
-  t('no_mem_embed', [1, 1, C], 'pos');
-  t(`${T}.pos_embed`, [1, E, ...tr.windowPosEmbedBkgSize], 'pos');
-  t(`${T}.pos_embed_window`, [1, E, tr.windowSpec[0]!, tr.windowSpec[0]!], 'pos');
-  conv(`${T}.patch_embed.proj`, E, 3, HIERA_PATCH.kernel);
-  for (const b of hieraBlocks(tr)) {
-    const p = `${T}.blocks.${b.index}`;
-    norm(`${p}.norm1`, b.dim);
-    linear(`${p}.attn.qkv`, 3 * b.dimOut, b.dim, 'linear-qk');
-    linear(`${p}.attn.proj`, b.dimOut, b.dimOut);
-    norm(`${p}.norm2`, b.dimOut);
-    linear(`${p}.mlp.layers.0`, 4 * b.dimOut, b.dimOut);
-    linear(`${p}.mlp.layers.1`, b.dimOut, 4 * b.dimOut);
-    if (b.dim !== b.dimOut) linear(`${p}.proj`, b.dimOut, b.dim);
+  b.t('no_mem_embed', [1, 1, cfg.promptEmbedDim], 'pos');
+  b.t(`${T}.pos_embed`, [1, E, ...tr.windowPosEmbedBkgSize], 'pos');
+  b.t(`${T}.pos_embed_window`, [1, E, tr.windowSpec[0]!, tr.windowSpec[0]!], 'pos');
+  b.conv(`${T}.patch_embed.proj`, E, 3, HIERA_PATCH.kernel);
+  for (const blk of hieraBlocks(tr)) {
+    const p = `${T}.blocks.${blk.index}`;
+    b.norm(`${p}.norm1`, blk.dim);
+    b.linear(`${p}.attn.qkv`, 3 * blk.dimOut, blk.dim, 'linear-qk');
+    b.linear(`${p}.attn.proj`, blk.dimOut, blk.dimOut);
+    b.norm(`${p}.norm2`, blk.dimOut);
+    b.linear(`${p}.mlp.layers.0`, 4 * blk.dimOut, blk.dimOut);
+    b.linear(`${p}.mlp.layers.1`, blk.dimOut, 4 * blk.dimOut);
+    if (blk.dim !== blk.dimOut) b.linear(`${p}.proj`, blk.dimOut, blk.dim);
   }
-  cfg.neck.backboneChannelList.forEach((c, j) => conv(`${N}.convs.${j}.conv`, cfg.neck.dModel, c, 1));
-  // Prompt encoder (SAM's).
-  t(`${PE}.pe_layer.positional_encoding_gaussian_matrix`, [2, C / 2], 'gauss');
-  for (let i = 0; i < 4; i++) t(`${PE}.point_embeddings.${i}.weight`, [1, C], 'embed');
-  t(`${PE}.not_a_point_embed.weight`, [1, C], 'embed');
-  const m = cfg.maskInChans;
-  conv(`${PE}.mask_downscaling.0`, m / 4, 1, 2);
-  norm(`${PE}.mask_downscaling.1`, m / 4);
-  conv(`${PE}.mask_downscaling.3`, m, m / 4, 2);
-  norm(`${PE}.mask_downscaling.4`, m);
-  conv(`${PE}.mask_downscaling.6`, C, m, 1);
-  t(`${PE}.no_mask_embed.weight`, [1, C], 'embed');
-  // Mask decoder.
-  const attn = (p: string, down: number) => {
-    const ci = C / down;
-    linear(`${p}.q_proj`, ci, C, 'linear-qk-all');
-    linear(`${p}.k_proj`, ci, C, 'linear-qk-all');
-    linear(`${p}.v_proj`, ci, C);
-    linear(`${p}.out_proj`, C, ci);
-  };
-  for (let i = 0; i < cfg.decoderDepth; i++) {
-    const l = `${DEC}.transformer.layers.${i}`;
-    attn(`${l}.self_attn`, 1);
-    norm(`${l}.norm1`, C);
-    attn(`${l}.cross_attn_token_to_image`, 2);
-    norm(`${l}.norm2`, C);
-    linear(`${l}.mlp.layers.0`, cfg.decoderMlpDim, C);
-    linear(`${l}.mlp.layers.1`, C, cfg.decoderMlpDim);
-    norm(`${l}.norm3`, C);
-    norm(`${l}.norm4`, C);
-    attn(`${l}.cross_attn_image_to_token`, 2);
-  }
-  attn(`${DEC}.transformer.final_attn_token_to_image`, 2);
-  norm(`${DEC}.transformer.norm_final_attn`, C);
-  const M = cfg.numMultimaskOutputs + 1;
-  t(`${DEC}.iou_token.weight`, [1, C], 'embed');
-  t(`${DEC}.mask_tokens.weight`, [M, C], 'embed');
-  t(`${DEC}.obj_score_token.weight`, [1, C], 'embed');
-  t(`${DEC}.output_upscaling.0.weight`, [C, C / 4, 2, 2], 'conv-transpose');
-  t(`${DEC}.output_upscaling.0.bias`, [C / 4], 'bias');
-  norm(`${DEC}.output_upscaling.1`, C / 4);
-  t(`${DEC}.output_upscaling.3.weight`, [C / 4, C / 8, 2, 2], 'conv-transpose');
-  t(`${DEC}.output_upscaling.3.bias`, [C / 8], 'bias');
-  conv(`${DEC}.conv_s0`, C / 8, C, 1);
-  conv(`${DEC}.conv_s1`, C / 4, C, 1);
-  for (let i = 0; i < M; i++) {
-    const h = `${DEC}.output_hypernetworks_mlps.${i}.layers`;
-    linear(`${h}.0`, C, C);
-    linear(`${h}.1`, C, C);
-    linear(`${h}.2`, C / 8, C);
-  }
-  for (let i = 0; i < cfg.iouHeadDepth; i++) {
-    const last = i === cfg.iouHeadDepth - 1;
-    linear(`${DEC}.iou_prediction_head.layers.${i}`, last ? M : cfg.iouHeadHiddenDim, i === 0 ? C : cfg.iouHeadHiddenDim);
-  }
-  if (cfg.predObjScoresMlp) {
-    linear(`${DEC}.pred_obj_score_head.layers.0`, C, C);
-    linear(`${DEC}.pred_obj_score_head.layers.1`, C, C);
-    linear(`${DEC}.pred_obj_score_head.layers.2`, 1, C);
-  } else {
-    linear(`${DEC}.pred_obj_score_head`, 1, C);
-  }
-  return out;
+  cfg.neck.backboneChannelList.forEach((c, j) => b.conv(`${N}.convs.${j}.conv`, cfg.neck.dModel, c, 1));
+  promptEncoderSpec(b, PE, cfg);
+  maskDecoderSpec(b, DEC, cfg, { mlpNames: ['layers.0', 'layers.1'], objScore: cfg.predObjScoresMlp ? 'mlp' : 'linear', highRes: true });
+  return b.out;
 }
 
 /** The released models at 1024 px (decoder 256 wide), for random weights and benchmarks. */
@@ -430,16 +342,8 @@ export function sam2Preset(name: 'hiera-t' | 'hiera-s' | 'hiera-b+' | 'hiera-l')
     imageSize: 1024,
     trunk: { embedDim, numHeads: k.numHeads, stages, windowSpec: k.windowSpec, globalAttBlocks: k.globalAttBlocks, windowPosEmbedBkgSize: name === 'hiera-b+' ? [14, 14] : [7, 7], qPool: 3, qStride: 2 },
     neck: { dModel: 256, backboneChannelList: widths.reverse(), fpnTopDownLevels: [2, 3], scalp: 1 },
-    promptEmbedDim: 256,
-    imageEmbeddingSize: 64,
+    ...SAM_HEADS_1024,
     imgSize: 1024,
-    maskInChans: 16,
-    decoderDepth: 2,
-    decoderHeads: 8,
-    decoderMlpDim: 2048,
-    numMultimaskOutputs: 3,
-    iouHeadDepth: 3,
-    iouHeadHiddenDim: 256,
     predObjScoresMlp: true,
     dynamicMultimask: { ...SAM2_DYNAMIC_MULTIMASK },
   } satisfies Sam2Config);

@@ -11,14 +11,13 @@
  * name and not loaded; any other stray key is an error.
  */
 import type { GpuContext } from '../../gpu/context.js';
-import { fmtShape } from '../../gpu/errors.js';
 import { type Family, detectFamily } from '../../weights/families.js';
 import { SAM2_HF_VIDEO_ONLY, sam2HfRenameTable } from '../../weights/families/sam2-hf.js';
 import { openPth, openPthFile } from '../../weights/pth.js';
 import { pthAsSafetensors } from '../../weights/pth-safetensors.js';
 import { SafetensorsFile } from '../../weights/safetensors.js';
 import { type RenameTable, WeightError, Weights } from '../../weights/weights.js';
-import { plannedShapes } from '../sam/load.js';
+import { checkAgainstSpec, plannedShapes } from '../sam/load.js';
 import type { WeightShapes } from '../sam/config.js';
 import { SAM2_VIDEO_ONLY, type Sam2Config, type Sam2ConfigOverrides, sam2ConfigFromWeights, sam2TensorSpec } from './config.js';
 
@@ -78,20 +77,7 @@ export function sam2LoadPlan(file: SafetensorsFile, family: Family): { table: Re
 
 /** Strictness against the configuration: every expected tensor present with its shape, nothing else. */
 export function checkSam2Weights(w: WeightShapes, cfg: Sam2Config): void {
-  const expected = new Set<string>();
-  for (const s of sam2TensorSpec(cfg)) {
-    expected.add(s.name);
-    const got = w.shape(s.name);
-    if (!got) throw new WeightError(`${w.file} (${w.family}): missing tensor '${s.name}' ${fmtShape(s.shape)}`);
-    if (fmtShape(got) !== fmtShape(s.shape)) {
-      throw new WeightError(`${w.file} (${w.family}): tensor '${s.name}' has shape ${fmtShape(got)}, expected ${fmtShape(s.shape)}`);
-    }
-  }
-  const extra = w.keys().filter((k) => !expected.has(k));
-  if (extra.length) {
-    const shown = extra.slice(0, 8).map((k) => `'${k}' ${fmtShape(w.shape(k)!)}`);
-    throw new WeightError(`${w.file} (${w.family}): ${extra.length} unexpected tensor(s) for the SAM 2 image model: ${shown.join(', ')}${extra.length > 8 ? ', ...' : ''}`);
-  }
+  checkAgainstSpec(w, sam2TensorSpec(cfg), 'the SAM 2 image model');
 }
 
 /** Load a SAM 2 checkpoint under official names, with its configuration derived from the shapes. */
