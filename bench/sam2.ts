@@ -40,7 +40,7 @@ export type Sam2BenchModel = 'hiera-t' | 'hiera-s' | 'hiera-b+' | 'hiera-l' | 's
 const RANDOM: Record<Sam2BenchModel, RandomFamily> = {
   'hiera-t': 'sam2.1-hiera-t',
   'hiera-s': 'sam2.1-hiera-s',
-  'hiera-b+': 'sam2.1-hiera-b+',
+  'hiera-b+': 'sam2.1-hiera-b-plus',
   'hiera-l': 'sam2.1-hiera-l',
   'sam-vit-b': 'sam-vit-b',
 };

@@ -23,6 +23,7 @@
  * attention would read, so video propagation can reuse it unchanged.
  */
 import type { GpuContext } from '../gpu/context.js';
+import { type PretrainedName, type PretrainedOptions, fetchPretrained } from '../hub/pretrained.js';
 import { Pacer, type ProgressOptions } from '../gpu/pacer.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { type ImageU8, checkImage, toRgb } from '../image/image.js';
@@ -31,6 +32,7 @@ import { PromptError } from '../model/sam/prompt-encoder.js';
 import type { LoadSam2Options, Sam2Source } from '../model/sam2/load.js';
 import type { Sam2DecoderOutputs } from '../model/sam2/mask-decoder.js';
 import { SAM2_LOW_RES_CLAMP, Sam2, type Sam2ImageFeatures } from '../model/sam2/sam2.js';
+import { SafetensorsFile } from '../weights/safetensors.js';
 import type { AmgPredictor } from './automatic-mask-generator.js';
 import { type PredictOptions, PromptPredictor, type SamPrediction, type SamPrompt } from './prompt-sets.js';
 
@@ -96,6 +98,33 @@ export class Sam2Predictor extends PromptPredictor<Sam2ImageEmbedding, Sam2Predi
   /** Load a SAM 2 checkpoint: official `.pt` / safetensors or Hugging Face `Sam2Model` names. */
   static async load(ctx: GpuContext, src: Sam2Source, opts: LoadSam2Options = {}): Promise<Sam2Predictor> {
     return new Sam2Predictor(ctx, await Sam2.load(ctx, src, opts));
+  }
+
+  /**
+   * A SAM 2.1 model by registry name (`'sam2.1-hiera-t'`, `'sam2.1-hiera-t-hf'`, ...) or entry of
+   * your own, from the model cache or downloaded into it first (see SamPredictor.fromPretrained).
+   */
+  static async fromPretrained(ctx: GpuContext, name: PretrainedName, opts: PretrainedOptions & LoadSam2Options = {}): Promise<Sam2Predictor> {
+    const cached = (await fetchPretrained(name, 'sam2', opts)).result.entry;
+    // On Node the cached file has a path, read lazily (a .pt through the pth reader by its name).
+    if (cached.path) return Sam2Predictor.load(ctx, cached.path, opts);
+    const source = await cached.source();
+    if (/\.(pt|pth)$/i.test(cached.record.file)) {
+      // The pth reader needs the zip's bytes whole (its central directory is at the end).
+      let bytes: Uint8Array;
+      try {
+        bytes = await source.read(0, source.size);
+      } finally {
+        await source.close();
+      }
+      return Sam2Predictor.load(ctx, bytes, opts);
+    }
+    const file = await SafetensorsFile.fromSource(source);
+    try {
+      return await Sam2Predictor.load(ctx, file, opts);
+    } finally {
+      await file.close();
+    }
   }
 
   // ---------------------------------------------------------------- image

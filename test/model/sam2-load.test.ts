@@ -12,6 +12,10 @@ import { readTensor } from '../../src/kernels/copy.js';
 import { type Sam2Config, sam2ConfigFromWeights, sam2Preset, sam2TensorSpec } from '../../src/model/sam2/config.js';
 import { loadSam2Weights } from '../../src/model/sam2/load.js';
 import { Sam2 } from '../../src/model/sam2/sam2.js';
+import { MemoryModelCache } from '../../src/hub/chunked-cache.js';
+import type { RegistryEntry } from '../../src/hub/registry.js';
+import { FileModelCache } from '../../src/node/hub-cache.js';
+import { Sam2Predictor } from '../../src/pipelines/sam2-predictor.js';
 import type { WeightShapes } from '../../src/model/sam/config.js';
 import { SamPredictor } from '../../src/pipelines/sam-predictor.js';
 import { detectFamily } from '../../src/weights/families.js';
@@ -22,6 +26,7 @@ import { useGpu } from '../helpers/gpu.js';
 import { FIXTURES } from '../helpers/reference.js';
 import { bytesOf, buildSafetensors, type BuildTensor } from '../helpers/safetensors-build.js';
 import { torchSaveModel } from '../helpers/torch-save.js';
+import { Loopback } from '../hub/loopback.js';
 import { SAM2_WEIGHTS, tinyOverrides } from './sam2-fixture.js';
 
 const gpu = useGpu();
@@ -101,6 +106,24 @@ describe('SAM 2 checkpoints', () => {
     const fromBytes = await Sam2.load(gpu(), torchSaveModel(tensors), { overrides: tinyOverrides(), dtype: 'f32' });
     expect(Array.from((await decodeOnce(fromBytes))[1]!)).toEqual(Array.from(reference[1]!));
     fromBytes.dispose();
+  });
+
+  it('Sam2Predictor.fromPretrained: a .pt from a Hub-like server, by path (file cache) and by bytes (memory cache)', async () => {
+    const srv = await Loopback.start();
+    const entry: RegistryEntry = { name: 'sam2-tiny', kind: 'sam2', description: 'tiny SAM 2', repo: 'test/sam2-tiny', file: 'sam2_tiny.pt', sha256: null, size: null, family: 'sam2' };
+    srv.serve('/test/sam2-tiny/resolve/main/sam2_tiny.pt', { body: torchSaveModel(tensors) });
+    try {
+      for (const cache of [new FileModelCache(join(dir, 'hub')), new MemoryModelCache()]) {
+        const p = await Sam2Predictor.fromPretrained(gpu(), entry, { endpoint: srv.base, cache, overrides: tinyOverrides(), dtype: 'f32' });
+        const got = await decodeOnce(p.model);
+        p.model.dispose();
+        got.forEach((g, i) => expect(Array.from(g), `output ${i} (${cache.constructor.name})`).toEqual(Array.from(reference[i]!)));
+      }
+      const sam: RegistryEntry = { ...entry, name: 'sam-tiny', kind: 'sam', family: 'sam-hf' };
+      await expect(Sam2Predictor.fromPretrained(gpu(), sam, { endpoint: srv.base })).rejects.toThrow(/'sam-tiny' is a SAM model, not a SAM 2 one/);
+    } finally {
+      await srv.close();
+    }
   });
 
   it('Hugging Face Sam2Model names (stacked point embeddings, tied PE once or twice): detected, the same numbers', async () => {
