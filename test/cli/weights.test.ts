@@ -122,14 +122,17 @@ describe('weights list', { timeout: CLI_TIMEOUT }, () => {
     const r = await samclip(['weights', 'list', '--cache', cache, '--json']);
     expectOk(r);
     const out = JSON.parse(r.stdout);
-    expect(out.weights.map((w: { name: string }) => w.name)).toEqual(['sam-vit-b', 'sam-vit-l', 'sam-vit-h', 'clip-vit-b-16', 'openclip-vit-b-16-datacomp', 'openclip-vit-l-14-datacomp']);
+    const sam2 = ['t', 's', 'b-plus', 'l'].flatMap((s) => [`sam2.1-hiera-${s}`, `sam2.1-hiera-${s}-hf`]);
+    expect(out.weights.map((w: { name: string }) => w.name)).toEqual(['sam-vit-b', 'sam-vit-l', 'sam-vit-h', ...sam2, 'clip-vit-b-16', 'openclip-vit-b-16-datacomp', 'openclip-vit-l-14-datacomp']);
+    const clip = out.weights.findIndex((w: { name: string }) => w.name === 'clip-vit-b-16');
+    expect(out.weights[3]).toMatchObject({ cached: false, state: 'no', url: 'https://huggingface.co/facebook/sam2.1-hiera-tiny/resolve/main/sam2.1_hiera_tiny.pt' });
     expect(out.weights[0]).toMatchObject({ cached: false, state: 'unrecorded', url: 'https://huggingface.co/facebook/sam-vit-base/resolve/main/model.safetensors' });
     expect(out.weights[0].sha256).toMatch(/^[0-9a-f]{64}$/); // pinned from the Hub's file page
     expect(out.weights[1]).toMatchObject({ cached: false, state: 'no' });
-    expect(out.weights[3]).toMatchObject({ cached: true, state: 'yes', sha256: null });
+    expect(out.weights[clip]).toMatchObject({ cached: true, state: 'yes', sha256: null });
 
     const verify = await samclip(['weights', 'list', '--cache', cache, '--verify', '--json']);
     expectOneLineError(verify, 1, /1 cached file\(s\) failed verification: sam-vit-b \(no record of its download/);
-    expect(JSON.parse(verify.stdout).weights[3]).toMatchObject({ cached: true, state: 'verified' });
+    expect(JSON.parse(verify.stdout).weights[clip]).toMatchObject({ cached: true, state: 'verified' });
   });
 });
