@@ -16,7 +16,7 @@ import { FLAT_WG, defineKernel, grid1d } from '../gpu/kernel.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { defineUniforms } from '../gpu/uniforms.js';
 import { type ImageLayout, type Pair, layoutStrides, pair } from './conv2d.js';
-import { outputIndexWgsl } from './resize-antialias.js';
+import { perOutputMainWgsl } from './resize-antialias.js';
 
 export interface MaxPool2dOptions {
   /** Window (kh, kw); default 2. */
@@ -56,12 +56,7 @@ const kernel = defineKernel({
   ],
   source: (c: MaxPoolConfig) => /* wgsl */ `
 ${FLAT_WG}
-@compute @workgroup_size(${WG}, 1, 1)
-fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
-  let e = flat_wg(wid, nwg) * ${WG}u + lid.x;
-  if (e >= u.total) { return; }
-${outputIndexWgsl(c.order)}
+${perOutputMainWgsl(c.order, WG)}
   let base = u.x_offset + n * u.x_strides.x + ch * u.x_strides.y + oy * u.window.z * u.x_strides.z + ox * u.window.w * u.x_strides.w;
   var m = f32(x[base]);
   for (var i = 0u; i < u.window.x; i++) {

@@ -61,11 +61,18 @@ interface PassConfig {
 const WG = 256;
 
 /**
- * WGSL: element `e` of an [N, C, OH, OW] output (`u.out_shape`) -> n, ch, oy, ox, enumerated in
- * the output's memory order (`order`) so that neighbouring invocations write neighbouring addresses.
+ * WGSL: the entry point of a kernel with one invocation per output element, opened up to its body:
+ * element `e` (bounds-checked against `u.total`) of an [N, C, OH, OW] output (`u.out_shape`) ->
+ * n, ch, oy, ox, enumerated in the output's memory order (`order`) so that neighbouring invocations
+ * write neighbouring addresses. The caller writes the body and the closing brace.
  */
-export function outputIndexWgsl(order: ImageLayout): string {
-  const head = `  let C = u.out_shape.y;
+export function perOutputMainWgsl(order: ImageLayout, wg: number): string {
+  const head = `@compute @workgroup_size(${wg}, 1, 1)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let e = flat_wg(wid, nwg) * ${wg}u + lid.x;
+  if (e >= u.total) { return; }
+  let C = u.out_shape.y;
   let OH = u.out_shape.z;
   let OW = u.out_shape.w;
 `;
@@ -98,12 +105,7 @@ const kernel = defineKernel({
 ${FLAT_WG}
 ${load}
 fn tri(v: f32) -> f32 { return max(0.0, 1.0 - abs(v)); }
-@compute @workgroup_size(${WG}, 1, 1)
-fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
-  let e = flat_wg(wid, nwg) * ${WG}u + lid.x;
-  if (e >= u.total) { return; }
-${outputIndexWgsl(c.order)}
+${perOutputMainWgsl(c.order, WG)}
   let centre = u.scale * (f32(${pos}) + 0.5);
   // i32() truncates toward zero, as PyTorch's int64 conversion does.
   let lo = u32(max(i32(centre - u.support + 0.5), 0));

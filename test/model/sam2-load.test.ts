@@ -111,7 +111,7 @@ describe('SAM 2 checkpoints', () => {
   it('Sam2Predictor.fromPretrained: a .pt from a Hub-like server, by path (file cache) and by bytes (memory cache)', async () => {
     const srv = await Loopback.start();
     const entry: RegistryEntry = { name: 'sam2-tiny', kind: 'sam2', description: 'tiny SAM 2', repo: 'test/sam2-tiny', file: 'sam2_tiny.pt', sha256: null, size: null, family: 'sam2' };
-    srv.serve('/test/sam2-tiny/resolve/main/sam2_tiny.pt', { body: torchSaveModel(tensors) });
+    srv.serve('/test/sam2-tiny/resolve/main/sam2_tiny.pt', { body: Buffer.from(torchSaveModel(tensors)) });
     try {
       for (const cache of [new FileModelCache(join(dir, 'hub')), new MemoryModelCache()]) {
         const p = await Sam2Predictor.fromPretrained(gpu(), entry, { endpoint: srv.base, cache, overrides: tinyOverrides(), dtype: 'f32' });
