@@ -218,7 +218,7 @@ export async function benchSam2(ctx: GpuContext, o: Sam2BenchOptions): Promise<S
 
 /** A markdown table of the rows, with per-prompt-set decode times and ratios against SAM ViT-B. */
 export function sam2Table(rows: readonly Sam2BenchRow[], adapter: string): string {
-  const lines = [`adapter: ${adapter}`, '', '| model | stage | median | CPU s/run | per prompt set | vs SAM ViT-B (same stage, CPU time) |', '| --- | --- | --- | --- | --- | --- |'];
+  const lines = [`adapter: ${adapter}`, '', '| model | stage | median | CPU s/run | per prompt set | SAM ViT-B CPU time / this (same stage; > 1: faster) |', '| --- | --- | --- | --- | --- | --- |'];
   for (const r of rows) {
     if (!r.timing) continue;
     const B = r.what.startsWith('decode') ? Number(r.what.split('x ')[1]) : 1;
