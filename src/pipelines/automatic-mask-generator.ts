@@ -25,6 +25,7 @@ import type { GpuContext } from '../gpu/context.js';
 import { Pacer, type ProgressOptions } from '../gpu/pacer.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { type ImageU8, checkImage, cropImage, toRgb } from '../image/image.js';
+import { type ImageInput, toImageU8 } from '../image/image-input.js';
 import { gatherRows } from '../kernels/gather.js';
 import { thresholdBits, thresholdCounts, unpackMaskBits } from '../model/sam/stage-kernels.js';
 import {

@@ -8,7 +8,7 @@
 import type { GpuContext, TensorTask } from '../gpu/context.js';
 import { throwIfAborted } from '../gpu/errors.js';
 import type { ProgressOptions } from '../gpu/pacer.js';
-import type { ImageU8 } from '../image/image.js';
+import type { ImageInput } from '../image/image-input.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { copyInto } from '../kernels/copy.js';
 import { type EncoderPrompts, PromptError } from '../model/sam/prompt-encoder.js';
@@ -39,7 +39,7 @@ export interface PredictOptions {
 
 /** What SamPredictor and Sam2Predictor both offer (so callers can take either). */
 export interface PromptablePredictor<E extends { readonly originalSize: readonly [number, number]; dispose(): void } = { readonly originalSize: readonly [number, number]; dispose(): void }> {
-  encode(image: ImageU8, opts?: ProgressOptions): Promise<E>;
+  encode(image: ImageInput, opts?: ProgressOptions): Promise<E>;
   predict(emb: E, prompt: SamPrompt, opts?: PredictOptions): Promise<SamPrediction>;
   predictBatch(emb: E, prompts: readonly SamPrompt[], opts?: PredictOptions): Promise<SamPrediction[]>;
   dispose(): void;
@@ -53,7 +53,14 @@ export interface CheckedPrompt {
   mask?: ArrayLike<number> | Tensor;
 }
 
+/** A prompt field must be an array or typed array (not null, a string or a bare number). */
+function requireArrayLike(v: unknown, what: string, field: string): void {
+  const ok = v !== null && typeof v === 'object' && typeof (v as { length?: unknown }).length === 'number';
+  if (!ok) throw new PromptError(`${what}: ${field} must be an array or a typed array, got ${v === null ? 'null' : typeof v === 'string' ? `the string ${JSON.stringify(v.slice(0, 20))}` : typeof v}`);
+}
+
 function flattenPoints(points: SamPoints, what: string): number[] {
+  requireArrayLike(points, what, 'points');
   const first = (points as ArrayLike<unknown>)[0];
   if (Array.isArray(first)) {
     const out: number[] = [];
@@ -79,13 +86,15 @@ export function checkPrompt(p: SamPrompt, i: number, originalSize: readonly [num
     if (p.points === undefined) throw new PromptError(`${what}: labels given without points`);
     if (p.labels === undefined) throw new PromptError(`${what}: points given without labels (1 = foreground, 0 = background)`);
     const pts = flattenPoints(p.points, what);
+    requireArrayLike(p.labels, what, 'labels');
     const labels = Array.from(p.labels);
     if (pts.length / 2 !== labels.length) throw new PromptError(`${what}: ${pts.length / 2} points but ${labels.length} labels`);
     if (labels.length > 0) {
       for (let k = 0; k < labels.length; k++) {
         const x = pts[2 * k]!;
         const y = pts[2 * k + 1]!;
-        if (!Number.isFinite(x) || !Number.isFinite(y) || x < 0 || y < 0 || x > W || y > H) {
+        if (!Number.isFinite(x) || !Number.isFinite(y)) throw new PromptError(`${what}: point ${k} is (${x}, ${y}); coordinates must be finite numbers`);
+        if (x < 0 || y < 0 || x > W || y > H) {
           throw new PromptError(`${what}: point ${k} (${x}, ${y}) lies outside the ${W}x${H} image (x in [0, ${W}], y in [0, ${H}])`);
         }
         const l = labels[k]!;
@@ -96,10 +105,12 @@ export function checkPrompt(p: SamPrompt, i: number, originalSize: readonly [num
     }
   }
   if (p.box !== undefined) {
+    requireArrayLike(p.box, what, 'box');
     const b = Array.from(p.box as ArrayLike<number>);
     if (b.length !== 4) throw new PromptError(`${what}: a box is [x0, y0, x1, y1], got ${b.length} numbers`);
     const [x0, y0, x1, y1] = b as [number, number, number, number];
-    if (!b.every(Number.isFinite) || x0 < 0 || y0 < 0 || x1 > W || y1 > H) {
+    if (!b.every(Number.isFinite)) throw new PromptError(`${what}: box [${b.join(', ')}] has a non-finite coordinate`);
+    if (x0 < 0 || y0 < 0 || x1 > W || y1 > H) {
       throw new PromptError(`${what}: box [${b.join(', ')}] lies outside the ${W}x${H} image`);
     }
     if (x0 > x1 || y0 > y1) throw new PromptError(`${what}: box [${b.join(', ')}] has x0 > x1 or y0 > y1 (expected [x0, y0, x1, y1])`);
@@ -107,13 +118,19 @@ export function checkPrompt(p: SamPrompt, i: number, originalSize: readonly [num
   }
   if (p.maskInput !== undefined) {
     const m = p.maskInput;
-    if ('shape' in m && 'storage' in m) {
+    if (m !== null && typeof m === 'object' && 'shape' in m && 'storage' in m) {
       const t = m as Tensor;
       if (t.ndim < 2 || t.ndim > 4 || t.size !== L * L || t.shape[t.ndim - 1] !== L || t.shape[t.ndim - 2] !== L) {
         throw new PromptError(`${what}: mask input must be 1 x ${L} x ${L} low-res logits, got a tensor [${t.shape.join(', ')}]`);
       }
-    } else if ((m as ArrayLike<number>).length !== L * L) {
-      throw new PromptError(`${what}: mask input has ${(m as ArrayLike<number>).length} values; expected 1 x ${L} x ${L} low-res logits (${L * L})`);
+    } else {
+      requireArrayLike(m, what, 'mask input');
+      const a = m as ArrayLike<number>;
+      if (a.length !== L * L) throw new PromptError(`${what}: mask input has ${a.length} values; expected 1 x ${L} x ${L} low-res logits (${L * L})`);
+      // One NaN or Inf would turn every output logit into NaN (an empty mask, no error).
+      for (let j = 0; j < a.length; j++) {
+        if (!Number.isFinite(a[j]!)) throw new PromptError(`${what}: mask input value ${j} (row ${Math.floor(j / L)}, column ${j % L}) is ${a[j]}; logits must be finite`);
+      }
     }
     out.mask = m;
   }
@@ -270,7 +287,7 @@ export abstract class PromptPredictor<E extends PredictorEmbedding, R extends Sa
   }
 
   abstract readonly ctx: GpuContext;
-  abstract encode(image: ImageU8, opts?: ProgressOptions): Promise<E>;
+  abstract encode(image: ImageInput, opts?: ProgressOptions): Promise<E>;
   /** Whether a `predict` argument is an embedding (rather than a prompt). */
   protected abstract isEmbedding(x: unknown): x is E;
   protected abstract decodePrompts(emb: E, prompts: readonly SamPrompt[], opts: PredictOptions): Promise<R[]>;
@@ -336,7 +353,7 @@ export abstract class PromptPredictor<E extends PredictorEmbedding, R extends Sa
   }
 
   /** set_image: encode and keep as the current image (the previous one is disposed); `predict(prompt)` then uses it. */
-  async setImage(image: ImageU8): Promise<E> {
+  async setImage(image: ImageInput): Promise<E> {
     const emb = await this.encode(image);
     this.resetImage();
     this.current = emb;

@@ -27,6 +27,7 @@ import { type PretrainedName, type PretrainedOptions, fetchPretrained } from '..
 import { Pacer, type ProgressOptions } from '../gpu/pacer.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { type ImageU8, checkImage, toRgb } from '../image/image.js';
+import { type ImageInput, toImageU8 } from '../image/image-input.js';
 import type { EncoderPrompts } from '../model/sam/prompt-encoder.js';
 import { PromptError } from '../model/sam/prompt-encoder.js';
 import type { LoadSam2Options, Sam2Source } from '../model/sam2/load.js';
@@ -133,7 +134,8 @@ export class Sam2Predictor extends PromptPredictor<Sam2ImageEmbedding, Sam2Predi
    * SAM2ImagePredictor.set_image: preprocess (GPU) and encode. Non-RGB images are converted like
    * Pillow's convert('RGB'). `onProgress` / `signal` pace the encoder block by block.
    */
-  async encode(image: ImageU8, opts: ProgressOptions = {}): Promise<Sam2ImageEmbedding> {
+  async encode(input: ImageInput, opts: ProgressOptions = {}): Promise<Sam2ImageEmbedding> {
+    const image = await toImageU8(input, { what: 'Sam2Predictor.encode', signal: opts.signal });
     return this.encodePaced(image, Pacer.for(this.ctx, opts, 'Sam2Predictor.encode'));
   }
 
