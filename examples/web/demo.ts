@@ -174,6 +174,7 @@ export class Demo {
       const c = info.sam;
       const detail =
         info.role === 'sam' ? `ViT ${c.embedDim}w x ${c.depth}, ${c.imgSize} px input`
+        : info.role === 'sam2' ? `Hiera ${c.embedDim}w, ${c.depth} blocks, ${c.imgSize} px input`
         : info.role === 'samclip' ? `ViT ${c.embedDim}w x ${c.depth}, ${c.imgSize} px, CLIP dim ${info.samclip!.embedDim}`
         : `CLIP dim ${info.samclip!.embedDim}, dense features ${info.samclip!.resolutions.seg} px`;
       const model: LoadedModel = { name: info.name, family: info.family, role: FAMILY_ROLE[info.family], detail };

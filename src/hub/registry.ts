@@ -40,6 +40,10 @@ export function hfUrl(repo: string, file: string, opts: { endpoint?: string; rev
   return `${endpoint}/${repo}/resolve/${encodeURIComponent(opts.revision ?? 'main')}/${path}`;
 }
 
+const SAM2_PT_SHA256: Partial<Record<string, string>> = {
+  tiny: '7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69',
+};
+
 export const REGISTRY: readonly RegistryEntry[] = [
   {
     name: 'sam-vit-b',
@@ -76,14 +80,16 @@ export const REGISTRY: readonly RegistryEntry[] = [
     family: 'sam-hf',
   },
   // SAM 2.1 (facebookresearch/sam2): each Hub repository holds the official checkpoint (.pt, read
-  // through the pickle-free .pth reader) and transformers' Sam2Model conversion (model.safetensors).
-  // Digests not established from the Hub's pages on the machine this was written on (no network).
+  // through the pickle-free .pth reader) and, since transformers added Sam2Model, its conversion
+  // (model.safetensors). Pinned: sam2.1_hiera_tiny.pt from
+  // https://huggingface.co/facebook/sam2.1-hiera-tiny/blob/main/sam2.1_hiera_tiny.pt (commit 36f406a).
+  // The other digests could not be established from a page of their own repository.
   ...(['tiny', 'small', 'base-plus', 'large'] as const).flatMap((size): RegistryEntry[] => {
     const short = { tiny: 't', small: 's', 'base-plus': 'b-plus', large: 'l' }[size];
     const label = { tiny: 'T', small: 'S', 'base-plus': 'B+', large: 'L' }[size];
     const repo = `facebook/sam2.1-hiera-${size}`;
     return [
-      { name: `sam2.1-hiera-${short}`, kind: 'sam2', description: `SAM 2.1 Hiera-${label} (official sam2.1_hiera_${size.replace('-', '_')}.pt)`, repo, file: `sam2.1_hiera_${size.replace('-', '_')}.pt`, sha256: null, size: null, family: 'sam2' },
+      { name: `sam2.1-hiera-${short}`, kind: 'sam2', description: `SAM 2.1 Hiera-${label} (official sam2.1_hiera_${size.replace('-', '_')}.pt)`, repo, file: `sam2.1_hiera_${size.replace('-', '_')}.pt`, sha256: SAM2_PT_SHA256[size] ?? null, size: null, family: 'sam2' },
       { name: `sam2.1-hiera-${short}-hf`, kind: 'sam2', description: `SAM 2.1 Hiera-${label} (Hugging Face Sam2Model)`, repo, file: 'model.safetensors', sha256: null, size: null, family: 'sam2-hf' },
     ];
   }),

@@ -44,6 +44,8 @@ export class Sam2ImageEmbedding {
     readonly features: Sam2ImageFeatures,
     /** [H, W] of the image given to `encode`. */
     readonly originalSize: readonly [number, number],
+    /** [S, S]: the model's input frame (SAM 2 resizes to a square, not keeping the aspect ratio). */
+    readonly inputSize: readonly [number, number],
   ) {
     for (const t of this.tensors()) t.persistent = true;
   }
@@ -90,6 +92,11 @@ export class Sam2Predictor extends PromptPredictor<Sam2ImageEmbedding, Sam2Predi
     readonly model: Sam2,
   ) {
     super();
+  }
+
+  /** [S, S], the frame prompts are mapped to. */
+  private get inputFrame(): [number, number] {
+    return [this.model.imageSize, this.model.imageSize];
   }
 
   protected isEmbedding(x: unknown): x is Sam2ImageEmbedding {
@@ -152,7 +159,7 @@ export class Sam2Predictor extends PromptPredictor<Sam2ImageEmbedding, Sam2Predi
     } finally {
       input.dispose();
     }
-    const emb = new Sam2ImageEmbedding(features, [rgb.height, rgb.width]);
+    const emb = new Sam2ImageEmbedding(features, [rgb.height, rgb.width], this.inputFrame);
     try {
       await ctx.sync();
     } catch (e) {
@@ -167,7 +174,7 @@ export class Sam2Predictor extends PromptPredictor<Sam2ImageEmbedding, Sam2Predi
     const ctx = this.ctx;
     const S = this.model.imageSize;
     const features = ctx.scope(() => this.model.encodeImage(ctx, input instanceof Float32Array ? ctx.upload(input, [1, 3, S, S]) : input));
-    return new Sam2ImageEmbedding(features, originalSize);
+    return new Sam2ImageEmbedding(features, originalSize, this.inputFrame);
   }
 
   /**
@@ -186,7 +193,7 @@ export class Sam2Predictor extends PromptPredictor<Sam2ImageEmbedding, Sam2Predi
       if (a.length !== n) throw new PromptError(`embeddingFrom: ${name} has ${a.length} values; expected [${shape.join(', ')}]`);
     }
     const [e, s0, s1] = shapes.map(([a, shape]) => this.ctx.upload(a, shape)) as [Tensor, Tensor, Tensor];
-    return new Sam2ImageEmbedding({ imageEmbed: e, highRes: { s0, s1 }, visionFeatures: e }, originalSize);
+    return new Sam2ImageEmbedding({ imageEmbed: e, highRes: { s0, s1 }, visionFeatures: e }, originalSize, this.inputFrame);
   }
 
   // ---------------------------------------------------------------- decode

@@ -1,6 +1,6 @@
 /**
- * The worker side of the web-worker wrapper: one GPU context, the loaded model (SAM, a SAM-CLIP
- * bundle, or SAM + CLIP in composite mode) and the image embeddings, driven by the page through
+ * The worker side of the web-worker wrapper: one GPU context, the loaded model (SAM, SAM 2, a
+ * SAM-CLIP bundle, or SAM + CLIP in composite mode) and the image embeddings, driven by the page through
  * src/worker/client.ts. Calls run one at a time in arrival order, so GPU work never overlaps on the
  * context; a cancelled call that has not started is skipped, one that has started stops at its
  * next step boundary (an embedding it made is released), and its answer is an AbortError.
@@ -14,8 +14,10 @@ import { SamclipError } from '../gpu/errors.js';
 import type { ProgressOptions } from '../gpu/pacer.js';
 import type { ImageU8 } from '../image/image.js';
 import { toImageU8 } from '../image/image-input.js';
-import { type AmgOptions, SamAutomaticMaskGenerator } from '../pipelines/automatic-mask-generator.js';
+import { type AmgOptions, type AmgPredictor, SamAutomaticMaskGenerator } from '../pipelines/automatic-mask-generator.js';
+import type { PromptablePredictor } from '../pipelines/prompt-sets.js';
 import { type PredictOptions, type SamImageEmbedding, SamPredictor, type SamPrompt } from '../pipelines/sam-predictor.js';
+import { type Sam2ImageEmbedding, Sam2Predictor } from '../pipelines/sam2-predictor.js';
 import { SamClip, type SamClipImageEmbedding, type TemplateChoice } from '../pipelines/samclip.js';
 import type { SemanticSegmentationOptions } from '../pipelines/semantic-segmentation.js';
 import type { TextPromptedOptions } from '../pipelines/text-prompted.js';
@@ -53,9 +55,13 @@ export interface LoadOptions {
   tokenizer?: string | ArrayBuffer;
 }
 
+/** SAM or SAM 2: the worker calls only what both predictors offer. */
+type Segmenter = SamPredictor | Sam2Predictor;
+type SegmenterEmbedding = SamImageEmbedding | Sam2ImageEmbedding;
+
 interface Kept {
   image: ImageU8;
-  sam: SamImageEmbedding;
+  sam: SegmenterEmbedding;
   /** The SAM-CLIP native pass (merged: from the encode; composite: made when first needed). */
   samclip: SamClipImageEmbedding | null;
 }
@@ -73,7 +79,7 @@ class WorkerStateError extends SamclipError {
 export class SamWorkerHost {
   private ctx: GpuContext | null = null;
   private ctxOptions: WorkerContextOptions = {};
-  private sam: SamPredictor | null = null;
+  private sam: Segmenter | null = null;
   private samclip: SamClip | null = null;
   private tokenizer: ClipTokenizer | null = null;
   private readonly kept = new Map<number, Kept>();
@@ -200,6 +206,11 @@ export class SamWorkerHost {
         this.dropModels();
         this.sam = sam;
         role = 'sam';
+      } else if (family === 'sam2' || family === 'sam2-hf') {
+        const sam = await Sam2Predictor.load(ctx, file, { dtype: opts.dtype });
+        this.dropModels();
+        this.sam = sam;
+        role = 'sam2';
       } else if (family === 'samclip') {
         const m = await SamClip.load(ctx, file, { dtype: opts.dtype, tokenizer });
         this.dropModels();
@@ -207,8 +218,8 @@ export class SamWorkerHost {
         this.sam = m.predictor;
         role = 'samclip';
       } else {
-        if (!this.sam || this.samclip?.mode === 'merged') {
-          throw new WorkerStateError(`${file.name} is a CLIP checkpoint: load a SAM checkpoint first, then CLIP joins it as a composite SAM-CLIP`);
+        if (!this.sam || this.samclip?.mode === 'merged' || !(this.sam instanceof SamPredictor)) {
+          throw new WorkerStateError(`${file.name} is a CLIP checkpoint: load a SAM checkpoint (not SAM 2) first, then CLIP joins it as a composite SAM-CLIP`);
         }
         const m = await SamClip.composite(ctx, { sam: this.sam.model, clip: file }, { dtype: opts.dtype, tokenizer });
         this.releaseAll();
@@ -216,8 +227,8 @@ export class SamWorkerHost {
         this.samclip = m;
         role = 'composite';
       }
-      const c = this.sam!.model.config;
-      const info: WorkerModelInfo = { name: file.name, family, role, sam: { embedDim: c.embedDim, depth: c.depth, imgSize: c.imgSize } };
+      const sam = this.sam!;
+      const info: WorkerModelInfo = { name: file.name, family, role, sam: segmenterInfo(sam) };
       if (this.samclip) info.samclip = { embedDim: this.samclip.embedDim, resolutions: this.samclip.resolutions };
       return info;
     } finally {
@@ -234,7 +245,7 @@ export class SamWorkerHost {
     this.sam = null;
   }
 
-  private needSam(what: string): SamPredictor {
+  private needSam(what: string): Segmenter {
     if (!this.sam) throw new WorkerStateError(`${what}: no SAM model in the worker; load SAM or SAM-CLIP weights first`);
     return this.sam;
   }
@@ -307,7 +318,8 @@ export class SamWorkerHost {
   private async predict(prompt: SamPrompt, opts: PredictOptions & { embedding?: number } = {}, call: Call) {
     const sam = this.needSam('predict');
     const kept = this.keptOf(opts.embedding, 'predict');
-    return sam.predict(kept.sam, prompt, { multimaskOutput: opts.multimaskOutput, returnLogits: opts.returnLogits, signal: call.signal });
+    // Embeddings are released when the model changes, so a kept one is always this model's.
+    return (sam as PromptablePredictor<SegmenterEmbedding>).predict(kept.sam, prompt, { multimaskOutput: opts.multimaskOutput, returnLogits: opts.returnLogits, signal: call.signal });
   }
 
   private async segmentSemantic(classes: readonly string[], opts: SemanticSegmentationOptions & ImageChoice = {}, call: Call) {
@@ -338,7 +350,7 @@ export class SamWorkerHost {
     const sam = this.needSam('generateMasks');
     const { image: _i, embedding: _e, ...rest } = opts;
     const { image } = await this.imageOrKept(opts, 'generateMasks', call);
-    return new SamAutomaticMaskGenerator(sam, rest).generate(image, call);
+    return new SamAutomaticMaskGenerator(sam as AmgPredictor<SegmenterEmbedding>, rest).generate(image, call);
   }
 
   /** What the worker holds: kept embeddings, and GPU memory in use by tensors (weights included). */
@@ -360,6 +372,16 @@ export class SamWorkerHost {
     this.ctx = null;
     return null;
   }
+}
+
+/** The image encoder's size for the page: SAM's ViT, or SAM 2's Hiera (stage-0 width, total blocks). */
+function segmenterInfo(sam: Segmenter): WorkerModelInfo['sam'] {
+  if (sam instanceof SamPredictor) {
+    const c = sam.model.config;
+    return { embedDim: c.embedDim, depth: c.depth, imgSize: c.imgSize };
+  }
+  const t = sam.model.config.trunk;
+  return { embedDim: t.embedDim, depth: t.stages.reduce((a, b) => a + b, 0), imgSize: sam.model.imageSize };
 }
 
 function disposeKept(k: Kept): void {

@@ -64,9 +64,9 @@ export interface WorkerModelInfo {
   /** The checkpoint's name (URL, file name or the name given). */
   name: string;
   family: Family;
-  /** What the worker now runs: 'sam', 'samclip' (merged bundle) or 'composite' (the SAM loaded before + this CLIP). */
-  role: 'sam' | 'samclip' | 'composite';
-  /** SAM image encoder: width, depth, input size. */
+  /** What the worker now runs: 'sam', 'sam2', 'samclip' (merged bundle) or 'composite' (the SAM loaded before + this CLIP). */
+  role: 'sam' | 'sam2' | 'samclip' | 'composite';
+  /** Image encoder: width, depth, input size (SAM 2: Hiera's stage-0 width and total blocks). */
   sam: { embedDim: number; depth: number; imgSize: number };
   /** SAM-CLIP: joint embedding width and the head-only / classification resolutions. */
   samclip?: { embedDim: number; resolutions: { native: number; seg: number; cls: number } };

@@ -6,36 +6,18 @@
  * a worker that fails to start. The same wrapper runs in a real worker in Chromium in
  * test/web/browser-api.test.ts.
  */
-import { MessageChannel } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SamAutomaticMaskGenerator } from '../../src/pipelines/automatic-mask-generator.js';
 import { SamPredictor } from '../../src/pipelines/sam-predictor.js';
-import { type SamWorker, SamWorkerError, createSamWorker, serveSamWorker } from '../../src/worker/index.js';
+import { type SamWorker, SamWorkerError, createSamWorker } from '../../src/worker/index.js';
 import { useGpu } from '../helpers/gpu.js';
 import { usePhotos } from '../helpers/photos.js';
+import { channelWorker } from '../helpers/worker-channel.js';
 import { TINY_WEIGHTS } from '../pipelines/sam-fixture.js';
 
 const gpu = useGpu();
 const photoImage = usePhotos();
 const PROMPT = { points: [[400, 300]] as [number, number][], labels: [1] };
-
-/** A Worker look-alike: the client posts into one port, the host serves the other. */
-function channelWorker(): { worker: Worker; close(): void } {
-  const { port1, port2 } = new MessageChannel();
-  serveSamWorker({
-    postMessage: (m, t) => port2.postMessage(m, t as never),
-    addEventListener: (type, l) => port2.on(type, (data) => l({ data } as MessageEvent)),
-  });
-  const events = new EventTarget();
-  port1.on('message', (data) => events.dispatchEvent(Object.assign(new Event('message'), { data })));
-  const worker = {
-    postMessage: (m: unknown, t: Transferable[]) => port1.postMessage(m, t as never),
-    addEventListener: (type: string, l: EventListener) => events.addEventListener(type, l),
-    terminate: () => port1.close(),
-    dispatchEvent: (e: Event) => events.dispatchEvent(e),
-  };
-  return { worker: worker as unknown as Worker, close: () => (port1.close(), port2.close()) };
-}
 
 describe('web-worker wrapper (client and host over a MessageChannel)', () => {
   let ch: ReturnType<typeof channelWorker>;
