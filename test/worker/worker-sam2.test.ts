@@ -9,7 +9,6 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sam2ConfigMetadata } from '../../src/model/sam2/config.js';
-import { SamAutomaticMaskGenerator } from '../../src/pipelines/automatic-mask-generator.js';
 import { Sam2Predictor } from '../../src/pipelines/sam2-predictor.js';
 import { SafetensorsFile } from '../../src/weights/safetensors.js';
 import { type SamWorker, createSamWorker } from '../../src/worker/index.js';
@@ -17,7 +16,7 @@ import { useGpu } from '../helpers/gpu.js';
 import { usePhotos } from '../helpers/photos.js';
 import { REFERENCE } from '../helpers/reference.js';
 import { bytesOf, buildSafetensors } from '../helpers/safetensors-build.js';
-import { channelWorker } from '../helpers/worker-channel.js';
+import { channelWorker, expectSameAutomaticMasks } from '../helpers/worker-channel.js';
 import { SAM2_WEIGHTS, tinyOverrides } from '../model/sam2-fixture.js';
 
 const gpu = useGpu();
@@ -75,12 +74,7 @@ describe('web-worker wrapper with SAM 2', () => {
   });
 
   it('automatic masks on SAM 2 equal a direct SamAutomaticMaskGenerator over Sam2Predictor', async () => {
-    const opts = { pointsPerSide: 2, predIouThresh: 0, stabilityScoreThresh: 0, boxNmsThresh: 1 };
-    const image = photoImage('dog');
-    const remote = await sam.generateMasks({ ...opts, image });
-    const local = await new SamAutomaticMaskGenerator(direct, opts).generate(image);
-    expect(remote.length).toBeGreaterThan(0);
-    expect(remote.map((m) => [m.area, m.bbox, m.predictedIou])).toEqual(local.map((m) => [m.area, m.bbox, m.predictedIou]));
+    await expectSameAutomaticMasks(sam, direct, photoImage('dog'));
   });
 
   it('CLIP does not join a SAM 2 as a composite (the SAM 2 stays loaded)', async () => {

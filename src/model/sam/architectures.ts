@@ -13,7 +13,7 @@
  * missing or extra block, another width or MLP size) is an error naming the tensors.
  */
 import { WeightError } from '../../weights/weights.js';
-import { type SamConfig, type WeightShapes, metadataJson } from './config.js';
+import { SAM_HEADS_1024, type SamConfig, type WeightShapes, metadataJson } from './config.js';
 
 const SAM_HEAD: Omit<SamConfig, 'embedDim' | 'depth' | 'numHeads' | 'mlpDim' | 'globalAttnIndexes'> = {
   imgSize: 1024,
@@ -21,15 +21,7 @@ const SAM_HEAD: Omit<SamConfig, 'embedDim' | 'depth' | 'numHeads' | 'mlpDim' | '
   windowSize: 14,
   outChans: 256,
   posEmbedGrid: 64,
-  promptEmbedDim: 256,
-  imageEmbeddingSize: 64,
-  maskInChans: 16,
-  decoderDepth: 2,
-  decoderHeads: 8,
-  decoderMlpDim: 2048,
-  numMultimaskOutputs: 3,
-  iouHeadDepth: 3,
-  iouHeadHiddenDim: 256,
+  ...SAM_HEADS_1024,
 };
 
 export type SamArchitectureName = 'sam-vit-b' | 'sam-vit-l' | 'sam-vit-h' | 'sam-tiny';
