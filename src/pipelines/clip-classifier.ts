@@ -16,7 +16,7 @@
 import type { GpuContext } from '../gpu/context.js';
 import { throwIfAborted } from '../gpu/errors.js';
 import { Pacer, type ProgressOptions } from '../gpu/pacer.js';
-import { type PretrainedName, type PretrainedOptions, openPretrained } from '../hub/pretrained.js';
+import type { PretrainedName, PretrainedOptions } from '../hub/pretrained.js';
 import type { ImageU8 } from '../image/image.js';
 import { type ImageInput, toImageU8 } from '../image/image-input.js';
 import { clipPreprocess } from '../image/preprocess.js';
@@ -201,6 +201,8 @@ export class ClipClassifier {
     name: PretrainedName,
     opts: PretrainedOptions & LoadClipOptions & Omit<ClipClassifierOptions, 'cache'> & { textCache?: TextEmbeddingCache; tokenizer?: ClipTokenizer } = {},
   ): Promise<ClipClassifier> {
+    // The registry and downloader load on first use: apps that load weights by URL do not ship them.
+    const { openPretrained } = await import('../hub/pretrained.js');
     const { file, entry } = await openPretrained(name, 'clip', opts);
     let model: ClipModel;
     try {

@@ -23,7 +23,7 @@
 import type { GpuContext, TensorTask } from '../gpu/context.js';
 import { Pacer, type ProgressOptions } from '../gpu/pacer.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { type PretrainedName, type PretrainedOptions, openPretrained } from '../hub/pretrained.js';
+import type { PretrainedName, PretrainedOptions } from '../hub/pretrained.js';
 import { type ImageU8, ImageError, checkImage, toRgb } from '../image/image.js';
 import { type ImageInput, toImageU8 } from '../image/image-input.js';
 import { pilResize } from '../image/pil-resize.js';
@@ -84,6 +84,8 @@ export class SamPredictor extends PromptPredictor<SamImageEmbedding, SamPredicti
    * downloaded into it first (resumable, SHA-256 checked; src/hub). See docs/api.md.
    */
   static async fromPretrained(ctx: GpuContext, name: PretrainedName, opts: PretrainedOptions & LoadSamOptions & SamCreateOptions = {}): Promise<SamPredictor> {
+    // The registry and downloader load on first use: apps that load weights by URL do not ship them.
+    const { openPretrained } = await import('../hub/pretrained.js');
     const { file } = await openPretrained(name, 'sam', opts);
     try {
       return await SamPredictor.load(ctx, file, opts);

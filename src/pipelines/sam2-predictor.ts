@@ -23,7 +23,7 @@
  * attention would read, so video propagation can reuse it unchanged.
  */
 import type { GpuContext } from '../gpu/context.js';
-import { type PretrainedName, type PretrainedOptions, fetchPretrained } from '../hub/pretrained.js';
+import type { PretrainedName, PretrainedOptions } from '../hub/pretrained.js';
 import { Pacer, type ProgressOptions } from '../gpu/pacer.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { type ImageU8, checkImage, toRgb } from '../image/image.js';
@@ -113,6 +113,8 @@ export class Sam2Predictor extends PromptPredictor<Sam2ImageEmbedding, Sam2Predi
    * your own, from the model cache or downloaded into it first (see SamPredictor.fromPretrained).
    */
   static async fromPretrained(ctx: GpuContext, name: PretrainedName, opts: PretrainedOptions & LoadSam2Options = {}): Promise<Sam2Predictor> {
+    // The registry and downloader load on first use: apps that load weights by URL do not ship them.
+    const { fetchPretrained } = await import('../hub/pretrained.js');
     const cached = (await fetchPretrained(name, 'sam2', opts)).result.entry;
     // On Node the cached file has a path, read lazily (a .pt through the pth reader by its name).
     if (cached.path) return Sam2Predictor.load(ctx, cached.path, opts);

@@ -17,7 +17,7 @@ import { Pacer, type ProgressOptions } from '../gpu/pacer.js';
 import { type ImageU8, ImageError, checkImage, toRgb } from '../image/image.js';
 import { type ImageInput, toImageU8 } from '../image/image-input.js';
 import { samResizeShape } from '../image/transforms.js';
-import { type PretrainedName, type PretrainedOptions, openPretrained } from '../hub/pretrained.js';
+import type { PretrainedName, PretrainedOptions } from '../hub/pretrained.js';
 import { readTensor } from '../kernels/copy.js';
 import type { ClipModel } from '../model/clip/clip.js';
 import type { ClipAct } from '../model/clip/config.js';
@@ -151,6 +151,8 @@ export class SamClip implements SamClipModel {
     names: { sam?: PretrainedName; clip?: PretrainedName } = {},
     opts: PretrainedOptions & SamClipCompositeOptions = {},
   ): Promise<SamClip> {
+    // The registry and downloader load on first use: apps that load weights by URL do not ship them.
+    const { openPretrained } = await import('../hub/pretrained.js');
     const [sam, clip] = await Promise.allSettled([openPretrained(names.sam ?? 'sam-vit-b', 'sam', opts), openPretrained(names.clip ?? 'clip-vit-b-16', 'clip', opts)]);
     try {
       if (sam.status === 'rejected') throw sam.reason;
