@@ -5,7 +5,11 @@
  * adapter, and onnxruntime-node on the CPU (the validation reference and a second timing).
  *
  *   node --import tsx bench/clip.ts [--only image|text] [--runs N] [--warmup N] [--no-ort-web]
- *        [--no-ort-node] [--ort-web-io cpu|gpu|both] [--cache DIR] [--json out.json]
+ *        [--no-ort-node] [--no-ort-web-text] [--ort-web-io cpu|gpu|both] [--cache DIR] [--json out.json]
+ *
+ * `--json` also writes the rows in bench/harness/record.ts's shape (first run, dispatches and host ms
+ * per call for ours). `--no-ort-web-text` skips ORT Web on the text tower only (its 80-prompt run
+ * takes minutes on CPU adapters; bench/device.ts --quick).
  *
  * First run: writes the random checkpoint (600 MB, ~30 s) and exports both towers to ONNX with
  * tools/export-onnx-clip.py (`--bench` mode: the same PyTorch re-implementation of openai/CLIP the
@@ -43,6 +47,8 @@ import { Rng } from '../test/helpers/random.js';
 import { ourContext } from './harness/dawn.js';
 import { createOrtNodeSession, ortNodeVersion } from './harness/ort-node.js';
 import { ORT_WEB_TIERUP, createOrtWebSession, ortWebAdapter } from './harness/ort-web.js';
+import { PYTHON } from './harness/cli.js';
+import { type BenchRow, type HostCost, checkFields, hostCost, timingFields } from './harness/record.js';
 import { fmtLoad } from './harness/report.js';
 import type { Runner } from './harness/runners.js';
 import type { Feeds } from './harness/session.js';
@@ -55,13 +61,14 @@ interface Args {
   warmup: number;
   ortWeb: boolean;
   ortNode: boolean;
+  ortWebText: boolean;
   webIo: ('cpu' | 'gpu')[];
   cache: string;
   json?: string;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { only: ['image', 'text'], warmup: 0, ortWeb: true, ortNode: true, webIo: ['cpu'], cache: join(tmpdir(), 'samclip-bench-clip') };
+  const a: Args = { only: ['image', 'text'], warmup: 0, ortWeb: true, ortNode: true, ortWebText: true, webIo: ['cpu'], cache: join(tmpdir(), 'samclip-bench-clip') };
   for (let i = 0; i < argv.length; i++) {
     const f = argv[i]!;
     const value = (): string => {
@@ -82,6 +89,7 @@ function parseArgs(argv: string[]): Args {
     else if (f === '--warmup') a.warmup = int(0);
     else if (f === '--no-ort-web') a.ortWeb = false;
     else if (f === '--no-ort-node') a.ortNode = false;
+    else if (f === '--no-ort-web-text') a.ortWebText = false;
     else if (f === '--ort-web-io') {
       const v = value();
       if (v !== 'cpu' && v !== 'gpu' && v !== 'both') throw new Error(`--ort-web-io takes cpu, gpu or both, got '${v}'`);
@@ -113,10 +121,10 @@ async function ensureArtefacts(dir: string): Promise<{ weights: string; vision: 
   const fresh = existsSync(stamp) && existsSync(vision) && existsSync(text) && JSON.parse(readFileSync(stamp, 'utf8')).weights === weights;
   if (!fresh) {
     console.log('exporting both towers to ONNX with tools/export-onnx-clip.py --bench ...');
-    const r = spawnSync('/usr/bin/python3', [join(import.meta.dirname, '..', 'tools', 'export-onnx-clip.py'), '--bench', weights, onnxDir, '--prompts', '80'], {
+    const r = spawnSync(PYTHON, [join(import.meta.dirname, '..', 'tools', 'export-onnx-clip.py'), '--bench', weights, onnxDir, '--prompts', '80'], {
       stdio: 'inherit',
     });
-    if (r.status !== 0) throw new Error(`tools/export-onnx-clip.py --bench failed (status ${r.status}); it needs /usr/bin/python3 with torch`);
+    if (r.status !== 0) throw new Error(`tools/export-onnx-clip.py --bench failed (status ${r.status}); it needs ${PYTHON} (SAMCLIP_PYTHON) with torch`);
   }
   return { weights, vision, text };
 }
@@ -130,10 +138,15 @@ function towerFlops(layers: number, N: number, W: number, batch: number, causal:
 
 // ------------------------------------------------------------------ runners
 
+/** Host cost of the last call of each of our runners (bench/harness/record.ts). */
+const lastHost = new Map<Runner, HostCost<Tensor>>();
+
 function oursRunner(ctx: GpuContext, run: () => Tensor, prepare?: () => void, cleanup?: () => void): Runner {
   const once = async (): Promise<Float32Array> => {
     prepare?.();
-    const y = run();
+    const host = hostCost(ctx, run);
+    lastHost.set(runner, host);
+    const y = host.result;
     try {
       return (await ctx.read(y)) as Float32Array;
     } finally {
@@ -141,13 +154,14 @@ function oursRunner(ctx: GpuContext, run: () => Tensor, prepare?: () => void, cl
       cleanup?.();
     }
   };
-  return {
+  const runner: Runner = {
     validate: once,
     async run() {
       await once();
     },
     async close() {},
   };
+  return runner;
 }
 
 async function ortWebRunner(model: Uint8Array, feeds: Feeds, io: 'cpu' | 'gpu', output: string): Promise<Runner> {
@@ -180,7 +194,13 @@ interface VariantReport {
   check?: Check;
   error?: string;
   createMs?: number;
+  /** The validation call: the first run (pipeline compilation or session warm-up included). */
+  firstMs?: number;
+  compileMs?: number;
+  dispatches?: number;
+  hostMs?: number;
   flops: number;
+  items: number;
 }
 
 interface TaskReport {
@@ -193,7 +213,7 @@ const errMsg = (e: unknown): string => (e instanceof Error ? `${e.name}: ${e.mes
 
 async function runTask(
   task: string,
-  variants: { label: string; flops: number; make: () => Promise<Runner> | Runner; reference?: boolean }[],
+  variants: { label: string; flops: number; items?: number; make: () => Promise<Runner> | Runner; reference?: boolean }[],
   plan: { runs: number; warmup: number },
 ): Promise<TaskReport> {
   console.log(`\n== ${task}`);
@@ -204,13 +224,16 @@ async function runTask(
   const order = [...variants.keys()].sort((a, b) => Number(!!variants[b]!.reference) - Number(!!variants[a]!.reference));
   for (const i of order) {
     const v = variants[i]!;
-    const rep: VariantReport = { label: v.label, flops: v.flops };
+    const rep: VariantReport = { label: v.label, flops: v.flops, items: v.items ?? 1 };
     reports[i] = rep;
     try {
       const t0 = performance.now();
       const runner = await v.make();
       rep.createMs = performance.now() - t0;
+      const tv = performance.now();
       const out = await runner.validate();
+      rep.firstMs = performance.now() - tv;
+      rep.compileMs = lastHost.get(runner)?.compileMs;
       if (v.reference) reference = out;
       else if (reference) rep.check = checkOutput(out, reference, 1e-4);
       const errs = runner.takeGpuErrors?.() ?? [];
@@ -229,6 +252,8 @@ async function runTask(
   for (const [i, r] of runners) {
     const t = timings.get(i);
     if (t) reports[i]!.timing = t;
+    const host = lastHost.get(r);
+    if (host) Object.assign(reports[i]!, { dispatches: host.dispatches, hostMs: host.hostMs });
     await r.close().catch(() => undefined);
   }
   for (const r of reports) {
@@ -317,14 +342,15 @@ async function main(): Promise<void> {
     const feeds: Feeds = { token_ids: { data: Float32Array.from(ids.ids), dims: [B, T.contextLength] } };
     const bytes = readFileSync(art.text);
     const variants: Parameters<typeof runTask>[1] = [
-      { label: `ours (trimmed to ${Lt} positions)`, flops: trimmed, make: () => oursRunner(ctx, () => model.encodeText(ctx, ids, { trim: true })) },
-      { label: `ours (full ${T.contextLength})`, flops: full, make: () => oursRunner(ctx, () => model.encodeText(ctx, ids, { trim: false })) },
+      { label: `ours (trimmed to ${Lt} positions)`, flops: trimmed, items: B, make: () => oursRunner(ctx, () => model.encodeText(ctx, ids, { trim: true })) },
+      { label: `ours (full ${T.contextLength})`, flops: full, items: B, make: () => oursRunner(ctx, () => model.encodeText(ctx, ids, { trim: false })) },
     ];
-    if (args.ortWeb) for (const io of args.webIo) variants.push({ label: `ORT Web WebGPU (${io} io)`, flops: full, make: () => ortWebRunner(bytes, feeds, io, 'text_features') });
+    if (args.ortWeb && args.ortWebText) for (const io of args.webIo) variants.push({ label: `ORT Web WebGPU (${io} io)`, flops: full, items: B, make: () => ortWebRunner(bytes, feeds, io, 'text_features') });
     if (args.ortNode) {
       variants.push({
         label: 'ORT node CPU',
         flops: full,
+        items: B,
         reference: true,
         make: async () => {
           const s = await createOrtNodeSession(bytes);
@@ -354,7 +380,20 @@ async function main(): Promise<void> {
     }
   }
   if (args.json) {
-    await writeFile(args.json, JSON.stringify({ date: started.toISOString(), command: process.argv.slice(1).join(' '), ours: ctx.description, ortNode: ortNodeVersion(), loadStart, loadEnd: fmtLoad(), tasks }, null, 1));
+    const rows: BenchRow[] = tasks.flatMap((t) => t.variants.map((v) => ({
+      model: `CLIP ViT-B/16 ${t.task.split(' (')[0]!.split(',')[0]}`,
+      variant: v.label,
+      ...timingFields(v.timing),
+      firstMs: v.firstMs,
+      compileMs: v.compileMs,
+      flops: v.flops,
+      items: v.items,
+      ...checkFields(v.check, 1e-4, 'ORT node CPU'),
+      dispatches: v.dispatches,
+      hostMs: v.hostMs,
+      note: v.error,
+    })));
+    await writeFile(args.json, JSON.stringify({ date: started.toISOString(), command: process.argv.slice(1).join(' '), ours: ctx.description, ortNode: ortNodeVersion(), loadStart, loadEnd: fmtLoad(), tasks, rows }, null, 1));
     console.log(`\nwrote ${args.json}`);
   }
   model.dispose();

@@ -3,7 +3,11 @@
  * ONNX Runtime Web's WebGPU EP on the same Dawn adapter and onnxruntime-node on the CPU.
  *
  *   node --import tsx bench/kernels.ts [--only sam.qkv,clip] [--runs N] [--warmup N] [--no-ort-web]
- *        [--ort-web-io cpu|gpu|both] [--json out.json] [--list]
+ *        [--ort-web-io cpu|gpu|both] [--f16] [--no-e2e] [--json out.json] [--list]
+ *
+ * `--f16` adds our f16 path (inputs and weights stored as f16, f32 arithmetic; gate rel L2 <= 1e-2);
+ * `--no-e2e` drops our end-to-end column (bench/device.ts --quick). Cases whose ONNX graph binds a
+ * tensor over the adapter's maxStorageBufferBindingSize skip ORT Web (it returns garbage there).
  *
  * (ORT Web's 40 s first-run stall is avoided with V8's --liftoff-only, which bench/harness/ort-web.ts
  * sets itself; `node --liftoff-only --import tsx bench/kernels.ts` is equivalent. NODE_OPTIONS
@@ -43,6 +47,8 @@ interface Args {
   webIo: ('cpu' | 'gpu')[];
   json?: string;
   list: boolean;
+  f16: boolean;
+  e2e: boolean;
 }
 
 /** Timed runs and untimed warm-up runs of every variant of a case. */
@@ -52,7 +58,7 @@ interface Plan {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { only: [], ortWeb: true, webIo: ['gpu', 'cpu'], list: false };
+  const a: Args = { only: [], ortWeb: true, webIo: ['gpu', 'cpu'], list: false, f16: false, e2e: true };
   for (let i = 0; i < argv.length; i++) {
     const f = argv[i]!;
     const value = (): string => {
@@ -76,6 +82,8 @@ function parseArgs(argv: string[]): Args {
       a.webIo = v === 'both' ? ['gpu', 'cpu'] : [v];
     } else if (f === '--json') a.json = value();
     else if (f === '--list') a.list = true;
+    else if (f === '--f16') a.f16 = true;
+    else if (f === '--no-e2e') a.e2e = false;
     else throw new Error(`unknown argument '${f}' (see the header of bench/kernels.ts)`);
   }
   return a;
@@ -134,12 +142,16 @@ async function runCase(c: KernelCase, ctx: GpuContext, args: Args): Promise<Case
   const node = await createOrtNodeSession(model);
   const reference = (await node.run(prep.feeds)).y!.data;
   const weights = uploadAll(ctx, prep.weights);
+  const weights16 = args.f16 && ctx.features.f16 ? uploadAll(ctx, prep.weights, 'f16') : null;
 
-  const factories: [VariantKey, RunnerFactory][] = [
-    ['oursGpu', () => oursGpuResident(ctx, prep, weights)],
-    ['oursE2e', () => oursEndToEnd(ctx, prep, weights)],
-  ];
-  if (args.ortWeb) {
+  const factories: [VariantKey, RunnerFactory][] = [['oursGpu', () => oursGpuResident(ctx, prep, weights)]];
+  if (args.e2e) factories.push(['oursE2e', () => oursEndToEnd(ctx, prep, weights)]);
+  if (weights16) factories.push(['oursF16', () => oursGpuResident(ctx, prep, weights16, 'f16')]);
+  const bindLimit = ctx.limits.maxStorageBufferBindingSize;
+  if (args.ortWeb && c.ortWebBinding && c.ortWebBinding > bindLimit) {
+    r.variants.webGpu = { error: `skipped: ORT's graph binds ${(c.ortWebBinding / 2 ** 20).toFixed(0)} MiB, the adapter allows ${(bindLimit / 2 ** 20).toFixed(0)} MiB` };
+    console.log(`   ORT Web ${r.variants.webGpu.error}`);
+  } else if (args.ortWeb) {
     for (const io of args.webIo) factories.push([io === 'gpu' ? 'webGpu' : 'webCpu', () => ortWebRunner(io, model, prep.feeds)]);
   }
   factories.push(['node', () => ortNodeRunner(node, prep.feeds)]);
@@ -161,7 +173,7 @@ async function runCase(c: KernelCase, ctx: GpuContext, args: Args): Promise<Case
     try {
       runner = await make();
       const out = await runner.validate();
-      if (key !== 'node') v.check = checkOutput(out, reference, relL2);
+      if (key !== 'node') v.check = checkOutput(out, reference, key === 'oursF16' ? Math.max(relL2, 1e-2) : relL2);
       runners.set(key, runner);
       console.log(`   validated ${VARIANTS[key]}${v.check ? `: ${fmtCheck(v.check)}` : ''}`);
     } catch (e) {
@@ -186,6 +198,7 @@ async function runCase(c: KernelCase, ctx: GpuContext, args: Args): Promise<Case
   }
   await node.release();
   disposeAll(weights);
+  if (weights16) disposeAll(weights16);
   await drainGpuErrors(ctx);
   ctx.pool.trim();
   r.load1 = load1();

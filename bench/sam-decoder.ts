@@ -5,6 +5,7 @@
  *
  *   node --import tsx bench/sam-decoder.ts [--runs 5] [--warmup 1] [--batches 1,16]
  *       [--dir /tmp/samclip-bench] [--f16] [--no-ort-web] [--no-ort-node] [--trace trace.json]
+ *       [--no-profile] [--json rows.json]
  *
  * Files (made once, kept in --dir): `sam_vit_b_random.safetensors` (tools/random-weights.ts
  * --family sam-vit-b, seed 0; the encoder bench uses the same file), `sam_vit_b_decoder_points.onnx`
@@ -51,7 +52,8 @@ import { fmtLoad } from './harness/report.js';
 import type { Feeds } from './harness/session.js';
 import { type Timed, type Timing, measureInterleaved } from './harness/timing.js';
 import { type Check, checkOutput, fmtCheck } from './harness/validate.js';
-import { flag, has, runBench } from './harness/cli.js';
+import { PYTHON, flag, has, runBench } from './harness/cli.js';
+import { type BenchRow, checkFields, hostCost, timingFields, writeRows } from './harness/record.js';
 
 const runs = Number(flag('--runs', '5'));
 const warmup = Number(flag('--warmup', '1'));
@@ -59,7 +61,6 @@ const batches = flag('--batches', '1,16').split(',').map(Number);
 const dir = flag('--dir', '/tmp/samclip-bench');
 const f16 = has('--f16');
 const tracePath = has('--trace') ? flag('--trace', 'sam-decoder-trace.json') : null;
-const PYTHON = '/usr/bin/python3';
 const GATE = f16 ? 1e-2 : 1e-3;
 
 interface Row {
@@ -148,6 +149,7 @@ async function main(): Promise<void> {
   }
   const emb = ctx.upload(embData, [1, C, g, g]);
   const rows: Row[] = [];
+  const json: BenchRow[] = [];
   const model = files.onnx ? new Uint8Array(readFileSync(files.onnx)) : null;
 
   for (const B of batches) {
@@ -168,12 +170,16 @@ async function main(): Promise<void> {
     };
 
     let t = performance.now();
-    let out = decode(ctx, pe, dec, emb, engCoords, engLabels, B);
+    const firstHost = hostCost(ctx, () => decode(ctx, pe, dec, emb, engCoords, engLabels, B));
+    let out = firstHost.result;
     const masks = (await readTensor(ctx, out.masks)) as Float32Array;
     const iou = (await readTensor(ctx, out.iouPred)) as Float32Array;
     out.masks.dispose();
     out.iouPred.dispose();
-    console.log(`\nB = ${B}: engine first run (pipeline compilation included): ${fmtMs(performance.now() - t)}`);
+    const firstMs = performance.now() - t;
+    console.log(`\nB = ${B}: engine first run (pipeline compilation included): ${fmtMs(firstMs)}; pipeline creation ${fmtMs(firstHost.compileMs)}`);
+    let steadyHost = firstHost;
+    let firstWebMs: number | undefined;
 
     let reference: { masks: Float32Array; iou: Float32Array; what: string } | null = null;
     if (refMasks && refIou) {
@@ -211,7 +217,8 @@ async function main(): Promise<void> {
         const bound = session.bindGpu(feeds);
         t = performance.now();
         const o = await bound.read();
-        console.log(`ORT Web first run (session warm-up included): ${fmtMs(performance.now() - t)}`);
+        firstWebMs = performance.now() - t;
+        console.log(`ORT Web first run (session warm-up included): ${fmtMs(firstWebMs)}`);
         const check = reference ? checkOutput(o.low_res_masks!.data, reference.masks, GATE) : undefined;
         if (check) console.log(`ORT Web vs ${reference!.what}: ${fmtCheck(check)}`);
         const errors = session.takeGpuErrors();
@@ -228,7 +235,8 @@ async function main(): Promise<void> {
     const competitors = new Map<string, Timed>([
       ['engine, GPU-resident', {
         run: async () => {
-          const o = decode(ctx, pe, dec, emb, engCoords, engLabels, B);
+          steadyHost = hostCost(ctx, () => decode(ctx, pe, dec, emb, engCoords, engLabels, B));
+          const o = steadyHost.result;
           await ctx.sync();
           o.masks.dispose();
           o.iouPred.dispose();
@@ -252,13 +260,26 @@ async function main(): Promise<void> {
       console.log(`${name}: ${fmt(timing)} -> ${fmtMs(timing.median / B)} per prompt set`);
       const check = name.startsWith('engine, GPU') ? engineCheck : name.startsWith('ORT') ? ortWeb?.check : undefined;
       rows.push({ name, batch: B, timing, check, note: name.startsWith('ORT') ? ortWeb?.note : undefined });
+      const ours = name.startsWith('engine');
+      const gpuResident = name === 'engine, GPU-resident';
+      json.push({
+        model: `SAM ViT-B prompt encoder + mask decoder, B = ${B}`,
+        variant: ours ? `ours ${f16 ? 'f16' : 'f32'}, ${name.slice('engine, '.length)}` : name,
+        items: B,
+        ...timingFields(timing),
+        ...(gpuResident ? { firstMs, compileMs: firstHost.compileMs, dispatches: steadyHost.dispatches, hostMs: steadyHost.hostMs } : {}),
+        ...(ours ? {} : { firstMs: firstWebMs }),
+        ...checkFields(check, GATE, reference?.what ?? ''),
+        note: name.startsWith('ORT') ? ortWeb?.note : undefined,
+      });
     }
     if (ortWeb) {
       ortWeb.bound.dispose();
       await ortWeb.session.release();
     }
 
-    const profiler = ctx.enableProfiling();
+    const profiler = has('--no-profile') ? null : ctx.enableProfiling();
+    if (profiler) {
     profiler.clear();
     out = decode(ctx, pe, dec, emb, engCoords, engLabels, B);
     await ctx.sync();
@@ -274,6 +295,7 @@ async function main(): Promise<void> {
     }
     profiler.clear();
     ctx.profiler = null;
+    }
 
     if (model && B === 1 && !has('--no-ort-node')) {
       const session = await createOrtNodeSession(model);
@@ -285,6 +307,7 @@ async function main(): Promise<void> {
     }
   }
 
+  writeRows(has('--json') ? flag('--json', 'sam-decoder.json') : null, json, { adapter: ctx.description, f16 });
   console.log(`\n| SAM ViT-B prompt encoder + mask decoder, ${ctx.description} | B | median per call | per prompt set | vs engine | output check |`);
   console.log('| --- | --- | --- | --- | --- | --- |');
   for (const r of rows) {

@@ -5,7 +5,10 @@
  *
  *   node --import tsx bench/sam-encoder.ts [--runs 3] [--warmup 1] [--f16] [--dir /tmp/samclip-bench]
  *       [--no-ort-web] [--no-ort-node] [--trace trace.json] [--size 1024]
- *       [--weights W.safetensors] [--onnx M.onnx --io IO.safetensors]
+ *       [--weights W.safetensors] [--onnx M.onnx --io IO.safetensors] [--json rows.json]
+ *
+ * `--runs 0` times only the first run (pipeline compilation included; bench/device.ts --quick);
+ * `--json` writes the rows in bench/harness/record.ts's shape, with dispatches and host ms per run.
  *
  * Files (made once, kept in --dir): `sam_vit_b_random.safetensors` (tools/random-weights.ts, seed 0),
  * `sam_vit_b_encoder_<size>.onnx` and `sam_vit_b_io_<size>.safetensors` (a seeded input and the PyTorch
@@ -40,7 +43,8 @@ import { createOrtWebSession, ortWebAdapter } from './harness/ort-web.js';
 import { fmtLoad } from './harness/report.js';
 import { type Timing, measure } from './harness/timing.js';
 import { type Check, checkOutput, fmtCheck } from './harness/validate.js';
-import { flag, has, runBench } from './harness/cli.js';
+import { PYTHON, flag, has, runBench } from './harness/cli.js';
+import { type BenchRow, checkFields, hostCost, timingFields, writeRows } from './harness/record.js';
 
 const runs = Number(flag('--runs', '3'));
 const warmup = Number(flag('--warmup', '1'));
@@ -48,7 +52,6 @@ const size = Number(flag('--size', '1024'));
 const dir = flag('--dir', '/tmp/samclip-bench');
 const f16 = has('--f16');
 const tracePath = has('--trace') ? flag('--trace', 'sam-encoder-trace.json') : null;
-const PYTHON = '/usr/bin/python3';
 
 const fmt = (t: Timing) => `median ${(t.median / 1000).toFixed(2)} s (min ${(t.min / 1000).toFixed(2)}, p90 ${(t.p90 / 1000).toFixed(2)}, ${t.runs} runs)`;
 
@@ -134,23 +137,38 @@ async function main(): Promise<void> {
   // Engine: first call compiles every pipeline.
   const x = ctx.upload(input, dims);
   let t = performance.now();
-  let out = encoder.forward(ctx, x);
+  const firstHost = hostCost(ctx, () => encoder.forward(ctx, x));
+  let out = firstHost.result;
   const first = (await readTensor(ctx, out.embedding)) as Float32Array;
   out.embedding.dispose();
   const firstMs = performance.now() - t;
-  console.log(`engine first run (pipeline compilation included): ${(firstMs / 1000).toFixed(2)} s`);
+  console.log(`engine first run (pipeline compilation included): ${(firstMs / 1000).toFixed(2)} s; ` +
+    `${firstHost.dispatches} dispatches, pipeline creation ${firstHost.compileMs.toFixed(0)} ms, host ${firstHost.hostMs.toFixed(1)} ms besides`);
   const engineCheck = reference ? checkOutput(first, reference, gate) : undefined;
   if (engineCheck) console.log(`engine vs PyTorch: ${fmtCheck(engineCheck)}`);
 
+  let steadyHost = firstHost;
   const engineRun = withCpu(async () => {
-    const o = encoder.forward(ctx, x);
+    steadyHost = hostCost(ctx, () => encoder.forward(ctx, x));
     await ctx.sync();
-    o.embedding.dispose();
+    steadyHost.result.embedding.dispose();
   });
-  const gpuResident = await measure('engine gpu-resident', engineRun.fn, { runs, warmup });
+  const gpuResident = runs > 0 ? await measure('engine gpu-resident', engineRun.fn, { runs, warmup }) : undefined;
   const engineCpu = engineRun.median(runs);
-  rows.push({ name: 'engine, GPU-resident', timing: gpuResident, check: engineCheck, cpuS: engineCpu });
-  console.log(`engine GPU-resident: ${fmt(gpuResident)}; CPU ${engineCpu.toFixed(1)} s per run`);
+  rows.push({ name: 'engine, GPU-resident', timing: gpuResident, check: engineCheck, cpuS: runs > 0 ? engineCpu : undefined });
+  if (gpuResident) console.log(`engine GPU-resident: ${fmt(gpuResident)}; CPU ${engineCpu.toFixed(1)} s per run; host ${steadyHost.hostMs.toFixed(1)} ms, ${steadyHost.dispatches} dispatches`);
+  const json: BenchRow[] = [{
+    model: `SAM ViT-B encoder ${size} px`,
+    variant: `ours ${f16 ? 'f16' : 'f32'}, GPU-resident`,
+    ...timingFields(gpuResident),
+    firstMs,
+    compileMs: firstHost.compileMs,
+    cpuS: runs > 0 ? engineCpu : undefined,
+    ...checkFields(engineCheck, gate, 'PyTorch'),
+    dispatches: steadyHost.dispatches,
+    hostMs: steadyHost.hostMs,
+    note: runs > 0 ? undefined : 'first run only (--runs 0); host ms from the first run, pipeline creation excluded',
+  }];
   // End to end = GPU-resident + moving the input in and the embedding out; timed on its own so the
   // encoder is not run again for it.
   const transfer = await measure('engine upload + readback', async () => {
@@ -160,11 +178,12 @@ async function main(): Promise<void> {
     o.dispose();
     xi.dispose();
   }, { runs: 5, warmup: 1 });
-  rows.push({ name: 'engine, end to end (+ upload and readback)', timing: { ...gpuResident, median: gpuResident.median + transfer.median, min: gpuResident.min + transfer.min, p90: gpuResident.p90 + transfer.p90 } });
+  if (gpuResident) rows.push({ name: 'engine, end to end (+ upload and readback)', timing: { ...gpuResident, median: gpuResident.median + transfer.median, min: gpuResident.min + transfer.min, p90: gpuResident.p90 + transfer.p90 } });
   console.log(`engine upload + readback: ${transfer.median.toFixed(1)} ms`);
 
   // Profile one more run.
-  const profiler = ctx.enableProfiling();
+  const profiler = has('--no-profile') ? null : ctx.enableProfiling();
+  if (profiler) {
   profiler.clear();
   out = encoder.forward(ctx, x);
   await ctx.sync();
@@ -178,6 +197,7 @@ async function main(): Promise<void> {
   }
   profiler.clear();
   ctx.profiler = null;
+  }
   x.dispose();
 
   if (files.onnx && !has('--no-ort-web')) {
@@ -189,21 +209,24 @@ async function main(): Promise<void> {
       const bound = session.bindGpu({ image: { data: input, dims } });
       t = performance.now();
       const o = (await bound.read()).image_embedding!.data;
-      console.log(`ORT Web first run (session warm-up included): ${((performance.now() - t) / 1000).toFixed(2)} s`);
+      const firstWebMs = performance.now() - t;
+      console.log(`ORT Web first run (session warm-up included): ${(firstWebMs / 1000).toFixed(2)} s`);
       const check = reference ? checkOutput(o, reference, gate) : undefined;
       if (check) console.log(`ORT Web vs PyTorch: ${fmtCheck(check)}`);
       const errors = session.takeGpuErrors();
       if (errors.length) console.log(`ORT Web GPU errors: ${errors.slice(0, 3).join(' | ')}`);
       const webRun = withCpu(() => bound.run());
-      const timing = await measure('ort-web', webRun.fn, { runs, warmup: Math.max(0, warmup - 1) });
-      const cpuS = webRun.median(runs);
-      console.log(`ORT Web WebGPU (GPU io): ${fmt(timing)}; CPU ${cpuS.toFixed(1)} s per run`);
+      const timing = runs > 0 ? await measure('ort-web', webRun.fn, { runs, warmup: Math.max(0, warmup - 1) }) : undefined;
+      const cpuS = runs > 0 ? webRun.median(runs) : undefined;
+      if (timing) console.log(`ORT Web WebGPU (GPU io): ${fmt(timing)}; CPU ${cpuS!.toFixed(1)} s per run`);
       rows.push({ name: 'ORT Web WebGPU, GPU io', timing, check, cpuS, note: errors.length ? `${errors.length} GPU errors` : undefined });
+      json.push({ model: json[0]!.model, variant: 'ORT Web WebGPU, GPU io', ...timingFields(timing), firstMs: firstWebMs, cpuS, ...checkFields(check, gate, 'PyTorch'), note: errors.length ? `${errors.length} GPU errors` : undefined });
       bound.dispose();
       await session.release();
     } catch (e) {
       console.log(`ORT Web failed: ${(e as Error).message.split('\n')[0]}`);
       rows.push({ name: 'ORT Web WebGPU, GPU io', note: `failed: ${(e as Error).message.split('\n')[0]}` });
+      json.push({ model: json[0]!.model, variant: 'ORT Web WebGPU, GPU io', note: `failed: ${(e as Error).message.split('\n')[0]}` });
     }
   }
 
@@ -216,11 +239,13 @@ async function main(): Promise<void> {
     const cu = process.cpuUsage(c0);
     const check = reference ? checkOutput(o, reference, 1e-3) : undefined;
     rows.push({ name: `${session.label} (1 run)`, timing: { median: ms, min: ms, p90: ms, mean: ms, runs: 1, samples: [ms] }, check, cpuS: (cu.user + cu.system) / 1e6 });
+    json.push({ model: json[0]!.model, variant: `${session.label} (1 run, first)`, firstMs: ms, ...checkFields(check, 1e-3, 'PyTorch') });
     await session.release();
     console.log(`ORT node CPU: ${(ms / 1000).toFixed(2)} s${check ? `; vs PyTorch: ${fmtCheck(check)}` : ''}`);
   }
 
-  const base = rows[0]!.timing!.median;
+  writeRows(has('--json') ? flag('--json', 'sam-encoder.json') : null, json, { adapter: ctx.description, size, f16 });
+  const base = rows[0]!.timing?.median ?? firstMs;
   const baseCpu = rows[0]!.cpuS ?? NaN;
   console.log(`\n| SAM ViT-B encoder, ${size} px, ${ctx.description} | median wall | vs engine | CPU s / run | vs engine | output vs PyTorch |`);
   console.log('| --- | --- | --- | --- | --- | --- |');

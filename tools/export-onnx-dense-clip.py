@@ -34,6 +34,7 @@ import sys
 
 import numpy as np
 import torch
+import onnx_legacy_export  # noqa: F401  (TorchScript exporter on torch >= 2.9 too)
 import torch.nn.functional as F
 
 from safetensors_io import read_safetensors, write_safetensors

@@ -36,6 +36,7 @@ import sys
 
 import numpy as np
 import torch
+import onnx_legacy_export  # noqa: F401  (TorchScript exporter on torch >= 2.9 too)
 import torch.nn as nn
 import torch.nn.functional as F
 

@@ -23,3 +23,6 @@ export function runBench(main: () => Promise<void>): void {
     },
   );
 }
+
+/** The Python with torch that exports the ONNX references (`SAMCLIP_PYTHON`, default Debian's). */
+export const PYTHON = process.env.SAMCLIP_PYTHON ?? '/usr/bin/python3';

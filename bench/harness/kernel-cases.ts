@@ -11,7 +11,7 @@ import type { Tensor } from '../../src/gpu/tensor.js';
 import type { Activation } from '../../src/kernels/activation.js';
 import type { OnnxGraph } from '../../test/helpers/onnx.js';
 import { Rng } from '../../test/helpers/random.js';
-import { conv2dGraph, layerNormGraph, linearGraph, samAttentionGraph, softmaxGraph } from './onnx-graphs.js';
+import { attentionGraph, conv2dGraph, layerNormGraph, linearGraph, samAttentionGraph, softmaxGraph } from './onnx-graphs.js';
 import type { Feeds } from './session.js';
 
 /** Our side of a case: inputs (same names as the graph inputs) and weights already on the GPU. */
@@ -43,6 +43,11 @@ export interface KernelCase {
   relL2?: number;
   /** Known limits worth printing next to the row. */
   note?: string;
+  /**
+   * Bytes ORT Web's graph binds as one tensor (the attention scores): on an adapter whose
+   * maxStorageBufferBindingSize is smaller, ORT Web runs but returns garbage, so the bench skips it.
+   */
+  ortWebBinding?: number;
   /** Our implementation, or why there is none. */
   load(): Promise<((rng: Rng) => PreparedCase) | string>;
 }
@@ -208,6 +213,7 @@ function attentionCase(name: string, B: number, H: number, grid: number, D: numb
     bytes: f32Bytes(4 * B * H * N * D + 2 * (2 * grid - 1) * D),
     heavy: 4 * B * H * N * N * D > 5e9,
     note: note ?? `ORT materialises the ${(scoreBytes / 2 ** 20).toFixed(0)} MiB score tensor`,
+    ortWebBinding: scoreBytes,
     async load() {
       const attention = await kernelExport<AttentionFn>('attention', 'attention');
       if (typeof attention === 'string') return attention;
@@ -225,6 +231,34 @@ function attentionCase(name: string, B: number, H: number, grid: number, D: numb
           weights: { rel_h: { data: relPosH, dims: [2 * grid - 1, D] }, rel_w: { data: relPosW, dims: [2 * grid - 1, D] } },
           graph: samAttentionGraph({ B, H, gh: grid, gw: grid, D, relPosH, relPosW }),
           ours: (ctx, i, w) => attention(ctx, i.q!, i.k!, i.v!, { relPos: { h: w.rel_h!, w: w.rel_w!, grid: [grid, grid] } }),
+        };
+      };
+    },
+  };
+}
+
+type PlainAttentionFn = (ctx: GpuContext, q: Tensor, k: Tensor, v: Tensor) => Tensor;
+
+/** Self-attention without rel-pos (CLIP): q, k, v [B, H, N, D]. */
+function plainAttentionCase(name: string, B: number, H: number, N: number, D: number, origin: string): KernelCase {
+  return {
+    name,
+    shape: `${B > 1 ? `${B} x ` : ''}${H} heads x ${N} tok x ${D}`,
+    origin,
+    flops: 4 * B * H * N * N * D,
+    bytes: f32Bytes(4 * B * H * N * D),
+    ortWebBinding: B * H * N * N * 4,
+    async load() {
+      const attention = await kernelExport<PlainAttentionFn>('attention', 'attention');
+      if (typeof attention === 'string') return attention;
+      return (rng) => {
+        const dims = [B, H, N, D];
+        const size = B * H * N * D;
+        return {
+          feeds: { q: { data: rng.randn(size), dims }, k: { data: rng.randn(size), dims }, v: { data: rng.randn(size), dims } },
+          weights: {},
+          graph: attentionGraph({ B, H, N, D }),
+          ours: (ctx, i) => attention(ctx, i.q!, i.k!, i.v!),
         };
       };
     },
@@ -258,6 +292,8 @@ export const KERNEL_CASES: KernelCase[] = [
     'same block at 512 px input (32x32 = 1024 tokens): the largest global case ORT Web can bind (48 MiB scores)'),
   attentionCase('sam.attn.window', 25, 12, 14, 64,
     'SAM ViT-B windowed block: 25 windows of 14x14 = 196 tokens, 12 heads, head dim 64, rel-pos per window'),
+  plainAttentionCase('clip.attn', 1, 12, 197, 64,
+    'CLIP ViT-B/16 vision block self-attention: 197 tokens, 12 heads, head dim 64, no rel-pos'),
 ];
 
 export function seededRng(caseName: string): Rng {

@@ -119,6 +119,24 @@ export function gatherRelPosT(table: Float32Array, size: number, D: number): Flo
  * The rel-pos bias is the [heads, N, N] Add the exported model performs (two broadcast Adds on the
  * 6-D view); the score tensor is materialised, as ORT has no fused kernel for this pattern.
  */
+/** softmax(q k^T / sqrt(D)) v on [B, H, N, D] inputs, output [B, N, H, D] like samAttentionGraph. */
+export function attentionGraph(p: { B: number; H: number; N: number; D: number }): OnnxGraph {
+  const { B, H, N, D } = p;
+  return {
+    nodes: [
+      { op: 'Transpose', inputs: ['k'], outputs: ['k_t'], attrs: { perm: [0, 1, 3, 2] } },
+      { op: 'Mul', inputs: ['q', 'scale'], outputs: ['q_s'] },
+      { op: 'MatMul', inputs: ['q_s', 'k_t'], outputs: ['scores'] },
+      { op: 'Softmax', inputs: ['scores'], outputs: ['probs'], attrs: { axis: -1 } },
+      { op: 'MatMul', inputs: ['probs', 'v'], outputs: ['o'] },
+      { op: 'Transpose', inputs: ['o'], outputs: ['y'], attrs: { perm: [0, 2, 1, 3] } },
+    ],
+    inputs: ['q', 'k', 'v'].map((name) => ({ name, dims: [B, H, N, D] })),
+    outputs: ['y'],
+    initializers: [{ name: 'scale', dims: [], data: [1 / Math.sqrt(D)] }],
+  };
+}
+
 export function samAttentionGraph(p: {
   B: number;
   H: number;

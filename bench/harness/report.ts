@@ -8,6 +8,7 @@ import { type Check, fmtCheck } from './validate.js';
 export const VARIANTS = {
   oursGpu: 'ours GPU-resident',
   oursE2e: 'ours end-to-end',
+  oursF16: 'ours f16, GPU-resident',
   webGpu: 'ORT Web WebGPU, GPU io',
   webCpu: 'ORT Web WebGPU, CPU io',
   node: 'ORT node CPU',

@@ -24,10 +24,10 @@ export interface Runner {
   close(): Promise<void>;
 }
 
-/** Upload named host arrays as f32 tensors. */
-export function uploadAll(ctx: GpuContext, arrays: Feeds | PreparedCase['weights']): Record<string, Tensor> {
+/** Upload named host arrays as f32 (or f16) tensors. */
+export function uploadAll(ctx: GpuContext, arrays: Feeds | PreparedCase['weights'], dtype: 'f32' | 'f16' = 'f32'): Record<string, Tensor> {
   const out: Record<string, Tensor> = {};
-  for (const [k, f] of Object.entries(arrays)) out[k] = ctx.upload(f.data, [...f.dims]);
+  for (const [k, f] of Object.entries(arrays)) out[k] = ctx.upload(f.data, [...f.dims], dtype);
   return out;
 }
 
@@ -39,9 +39,12 @@ export function disposeAll(ts: Record<string, Tensor>): void {
 const callOurs = (ctx: GpuContext, prep: PreparedCase, inputs: Record<string, Tensor>, weights: Record<string, Tensor>) =>
   ctx.scope(() => prep.ours(ctx, inputs, weights));
 
-/** Inputs and weights already on the GPU; a run encodes, submits and waits for the queue. */
-export function oursGpuResident(ctx: GpuContext, prep: PreparedCase, weights: Record<string, Tensor>): Runner {
-  const inputs = uploadAll(ctx, prep.feeds);
+/**
+ * Inputs and weights already on the GPU; a run encodes, submits and waits for the queue. With
+ * `dtype` f16, inputs (and the weights the caller uploaded as f16) are halves: the f16 path.
+ */
+export function oursGpuResident(ctx: GpuContext, prep: PreparedCase, weights: Record<string, Tensor>, dtype: 'f32' | 'f16' = 'f32'): Runner {
+  const inputs = uploadAll(ctx, prep.feeds, dtype);
   let last: Tensor | null = null;
   return {
     async validate() {

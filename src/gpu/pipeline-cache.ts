@@ -22,6 +22,8 @@ export class PipelineCache {
   private readonly inflight = new Map<string, Promise<CachedPipeline>>();
   private readonly checks: Promise<WgslCompileError | null>[] = [];
   compiled = 0;
+  /** Milliseconds spent in synchronous pipeline creation (shader compiles), for host-cost reports. */
+  compileMs = 0;
 
   constructor(private readonly device: GPUDevice) {}
 
@@ -31,6 +33,7 @@ export class PipelineCache {
     if (hit) return hit;
     // Creation errors go to a scope of their own (reported by checkCompiles) rather than to
     // whatever batch happens to be open, or to the device's uncaptured-error handler.
+    const t0 = performance.now();
     this.device.pushErrorScope('validation');
     const { module, layout, count, code } = this.prepare(def, config, key);
     const pipeline = this.device.createComputePipeline({
@@ -44,6 +47,7 @@ export class PipelineCache {
     );
     const entry: CachedPipeline = { key, pipeline, layout, bindingCount: count };
     this.cache.set(key, entry);
+    this.compileMs += performance.now() - t0;
     return entry;
   }
 
