@@ -5,11 +5,12 @@
 import { BufferUsage, MapMode } from './webgpu-constants.js';
 import { BufferPool, type PoolStats } from './buffer-pool.js';
 import { debugFlags } from './debug.js';
-import { acquireDevice, describeAdapter, type AdapterDescription, type DeviceOptions } from './device.js';
+import { acquireDevice, describeAdapter, type AdapterDescription, type DeviceFeatures, type DeviceOptions } from './device.js';
 import { BYTES, type DType, fromF16Array, toF16Array } from './dtype.js';
 import { DeviceLostError, GpuError, ShapeError, fmtShape } from './errors.js';
 import type { KernelConfig, KernelDef } from './kernel.js';
 import { PipelineCache } from './pipeline-cache.js';
+import { type KernelTuning, defaultTuning } from './tuning.js';
 import { type KernelCost, Profiler } from './profiler.js';
 import { Storage, type StorageOwner, Tensor, numel } from './tensor.js';
 import type { UniformDecl, UniformValues } from './uniforms.js';
@@ -61,20 +62,15 @@ export class GpuContext implements StorageOwner {
   private uniformChunks: { buffer: GPUBuffer; data: ArrayBuffer; used: number }[] = [];
   private readonly freeUniformBuffers: GPUBuffer[] = [];
   dispatchCount = 0;
-  /**
-   * Kernel tuning for this adapter. `cpuAdapter`: the adapter runs shaders on the CPU (Mesa
-   * lavapipe/llvmpipe, SwiftShader, WARP), where a workgroup's invocations are SIMD lanes of one
-   * core and every workgroup barrier is costly; kernels that pick a workgroup size read it
-   * (detected from the adapter; tests flip it to cover both tunings).
-   */
-  readonly tuning: { cpuAdapter: boolean };
+  /** Kernel choices for this adapter (src/gpu/tuning.ts; tests flip fields to force variants). */
+  readonly tuning: KernelTuning;
 
   constructor(
     /** Kept referenced for the device's lifetime (see AcquiredDevice.gpu). */
     readonly gpu: GPU,
     readonly device: GPUDevice,
     readonly adapterInfo: AdapterDescription,
-    readonly features: { f16: boolean; timestamps: boolean; subgroups: boolean },
+    readonly features: DeviceFeatures,
     readonly options: ContextOptions = {},
   ) {
     const l = device.limits;
@@ -86,7 +82,7 @@ export class GpuContext implements StorageOwner {
       maxWorkgroupsPerDim: l.maxComputeWorkgroupsPerDimension,
       minStorageOffsetAlignment: l.minStorageBufferOffsetAlignment,
     };
-    this.tuning = { cpuAdapter: isCpuAdapter(adapterInfo) };
+    this.tuning = defaultTuning(isCpuAdapter(adapterInfo), features);
     this.pool = new BufferPool(device, l.maxBufferSize);
     this.pipelines = new PipelineCache(device);
     device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {

@@ -41,10 +41,43 @@ export interface AcquiredDevice {
   device: GPUDevice;
   adapter: GPUAdapter;
   info: AdapterDescription;
-  features: { f16: boolean; timestamps: boolean; subgroups: boolean };
+  features: DeviceFeatures;
 }
 
-const DEFAULT_FEATURES: GPUFeatureName[] = ['shader-f16', 'timestamp-query', 'subgroups' as GPUFeatureName];
+/** What the engine's kernels may use on a device. */
+export interface DeviceFeatures {
+  f16: boolean;
+  timestamps: boolean;
+  /** The `subgroups` feature and the `subgroup_id` WGSL language feature (workgroup-wide reductions need both). */
+  subgroups: boolean;
+  /**
+   * `chromium-experimental-subgroup-matrix` with an f16 x f16 -> f32 configuration (tensor cores):
+   * its M, N, K, or null when absent. Dawn exposes it on recent NVIDIA / Apple / Intel drivers,
+   * sometimes only with the `allow_unsafe_apis` toggle.
+   */
+  subgroupMatrix: { M: number; N: number; K: number } | null;
+}
+
+/** Adapter feature name of Chromium's subgroup-matrix extension (not in @webgpu/types). */
+export const SUBGROUP_MATRIX_FEATURE = 'chromium-experimental-subgroup-matrix';
+
+interface SubgroupMatrixConfig {
+  componentType: string;
+  resultComponentType: string;
+  M: number;
+  N: number;
+  K: number;
+}
+
+/** The f16 -> f32 subgroup-matrix shape an adapter offers, if any. */
+function subgroupMatrixShape(adapter: GPUAdapter, device: GPUDevice): DeviceFeatures['subgroupMatrix'] {
+  if (!device.features.has(SUBGROUP_MATRIX_FEATURE)) return null;
+  const configs = (adapter.info as unknown as { subgroupMatrixConfigs?: SubgroupMatrixConfig[] }).subgroupMatrixConfigs ?? [];
+  const c = configs.find((x) => x.componentType === 'f16' && x.resultComponentType === 'f32');
+  return c ? { M: c.M, N: c.N, K: c.K } : null;
+}
+
+const DEFAULT_FEATURES: GPUFeatureName[] = ['shader-f16', 'timestamp-query', 'subgroups' as GPUFeatureName, SUBGROUP_MATRIX_FEATURE as GPUFeatureName];
 
 /** Limits the engine wants as high as the adapter allows. */
 const RAISED_LIMITS = [
@@ -158,7 +191,8 @@ export async function acquireDevice(opts: DeviceOptions = {}): Promise<AcquiredD
     features: {
       f16: device.features.has('shader-f16'),
       timestamps: device.features.has('timestamp-query'),
-      subgroups: device.features.has('subgroups'),
+      subgroups: device.features.has('subgroups') && !!(gpu as { wgslLanguageFeatures?: ReadonlySet<string> }).wgslLanguageFeatures?.has('subgroup_id'),
+      subgroupMatrix: subgroupMatrixShape(adapter, device),
     },
   };
 }

@@ -22,7 +22,7 @@ import type { Tensor } from '../gpu/tensor.js';
 import { defineUniforms } from '../gpu/uniforms.js';
 import type { AttentionSpec } from './attention.js';
 import { copyInto, pad } from './copy.js';
-import { rowKernelHead } from './layernorm.js';
+import { type RowReduction, rowEnables, rowKernelHead, rowReduction } from './layernorm.js';
 import { matmul } from './matmul.js';
 
 const uniforms = defineUniforms({
@@ -43,6 +43,7 @@ interface SoftmaxConfig {
   rel: boolean;
   vec: boolean;
   wg: number;
+  red: RowReduction;
 }
 
 // One SIMD group of lavapipe (8 lanes of 256 bits) per row: fewer barrier passes than the 16 of
@@ -59,6 +60,7 @@ const WG = 8;
 const softmaxKernel = defineKernel({
   name: 'attention_softmax',
   uniforms,
+  enables: (c: SoftmaxConfig) => rowEnables(c.red),
   bindings: (c: SoftmaxConfig) => [
     ...(c.rel ? [{ name: 'rel_h', type: 'f32', access: 'read' as const }, { name: 'rel_w', type: 'f32', access: 'read' as const }] : []),
     { name: 's', type: c.vec ? 'vec4<f32>' : 'f32', access: 'read_write' as const },
@@ -75,7 +77,7 @@ const softmaxKernel = defineKernel({
     const hmax = c.vec ? 'max(max(m4.x, m4.y), max(m4.z, m4.w))' : 'm4';
     const hsum = c.vec ? 'acc.x + acc.y + acc.z + acc.w' : 'acc';
     return /* wgsl */ `
-${rowKernelHead(c.wg)}
+${rowKernelHead(c.wg, '', c.red)}
   let nv = u.n / ${W}u;
   let base = row * nv;
 ${c.rel ? `  let head = row / u.chunk;
@@ -199,7 +201,7 @@ export function chunkedAttention(ctx: GpuContext, s: AttentionSpec, chunkRows?: 
         const bind: Record<string, Tensor> = rel ? { s: scores, rel_h: rel.h, rel_w: rel.w } : { s: scores };
         ctx.run(
           softmaxKernel,
-          { rel: !!rel, vec, wg: WG },
+          { rel: !!rel, vec, wg: WG, red: rowReduction(ctx) },
           bind,
           { rows: H * rows, chunk: rows, q0, ...grid },
           grid1d(H * rows),

@@ -14,7 +14,7 @@ import { defineKernel, grid1d } from '../gpu/kernel.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { defineUniforms } from '../gpu/uniforms.js';
 import { stridedFields, stridedIndexWgsl, stridedValues } from './elementwise.js';
-import { rowKernelHead, rowLayout, rowWorkgroupSize } from './layernorm.js';
+import { type RowReduction, rowEnables, rowKernelHead, rowLayout, rowReduction, rowWorkgroupSize } from './layernorm.js';
 
 interface L2Config {
   [k: string]: string | number | boolean;
@@ -22,6 +22,7 @@ interface L2Config {
   out: DType;
   rank: number;
   wg: number;
+  red: RowReduction;
   eps: boolean;
 }
 
@@ -36,12 +37,13 @@ const uniforms = defineUniforms({
 const l2Kernel = defineKernel({
   name: 'l2_normalize',
   uniforms,
+  enables: (c: L2Config) => rowEnables(c.red),
   bindings: (c: L2Config) => [
     { name: 'x', type: c.x, access: 'read' as const },
     { name: 'out', type: c.out, access: 'read_write' as const },
   ],
   source: (c: L2Config) => /* wgsl */ `
-${rowKernelHead(c.wg)}
+${rowKernelHead(c.wg, '', c.red)}
   ${stridedIndexWgsl(c.rank, ['x', 'o'], 'row')}
   var m = 0.0;
   for (var j = lid; j < u.n; j += ${c.wg}u) { m = max(m, abs(f32(x[off_x + j * u.col.x]))); }
@@ -79,7 +81,7 @@ export function l2Normalize(ctx: GpuContext, x: Tensor, opts: L2NormalizeOptions
     check(n >= 1, () => `${op}: last dim of ${x} is empty`);
     if (rows > 0) {
       const wg = rowWorkgroupSize(n, ctx.tuning.cpuAdapter);
-      const config: L2Config = { x: x.dtype, out: outDtype, rank: layout.shape.length, wg, eps: opts.eps !== undefined };
+      const config: L2Config = { x: x.dtype, out: outDtype, rank: layout.shape.length, wg, red: rowReduction(ctx), eps: opts.eps !== undefined };
       const values = { ...stridedValues(['x', 'o'] as const, layout, offsets), col: colStrides, rows, n, eps: opts.eps ?? 0 };
       ctx.run(l2Kernel, config, { x, out }, values, grid1d(rows), { flops: 4 * x.size, bytes: 3 * x.byteSize + out.byteSize });
     }

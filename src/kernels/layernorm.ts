@@ -34,8 +34,47 @@ export function rowWorkgroupSize(n: number, cpuAdapter = false): number {
   return n <= 64 ? 64 : n <= 512 ? 128 : 256;
 }
 
-/** WGSL: `red` scratch plus tree reductions over a workgroup of `wg` invocations (a power of 2). */
-export function rowReduceWgsl(wg: number): string {
+/**
+ * How a row kernel reduces across its workgroup: `tree` (shared memory, log2(wg) barriers) or
+ * `subgroup` (subgroupAdd / subgroupMax within each subgroup, then one pass over the per-subgroup
+ * partials: two barriers per reduction). Read from GpuContext.tuning; part of each kernel's config.
+ */
+export type RowReduction = 'tree' | 'subgroup';
+
+/** The reduction a row kernel should use on this context (subgroup only where the device has them). */
+export function rowReduction(ctx: GpuContext): RowReduction {
+  return ctx.tuning.rowReduce === 'subgroup' && ctx.features.subgroups ? 'subgroup' : 'tree';
+}
+
+/** WGSL extensions a row kernel with this reduction needs. */
+export const rowEnables = (red: RowReduction): string[] => (red === 'subgroup' ? ['subgroups'] : []);
+
+/**
+ * WGSL: `red` scratch plus `wg_sum` / `wg_max` over a workgroup of `wg` invocations (a power of 2).
+ * The subgroup form reads `sg_id` / `sg_count`, which `rowKernelHead` sets from the builtins.
+ */
+export function rowReduceWgsl(wg: number, red: RowReduction = 'tree'): string {
+  if (red === 'subgroup') {
+    const fn = (name: string, op: string, combine: (a: string, b: string) => string, init: string) => /* wgsl */ `
+fn ${name}(v: f32, lid: u32) -> f32 {
+  let part = ${op}(v);
+  if (subgroupElect()) { red[sg_id] = part; }
+  workgroupBarrier();
+  var r = ${init};
+  for (var i = 0u; i < sg_count; i++) { r = ${combine('r', 'red[i]')}; }
+  workgroupBarrier();
+  return r;
+}`;
+    return /* wgsl */ `
+// One partial per subgroup (at most wg of them); every invocation folds them in the same order,
+// so the result is the same in every invocation.
+var<workgroup> red: array<f32, ${wg}>;
+var<private> sg_id: u32;
+var<private> sg_count: u32;
+${fn('wg_sum', 'subgroupAdd', (a, b) => `${a} + ${b}`, '0.0')}
+${fn('wg_max', 'subgroupMax', (a, b) => `max(${a}, ${b})`, 'red[0]')}
+`;
+  }
   return /* wgsl */ `
 var<workgroup> red: array<f32, ${wg}>;
 fn wg_sum(v: f32, lid: u32) -> f32 {
@@ -68,13 +107,15 @@ fn wg_max(v: f32, lid: u32) -> f32 {
  * attention softmax): the reductions, optional `helpers`, and an open `main` with one workgroup per
  * row (`row`, `lid`), rows past `u.rows` returning early. The caller writes the body and the `}`.
  */
-export function rowKernelHead(wg: number, helpers = ''): string {
+export function rowKernelHead(wg: number, helpers = '', red: RowReduction = 'tree'): string {
+  const sg = red === 'subgroup';
   return /* wgsl */ `${FLAT_WG}
-${rowReduceWgsl(wg)}
+${rowReduceWgsl(wg, red)}
 ${helpers}
 @compute @workgroup_size(${wg}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
+        @builtin(local_invocation_index) lid: u32${sg ? ', @builtin(subgroup_id) sgid: u32, @builtin(num_subgroups) nsg: u32' : ''}) {
+  ${sg ? 'sg_id = sgid; sg_count = nsg;' : ''}
   let row = flat_wg(wid, nwg);
   if (row >= u.rows) { return; }`;
 }
@@ -108,6 +149,7 @@ interface LayerNormConfig {
   sum: DType | 'none';
   rank: number;
   wg: number;
+  red: RowReduction;
 }
 
 const uniforms = defineUniforms({
@@ -122,6 +164,7 @@ const uniforms = defineUniforms({
 const layerNormKernel = defineKernel({
   name: 'layernorm',
   uniforms,
+  enables: (c: LayerNormConfig) => rowEnables(c.red),
   bindings: (c: LayerNormConfig) => [
     { name: 'x', type: c.x, access: 'read' as const },
     ...(c.weight === 'none' ? [] : [{ name: 'weight', type: c.weight, access: 'read' as const }]),
@@ -142,7 +185,7 @@ const layerNormKernel = defineKernel({
     const w = c.weight === 'none' ? '' : ' * f32(weight[j])';
     const b = c.bias === 'none' ? '' : ' + f32(bias[j])';
     return /* wgsl */ `
-${rowKernelHead(c.wg, `fn load(off_x: u32, off_r: u32, j: u32) -> f32 { return ${load}; }`)}
+${rowKernelHead(c.wg, `fn load(off_x: u32, off_r: u32, j: u32) -> f32 { return ${load}; }`, c.red)}
   ${stridedIndexWgsl(c.rank, names, 'row')}
   ${fused ? '' : 'let off_r = 0u;'}
   // Work relative to the row's first element: x - pivot is exact for values near the pivot, so
@@ -216,6 +259,7 @@ function runLayerNorm(
     sum: sum?.dtype ?? 'none',
     rank: layout.shape.length,
     wg: rowWorkgroupSize(n, ctx.tuning.cpuAdapter),
+    red: rowReduction(ctx),
   };
   const values = {
     ...stridedValues(['x', 'o', 'r', 's'] as const, layout, offsets),

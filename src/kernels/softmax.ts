@@ -13,7 +13,7 @@ import { defineKernel, grid1d } from '../gpu/kernel.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { defineUniforms } from '../gpu/uniforms.js';
 import { stridedFields, stridedIndexWgsl, stridedValues } from './elementwise.js';
-import { rowKernelHead, rowLayout, rowWorkgroupSize } from './layernorm.js';
+import { type RowReduction, rowEnables, rowKernelHead, rowLayout, rowReduction, rowWorkgroupSize } from './layernorm.js';
 
 interface SoftmaxConfig {
   [k: string]: string | number | boolean;
@@ -21,6 +21,7 @@ interface SoftmaxConfig {
   out: DType;
   rank: number;
   wg: number;
+  red: RowReduction;
 }
 
 const uniforms = defineUniforms({
@@ -36,12 +37,13 @@ const uniforms = defineUniforms({
 const softmaxKernel = defineKernel({
   name: 'softmax',
   uniforms,
+  enables: (c: SoftmaxConfig) => rowEnables(c.red),
   bindings: (c: SoftmaxConfig) => [
     { name: 'x', type: c.x, access: 'read' as const },
     { name: 'out', type: c.out, access: 'read_write' as const },
   ],
   source: (c: SoftmaxConfig) => /* wgsl */ `
-${rowKernelHead(c.wg)}
+${rowKernelHead(c.wg, '', c.red)}
   ${stridedIndexWgsl(c.rank, ['x', 'o'], 'row')}
   // Start at -Inf, so that a row of -Inf keeps max = -Inf (and yields NaN like the reference).
   var m = u.neg_inf;
@@ -76,7 +78,7 @@ export function softmax(ctx: GpuContext, x: Tensor, opts: SoftmaxOptions = {}): 
     check(n >= 1, () => `${op}: last dim of ${x} is empty`);
     if (rows > 0) {
       const wg = rowWorkgroupSize(n, ctx.tuning.cpuAdapter);
-      const config: SoftmaxConfig = { x: x.dtype, out: outDtype, rank: layout.shape.length, wg };
+      const config: SoftmaxConfig = { x: x.dtype, out: outDtype, rank: layout.shape.length, wg, red: rowReduction(ctx) };
       const values = { ...stridedValues(['x', 'o'] as const, layout, offsets), col: colStrides, rows, n, scale, neg_inf: -Infinity };
       ctx.run(softmaxKernel, config, { x, out }, values, grid1d(rows), { flops: 5 * x.size, bytes: 3 * x.byteSize + out.byteSize });
     }

@@ -4,8 +4,9 @@ import { type DType, fromF16Array, toF16Array } from '../../src/gpu/dtype.js';
 import type { Tensor } from '../../src/gpu/tensor.js';
 import { l2NormalizeCpu } from '../../src/kernels/cpu/l2-normalize.js';
 import { l2Normalize } from '../../src/kernels/l2-normalize.js';
+import { rowReduction } from '../../src/kernels/layernorm.js';
 import { expectClose, type Tolerance } from '../helpers/compare.js';
-import { useGpu, withCpuTuning } from '../helpers/gpu.js';
+import { ROW_TUNINGS, requires, tuningName, useGpu, withTuning } from '../helpers/gpu.js';
 import { type OnnxNode, runOnnx } from '../helpers/onnx.js';
 import { Rng } from '../helpers/random.js';
 
@@ -69,12 +70,15 @@ const cases: Case[] = [
   { name: 'f16 storage, permuted', stored: [17, 3], perm: [1, 0], dtype: 'f16', tol: f16 },
 ];
 
-// Both workgroup tunings (CPU adapters: 16 invocations per row; GPUs: 64-256) on every case.
-for (const cpuTuning of [true, false]) describe(`l2Normalize vs onnxruntime (${cpuTuning ? 'CPU' : 'GPU'} tuning)`, () => {
+// Both workgroup tunings (CPU adapters: 16 invocations per row; GPUs: 64-256) and both workgroup
+// reductions (shared-memory tree; subgroup operations where the device has them) on every case.
+for (const tuning of ROW_TUNINGS) describe(`l2Normalize vs onnxruntime (${tuningName(tuning)})`, () => {
   cases.forEach((c, idx) => {
-    it(c.name, async () => {
+    it(c.name, async (t) => {
       const ctx = gpu();
-      withCpuTuning(ctx, cpuTuning);
+      if (!requires(t, tuning.rowReduce === 'tree' || ctx.features.subgroups, 'subgroups')) return;
+      withTuning(ctx, tuning);
+      expect(rowReduction(ctx)).toBe(tuning.rowReduce);
       const rng = new Rng(800 + idx);
       const shape = c.perm ? c.perm.map((p) => c.stored[p]!) : c.stored;
       let x = rng.randn(numel(c.stored), c.xScale ?? 1);

@@ -5,7 +5,7 @@ import type { Tensor } from '../../src/gpu/tensor.js';
 import { layerNorm2dCpu, layerNormCpu } from '../../src/kernels/cpu/layernorm.js';
 import { layerNorm, layerNorm2d } from '../../src/kernels/layernorm.js';
 import { compare, expectClose, type Tolerance } from '../helpers/compare.js';
-import { useGpu, withCpuTuning } from '../helpers/gpu.js';
+import { ROW_TUNINGS, requires, tuningName, useGpu, withTuning } from '../helpers/gpu.js';
 import { type OnnxConst, type OnnxNode, runModel, buildModel, runOnnx } from '../helpers/onnx.js';
 import { Rng } from '../helpers/random.js';
 
@@ -85,12 +85,15 @@ const cases: Case[] = [
   { name: 'f16 storage, odd width, permuted', stored: [65, 3], perm: [1, 0], eps: 1e-5, dtype: 'f16', tol: f16 },
 ];
 
-// Both workgroup tunings (CPU adapters: 16 invocations per row; GPUs: 64-256) on every case.
-for (const cpuTuning of [true, false]) describe(`layerNorm vs onnxruntime LayerNormalization (${cpuTuning ? 'CPU' : 'GPU'} tuning)`, () => {
+// Both workgroup tunings (CPU adapters: 16 invocations per row; GPUs: 64-256) and both workgroup
+// reductions (shared-memory tree; subgroup operations where the device has them) on every case.
+for (const tuning of ROW_TUNINGS) describe(`layerNorm vs onnxruntime LayerNormalization (${tuningName(tuning)})`, () => {
   cases.forEach((c, idx) => {
-    it(c.name, async () => {
+    it(c.name, async (t) => {
       const ctx = gpu();
-      withCpuTuning(ctx, cpuTuning);
+      if (!requires(t, tuning.rowReduce === 'tree' || ctx.features.subgroups, 'subgroups')) return;
+      withTuning(ctx, tuning);
+      expect(rowReduction(ctx)).toBe(tuning.rowReduce);
       const rng = new Rng(20 + idx);
       const shape = c.perm ? c.perm.map((p) => c.stored[p]!) : c.stored;
       const n = shape[shape.length - 1]!;

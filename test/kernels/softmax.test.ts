@@ -4,8 +4,9 @@ import { type DType, fromF16Array, toF16Array } from '../../src/gpu/dtype.js';
 import type { Tensor } from '../../src/gpu/tensor.js';
 import { softmaxCpu } from '../../src/kernels/cpu/softmax.js';
 import { softmax } from '../../src/kernels/softmax.js';
+import { rowReduction } from '../../src/kernels/layernorm.js';
 import { expectClose, type Tolerance } from '../helpers/compare.js';
-import { useGpu, withCpuTuning } from '../helpers/gpu.js';
+import { ROW_TUNINGS, requires, tuningName, useGpu, withTuning } from '../helpers/gpu.js';
 import { type OnnxNode, runOnnx } from '../helpers/onnx.js';
 import { Rng } from '../helpers/random.js';
 
@@ -68,12 +69,15 @@ const cases: Case[] = [
   { name: 'f16 storage, permuted, -Inf', stored: [21, 5], perm: [1, 0], dtype: 'f16', negInfEvery: 4, tol: f16 },
 ];
 
-// Both workgroup tunings (CPU adapters: 16 invocations per row; GPUs: 64-256) on every case.
-for (const cpuTuning of [true, false]) describe(`softmax vs onnxruntime (${cpuTuning ? 'CPU' : 'GPU'} tuning)`, () => {
+// Both workgroup tunings (CPU adapters: 16 invocations per row; GPUs: 64-256) and both workgroup
+// reductions (shared-memory tree; subgroup operations where the device has them) on every case.
+for (const tuning of ROW_TUNINGS) describe(`softmax vs onnxruntime (${tuningName(tuning)})`, () => {
   cases.forEach((c, idx) => {
-    it(c.name, async () => {
+    it(c.name, async (t) => {
       const ctx = gpu();
-      withCpuTuning(ctx, cpuTuning);
+      if (!requires(t, tuning.rowReduce === 'tree' || ctx.features.subgroups, 'subgroups')) return;
+      withTuning(ctx, tuning);
+      expect(rowReduction(ctx)).toBe(tuning.rowReduce);
       const rng = new Rng(200 + idx);
       const shape = c.perm ? c.perm.map((p) => c.stored[p]!) : c.stored;
       const n = c.stored[c.stored.length - 1]!;

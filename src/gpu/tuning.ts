@@ -1,0 +1,57 @@
+/**
+ * Kernel choices for one adapter: which variant of each op family runs when a call does not force
+ * one. `defaultTuning` is the deterministic rule (used when nothing was measured, and as the
+ * fallback when timing is unavailable); src/gpu/tuner.ts replaces it with micro-benchmark results
+ * cached per adapter and host. Tests flip fields to force each variant on any adapter.
+ */
+import type { DeviceFeatures } from './device.js';
+
+export type RowReduce = 'tree' | 'subgroup';
+/** nn.Linear-layout matmuls with enough rows for a tile (see src/kernels/matmul.ts). */
+export type MatmulNtChoice = 'direct_nt' | 'tiled_nt' | 'tiled8_nt' | 'subgroup_matrix';
+/** Matmuls with few rows (decoder tokens, pooled vectors). */
+export type MatmulSmallChoice = 'rows' | 'rows_sg' | 'splitk';
+/** Global self-attention of many tokens (src/kernels/attention.ts). */
+export type AttentionChoice = 'fused' | 'flash' | 'chunked';
+
+export interface KernelTuning {
+  /**
+   * The adapter runs shaders on the CPU (Mesa lavapipe/llvmpipe, SwiftShader, WARP): a workgroup's
+   * invocations are SIMD lanes of one core and every barrier is a pass over them. Row kernels pick
+   * their workgroup size from it.
+   */
+  cpuAdapter: boolean;
+  /** Workgroup reductions of the row kernels: shared-memory tree, or subgroup operations. */
+  rowReduce: RowReduce;
+  matmulNt: MatmulNtChoice;
+  matmulSmall: MatmulSmallChoice;
+  attention: AttentionChoice;
+  /** Where these choices came from. */
+  source: 'default' | 'measured' | 'cached' | 'override';
+}
+
+/** The fields a tuner measures and a caller may override. */
+export type TunableKey = 'rowReduce' | 'matmulNt' | 'matmulSmall' | 'attention';
+
+export function defaultTuning(cpuAdapter: boolean, features: DeviceFeatures): KernelTuning {
+  return {
+    cpuAdapter,
+    rowReduce: features.subgroups ? 'subgroup' : 'tree',
+    // CPU adapters: the barrier-free kernel (measured 1.5-2.2x on lavapipe, though not on every host).
+    // GPUs: 8x8 register blocks; tensor cores where the adapter exposes them.
+    matmulNt: cpuAdapter ? 'direct_nt' : features.subgroupMatrix ? 'subgroup_matrix' : 'tiled8_nt',
+    matmulSmall: !cpuAdapter && features.subgroups ? 'rows_sg' : 'rows',
+    attention: cpuAdapter ? 'chunked' : 'flash',
+    source: 'default',
+  };
+}
+
+/** Which choices an adapter can run at all (a tuner measures only these). */
+export function tuningCandidates(cpuAdapter: boolean, features: DeviceFeatures): { [K in TunableKey]: KernelTuning[K][] } {
+  return {
+    rowReduce: features.subgroups ? ['tree', 'subgroup'] : ['tree'],
+    matmulNt: ['direct_nt', 'tiled_nt', 'tiled8_nt', ...(features.subgroupMatrix && features.f16 ? ['subgroup_matrix' as const] : [])],
+    matmulSmall: ['rows', 'splitk', ...(features.subgroups ? ['rows_sg' as const] : [])],
+    attention: ['fused', 'flash', 'chunked'],
+  };
+}
