@@ -3,7 +3,7 @@ import type { GpuContext } from '../../src/gpu/context.js';
 import { type DType, fromF16Array, toF16Array } from '../../src/gpu/dtype.js';
 import type { Tensor } from '../../src/gpu/tensor.js';
 import { layerNorm2dCpu, layerNormCpu } from '../../src/kernels/cpu/layernorm.js';
-import { layerNorm, layerNorm2d } from '../../src/kernels/layernorm.js';
+import { layerNorm, layerNorm2d, rowReduction } from '../../src/kernels/layernorm.js';
 import { compare, expectClose, type Tolerance } from '../helpers/compare.js';
 import { ROW_TUNINGS, requires, tuningName, useGpu, withTuning } from '../helpers/gpu.js';
 import { type OnnxConst, type OnnxNode, runModel, buildModel, runOnnx } from '../helpers/onnx.js';
