@@ -8,6 +8,8 @@ export default defineConfig({
     maxWorkers: 2,
     testTimeout: 120_000,
     hookTimeout: 120_000,
-    env: { XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
+    // Tests force their kernel variants; the CLI's per-adapter micro-benchmark would only cost time
+    // (test/kernels/tuner.test.ts runs it on purpose).
+    env: { XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp', SAMCLIP_TUNING: process.env.SAMCLIP_TUNING ?? 'default' },
   },
 });

@@ -8,6 +8,8 @@ export type { DType } from './gpu/dtype.js';
 export * from './gpu/errors.js';
 export { Profiler, type KernelRow, type ProfileRecord } from './gpu/profiler.js';
 export * as ops from './kernels/index.js';
+export { type KernelTuning, type TunableKey, defaultTuning } from './gpu/tuning.js';
+export { tuneKernels, localStorageTuningStore, parseTuningSetting, type TuningStore, type TuneOptions, type TuneReport } from './kernels/tuner.js';
 export * from './text/index.js';
 export * from './image/index.js';
 export { SafetensorsFile, SafetensorsError, SafetensorsLimitError, openSafetensors, type HeaderLimits, type FromUrlOptions } from './weights/safetensors.js';

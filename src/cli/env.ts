@@ -4,6 +4,7 @@
  * environment whose factory turns the profiler on, so commands never create contexts themselves.
  */
 import type { ContextOptions, GpuContext } from '../gpu/context.js';
+import type { TuneReport } from '../kernels/tuner.js';
 import { Progress, type ProgressSink } from './output.js';
 
 /** Options every sub-command accepts. */
@@ -23,6 +24,21 @@ export interface CliEnvOptions {
   stdout?: (s: string) => void;
   stderr?: ProgressSink;
   factory?: ContextFactory;
+}
+
+/**
+ * Per-adapter kernel choices for CLI runs: measured once per adapter and host, cached in the samclip
+ * cache directory (tuning.json); `SAMCLIP_TUNING` = default | measure | refresh | JSON of pinned
+ * choices (src/kernels/tuner.ts).
+ */
+export async function tuneForCli(ctx: GpuContext): Promise<TuneReport> {
+  const [{ tuneKernels, parseTuningSetting }, { fileTuningStore }, { hostCpu }, { cacheDir }] = await Promise.all([
+    import('../kernels/tuner.js'),
+    import('../node/tuning-store.js'),
+    import('../node/host-cpu.js'),
+    import('./weights/registry.js'),
+  ]);
+  return tuneKernels(ctx, { ...parseTuningSetting(process.env.SAMCLIP_TUNING), store: fileTuningStore(cacheDir()), host: hostCpu().summary });
 }
 
 export class CliEnv {
@@ -50,7 +66,10 @@ export class CliEnv {
   gpu(extra: Pick<ContextOptions, 'preferF16'> = {}): Promise<GpuContext> {
     if (!this.ctx) {
       this.ctxOptions = { ...extra, profile: this.profile };
-      this.ctx = this.factory(this.ctxOptions);
+      this.ctx = this.factory(this.ctxOptions).then(async (ctx) => {
+        await tuneForCli(ctx);
+        return ctx;
+      });
       // A failed creation must not be cached: a later call may retry (and report) it again.
       this.ctx.catch(() => {
         this.ctx = null;

@@ -56,6 +56,8 @@ export interface DeviceFeatures {
    * sometimes only with the `allow_unsafe_apis` toggle.
    */
   subgroupMatrix: { M: number; N: number; K: number } | null;
+  /** The adapter's subgroup sizes [min, max] where it reports them. */
+  subgroupSizes: [number, number] | null;
 }
 
 /** Adapter feature name of Chromium's subgroup-matrix extension (not in @webgpu/types). */
@@ -67,6 +69,11 @@ interface SubgroupMatrixConfig {
   M: number;
   N: number;
   K: number;
+}
+
+function subgroupSizes(adapter: GPUAdapter): [number, number] | null {
+  const i = adapter.info as unknown as { subgroupMinSize?: number; subgroupMaxSize?: number };
+  return i.subgroupMinSize && i.subgroupMaxSize ? [i.subgroupMinSize, i.subgroupMaxSize] : null;
 }
 
 /** The f16 -> f32 subgroup-matrix shape an adapter offers, if any. */
@@ -193,6 +200,7 @@ export async function acquireDevice(opts: DeviceOptions = {}): Promise<AcquiredD
       timestamps: device.features.has('timestamp-query'),
       subgroups: device.features.has('subgroups') && !!(gpu as { wgslLanguageFeatures?: ReadonlySet<string> }).wgslLanguageFeatures?.has('subgroup_id'),
       subgroupMatrix: subgroupMatrixShape(adapter, device),
+      subgroupSizes: subgroupSizes(adapter),
     },
   };
 }

@@ -10,7 +10,7 @@ export type RowReduce = 'tree' | 'subgroup';
 /** nn.Linear-layout matmuls with enough rows for a tile (see src/kernels/matmul.ts). */
 export type MatmulNtChoice = 'direct_nt' | 'tiled_nt' | 'tiled8_nt' | 'subgroup_matrix';
 /** Matmuls with few rows (decoder tokens, pooled vectors). */
-export type MatmulSmallChoice = 'rows' | 'rows_sg' | 'splitk';
+export type MatmulSmallChoice = 'rows' | 'rows_sg' | 'splitk' | 'direct_nt';
 /** Global self-attention of many tokens (src/kernels/attention.ts). */
 export type AttentionChoice = 'fused' | 'flash' | 'chunked';
 
@@ -33,6 +33,14 @@ export interface KernelTuning {
 /** The fields a tuner measures and a caller may override. */
 export type TunableKey = 'rowReduce' | 'matmulNt' | 'matmulSmall' | 'attention';
 
+/** Every value each choice can name (an adapter runs a subset: tuningCandidates). */
+export const ALL_CHOICES: { readonly [K in TunableKey]: readonly KernelTuning[K][] } = {
+  rowReduce: ['tree', 'subgroup'],
+  matmulNt: ['direct_nt', 'tiled_nt', 'tiled8_nt', 'subgroup_matrix'],
+  matmulSmall: ['rows', 'rows_sg', 'splitk', 'direct_nt'],
+  attention: ['fused', 'flash', 'chunked'],
+};
+
 export function defaultTuning(cpuAdapter: boolean, features: DeviceFeatures): KernelTuning {
   return {
     cpuAdapter,
@@ -40,18 +48,31 @@ export function defaultTuning(cpuAdapter: boolean, features: DeviceFeatures): Ke
     // CPU adapters: the barrier-free kernel (measured 1.5-2.2x on lavapipe, though not on every host).
     // GPUs: 8x8 register blocks; tensor cores where the adapter exposes them.
     matmulNt: cpuAdapter ? 'direct_nt' : features.subgroupMatrix ? 'subgroup_matrix' : 'tiled8_nt',
-    matmulSmall: !cpuAdapter && features.subgroups ? 'rows_sg' : 'rows',
+    matmulSmall: cpuAdapter ? 'direct_nt' : features.subgroups ? 'rows_sg' : 'rows',
     attention: cpuAdapter ? 'chunked' : 'flash',
     source: 'default',
   };
 }
 
-/** Which choices an adapter can run at all (a tuner measures only these). */
+/**
+ * The choices a tuner measures on an adapter. CPU adapters skip the GPU kernels (tiled8_nt,
+ * rows_sg, splitk, flash): their large unrolled bodies take tens of seconds each to compile on
+ * llvmpipe, a first-use cost out of proportion, and they were designed for GPUs. Tests still force
+ * every variant on every adapter.
+ */
 export function tuningCandidates(cpuAdapter: boolean, features: DeviceFeatures): { [K in TunableKey]: KernelTuning[K][] } {
+  if (cpuAdapter) {
+    return {
+      rowReduce: features.subgroups ? ['tree', 'subgroup'] : ['tree'],
+      matmulNt: ['direct_nt', 'tiled_nt'],
+      matmulSmall: ['direct_nt', 'rows'],
+      attention: ['chunked', 'fused'],
+    };
+  }
   return {
     rowReduce: features.subgroups ? ['tree', 'subgroup'] : ['tree'],
-    matmulNt: ['direct_nt', 'tiled_nt', 'tiled8_nt', ...(features.subgroupMatrix && features.f16 ? ['subgroup_matrix' as const] : [])],
+    matmulNt: ['tiled8_nt', 'tiled_nt', 'direct_nt', ...(features.subgroupMatrix && features.f16 ? ['subgroup_matrix' as const] : [])],
     matmulSmall: ['rows', 'splitk', ...(features.subgroups ? ['rows_sg' as const] : [])],
-    attention: ['fused', 'flash', 'chunked'],
+    attention: ['fused', ...(features.subgroups ? ['flash' as const] : [])],
   };
 }

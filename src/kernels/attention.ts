@@ -23,7 +23,8 @@
  * N x N) that the main kernel reads.
  *
  * On CPU adapters, long global self-attention goes to attention-chunked.ts instead (matmuls over
- * query chunks: ~2.3x faster on lavapipe at 4096 tokens); `algorithm` forces either.
+ * query chunks: ~2.3x faster on lavapipe at 4096 tokens). On GPUs with subgroups the `flash`
+ * kernel below splits each query's head dim over four lanes; `algorithm` forces any of the three.
  */
 import type { GpuContext } from '../gpu/context.js';
 import type { DType } from '../gpu/dtype.js';
@@ -194,6 +195,144 @@ ${c.rel ? `          x += rel[rel_base + key / u.k_cols] + rel[rel_base + u.rel_
   },
 });
 
+// ------------------------------------------------------------------ flash (GPUs)
+
+/** Lanes sharing one query in the flash kernel: each holds D / FLASH_G of its q and accumulator. */
+const FLASH_G = 4;
+const FLASH_WG = 128;
+
+/**
+ * The GPU kernel: a workgroup takes a block of FLASH_WG / FLASH_G queries and walks the keys in
+ * blocks staged in workgroup memory (k and v tiles shared by all its queries), with the online
+ * softmax of the fused kernel. Each query is held by FLASH_G lanes of one subgroup, each owning a
+ * quarter of the head dim: a score is four partial dot products summed with subgroupShuffleXor,
+ * which keeps q and the accumulator at D / 4 floats per lane (registers, not spills) and gives the
+ * GPU four times the invocations of the one-lane-per-query kernel. Lanes are numbered through the
+ * subgroup builtins so that a query's lanes always share a subgroup.
+ */
+const flashKernel = defineKernel({
+  name: 'attention',
+  uniforms,
+  bindings,
+  enables: () => ['subgroups'],
+  source: (c: AttentionConfig) => {
+    const D4 = c.head_dim / 4;
+    const DG = D4 / FLASH_G;
+    return /* wgsl */ `
+const D4: u32 = ${D4}u;
+const DG: u32 = ${DG}u;
+const BQ: u32 = ${c.bq}u;
+const BK: u32 = ${c.bk}u;
+const NEG: f32 = -3.0e38;
+
+var<workgroup> k_tile: array<vec4<f32>, ${c.bk * D4}>;
+var<workgroup> v_tile: array<vec4<f32>, ${c.bk * D4}>;
+var<workgroup> s_tile: array<f32, ${c.bk * c.bq}>; // [key][query]
+
+${TOKEN_ADDR}
+
+fn load4_k(i: u32) -> vec4<f32> { return vec4<f32>(f32(k[i]), f32(k[i + 1u]), f32(k[i + 2u]), f32(k[i + 3u])); }
+fn load4_v(i: u32) -> vec4<f32> { return vec4<f32>(f32(v[i]), f32(v[i + 1u]), f32(v[i + 2u]), f32(v[i + 3u])); }
+
+@compute @workgroup_size(${FLASH_WG}, 1, 1)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(subgroup_id) sgid: u32, @builtin(subgroup_invocation_id) sg_lane: u32,
+        @builtin(subgroup_size) sg_size: u32) {
+  let t = sgid * sg_size + sg_lane;
+  let qi = t / ${FLASH_G}u;
+  let part = t % ${FLASH_G}u;
+  let n = wid.x * BQ + qi;
+  let head = wid.y;
+  let z = wid.z;
+  let b = z / u.nw;
+  let w = z % u.nw;
+  let wy = w / u.nwx;
+  let wx = w % u.nwx;
+  let q_valid = n < u.nq;
+  let k_base = u.k_off + b * u.k_str.x + head * u.k_str.y;
+  let v_base = u.v_off + b * u.v_str.x + head * u.v_str.y;
+  let rel_base = ((z * u.heads + head) * u.nq + min(n, u.nq - 1u)) * u.rel_row;
+
+  var qv: array<vec4<f32>, ${DG}>;
+  if (q_valid) {
+    let qa = u.q_off + b * u.q_str.x + head * u.q_str.y + token_addr(n, u.q_cols, wy, wx, u.q_str) + 4u * part * DG;
+    for (var d = 0u; d < DG; d++) {
+      qv[d] = vec4<f32>(f32(q[qa + 4u * d]), f32(q[qa + 4u * d + 1u]), f32(q[qa + 4u * d + 2u]), f32(q[qa + 4u * d + 3u])) * u.scale;
+    }
+  }
+  var m = NEG;
+  var l = 0.0;
+  var acc: array<vec4<f32>, ${DG}>;
+  for (var kb = 0u; kb < u.nk; kb += BK) {
+    for (var i = lid; i < BK * D4; i += ${FLASH_WG}u) {
+      let j = i / D4;
+      let d = i % D4;
+      let key = kb + j;
+      var kvec = vec4<f32>(0.0);
+      var vvec = vec4<f32>(0.0);
+      if (key < u.nk) {
+        kvec = load4_k(k_base + token_addr(key, u.k_cols, wy, wx, u.k_str) + 4u * d);
+        vvec = load4_v(v_base + token_addr(key, u.k_cols, wy, wx, u.v_str) + 4u * d);
+      }
+      k_tile[i] = kvec;
+      v_tile[i] = vvec;
+    }
+    workgroupBarrier();
+    var mb = NEG;
+    for (var j = 0u; j < BK; j++) {
+      var dv = vec4<f32>(0.0);
+      for (var d = 0u; d < DG; d++) { dv += qv[d] * k_tile[j * D4 + part * DG + d]; }
+      var x = dv.x + dv.y + dv.z + dv.w;
+      // The query's ${FLASH_G} lanes are adjacent in their subgroup: two butterfly steps sum them.
+      x += subgroupShuffleXor(x, 1u);
+      x += subgroupShuffleXor(x, 2u);
+      let key = kb + j;
+      if (key < u.nk${c.causal ? ' && key <= n' : ''} && q_valid) {
+${c.bias !== 'none' ? `        x += f32(bias[u.bias_off + z * u.bias_str.x + head * u.bias_str.y + n * u.bias_str.z + key * u.bias_str.w]);` : ''}
+${c.rel ? `        x += rel[rel_base + key / u.k_cols] + rel[rel_base + u.rel_kh + key % u.k_cols];` : ''}
+      } else {
+        x = NEG;
+      }
+      if (part == 0u) { s_tile[j * BQ + qi] = x; }
+      mb = max(mb, x);
+    }
+    workgroupBarrier();
+    let m_new = max(m, mb);
+    if (m_new > NEG) {
+      let corr = exp(m - m_new);
+      l *= corr;
+      for (var d = 0u; d < DG; d++) { acc[d] *= corr; }
+      for (var j = 0u; j < BK; j++) {
+        let p = exp(s_tile[j * BQ + qi] - m_new);
+        l += p;
+        for (var d = 0u; d < DG; d++) { acc[d] += p * v_tile[j * D4 + part * DG + d]; }
+      }
+      m = m_new;
+    }
+    workgroupBarrier();
+  }
+  if (q_valid) {
+    let oa = u.o_off + b * u.o_str.x + head * u.o_str.y + token_addr(n, u.q_cols, wy, wx, u.o_str) + 4u * part * DG;
+    let inv = 1.0 / l;
+    for (var d = 0u; d < DG; d++) {
+      let o = acc[d] * inv;
+      out[oa + 4u * d] = ${c.out}(o.x);
+      out[oa + 4u * d + 1u] = ${c.out}(o.y);
+      out[oa + 4u * d + 2u] = ${c.out}(o.z);
+      out[oa + 4u * d + 3u] = ${c.out}(o.w);
+    }
+  }
+}
+`;
+  },
+});
+
+/** Whether the flash kernel can run this problem here: subgroups of at least FLASH_G lanes, D a multiple of 16. */
+export function flashEligible(ctx: GpuContext, headDim: number): boolean {
+  const minSg = ctx.features.subgroupSizes?.[0] ?? 4;
+  return ctx.features.subgroups && minSg >= FLASH_G && FLASH_WG % (ctx.features.subgroupSizes?.[1] ?? FLASH_WG) === 0 && headDim % (4 * FLASH_G) === 0;
+}
+
 /** How one operand's tokens sit in memory: [batch, head] strides plus a row/column grid. */
 export interface TokenLayout {
   tensor: Tensor;
@@ -226,23 +365,28 @@ export interface AttentionSpec {
   /** Force the key block size (tests). */
   blockKeys?: number;
   /**
-   * Force the algorithm (tests, benchmarks): `fused` (the kernel here) or `chunked`
-   * (attention-chunked.ts). Default: chunked for long global self-attention on CPU adapters.
+   * Force the algorithm (tests, benchmarks): `fused` (one query per invocation), `flash` (GPUs:
+   * four subgroup lanes per query) or `chunked` (attention-chunked.ts). Default: the tuning's
+   * choice (chunked for long global self-attention on CPU adapters, flash on GPUs with subgroups).
    */
   algorithm?: AttentionAlgorithm;
   /** Force the chunked algorithm's query rows per chunk (tests). */
   chunkRows?: number;
 }
 
-export type AttentionAlgorithm = 'fused' | 'chunked';
+export type AttentionAlgorithm = 'fused' | 'flash' | 'chunked';
 
 // From this many tokens the chunked algorithm wins on lavapipe (12 heads x 64: 50 tokens fused
 // 8 vs chunked 12 ms; 128 tokens 41 vs 25 ms; 197 104 vs 57 ms; 4096 with rel-pos 16.3 vs ~7 s).
 const CHUNKED_MIN_TOKENS = 128;
 
+/** The tuning's choice where this problem allows it: chunked needs long global self-attention, flash subgroups. */
 function selectAttention(ctx: GpuContext, s: AttentionSpec): AttentionAlgorithm {
   if (s.algorithm) return s.algorithm;
-  return ctx.tuning.cpuAdapter && s.nq >= CHUNKED_MIN_TOKENS && chunkedEligible(s) ? 'chunked' : 'fused';
+  const choice = ctx.tuning.attention;
+  if (choice === 'chunked' && s.nq >= CHUNKED_MIN_TOKENS && chunkedEligible(s)) return 'chunked';
+  if (choice === 'flash' && flashEligible(ctx, s.headDim)) return 'flash';
+  return 'fused';
 }
 
 /** Key block size that fits workgroup memory: k and v tiles (BK x D) plus scores (BK x BQ). */
@@ -270,11 +414,14 @@ export function attentionCore(ctx: GpuContext, s: AttentionSpec): void {
   for (const [name, t] of [['q', s.q], ['k', s.k], ['v', s.v], ['out', s.out]] as const) {
     check(t.offset % 1 === 0 && t.offset >= 0, () => `attention: bad ${name} offset ${t.offset}`);
   }
-  if (selectAttention(ctx, s) === 'chunked') {
+  const algorithm = selectAttention(ctx, s);
+  if (algorithm === 'chunked') {
     chunkedAttention(ctx, s, s.chunkRows);
     return;
   }
-  const bq = 64;
+  const flash = algorithm === 'flash';
+  check(!flash || flashEligible(ctx, D), () => `attention: the flash kernel needs subgroups of >= ${FLASH_G} lanes and a head dim that is a multiple of ${4 * FLASH_G}, got D ${D} on ${ctx.description}`);
+  const bq = flash ? FLASH_WG / FLASH_G : 64;
   const bk = s.blockKeys ?? keyBlock(ctx, D, bq);
   const config: AttentionConfig = {
     q: s.q.tensor.dtype,
@@ -297,7 +444,7 @@ export function attentionCore(ctx: GpuContext, s: AttentionSpec): void {
   if (rel) b.rel = rel;
   const flops = 4 * s.nq * s.nk * D * s.heads * z;
   ctx.run(
-    kernel,
+    flash ? flashKernel : kernel,
     config,
     b,
     {

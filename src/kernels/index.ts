@@ -9,6 +9,7 @@ export * from './gather.js';
 export * from './l2-normalize.js';
 export * from './layernorm.js';
 export * from './matmul.js';
+export { subgroupMatrixEligible } from './matmul-gpu.js';
 export * from './maxpool2d.js';
 export * from './reduce.js';
 export * from './resize.js';

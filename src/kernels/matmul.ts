@@ -17,16 +17,25 @@
  *    and each barrier is a pass over every invocation of the workgroup: 1.5-2x faster there.
  *  - `rows`: one invocation per output element group along N, no workgroup memory; small M
  *    (decoder tokens, pooled vectors) where a 64-row tile would mostly idle.
+ *  - GPU variants in matmul-gpu.ts: `tiled8_nt` (8x8 register blocks, double-buffered K tiles),
+ *    `rows_sg` (small M, K split over a workgroup and reduced with subgroup operations), `splitk`
+ *    (small M, K split over workgroups), `subgroup_matrix` (tensor cores; untested, see there).
+ * Which one runs is GpuContext.tuning's choice per problem class (`selectMatmul`); `variant` forces one.
  */
 import type { GpuContext } from '../gpu/context.js';
 import { type DType } from '../gpu/dtype.js';
 import { ShapeError, check, fmtShape } from '../gpu/errors.js';
-import { type BindingDecl, defineKernel } from '../gpu/kernel.js';
+import { defineKernel } from '../gpu/kernel.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { defineUniforms } from '../gpu/uniforms.js';
-import { ACTIVATION_WGSL, type Activation, applyActivation } from './activation.js';
+import type { KernelTuning } from '../gpu/tuning.js';
+import { ACTIVATION_WGSL, type Activation } from './activation.js';
+import { BATCH_BASE, type MatmulConfig, type MatmulVariant, NT_VARIANTS, commonBindings, epilogue, seq, span, storeBlock, uniforms } from './matmul-common.js';
+import { runGpuMatmul, subgroupMatrixEligible } from './matmul-gpu.js';
 
-export type MatmulVariant = 'tiled' | 'tiled_nt' | 'direct_nt' | 'rows';
+export type { MatmulVariant } from './matmul-common.js';
+
+const TILE = 64;
+const TK = 16;
 
 export interface MatmulOptions {
   bias?: Tensor;
@@ -38,78 +47,6 @@ export interface MatmulOptions {
   outDtype?: DType;
   /** Force an algorithm (tests, benchmarks). */
   variant?: MatmulVariant;
-}
-
-const uniforms = defineUniforms({
-  M: 'u32',
-  N: 'u32',
-  K: 'u32',
-  batch_inner: 'u32',
-  alpha: 'f32',
-  a_offset: 'u32',
-  b_offset: 'u32',
-  r_offset: 'u32',
-  // strides: x = outer batch, y = inner batch, z = row, w = col
-  a_strides: 'vec4u',
-  b_strides: 'vec4u',
-});
-
-interface MatmulConfig {
-  [k: string]: string | number | boolean;
-  variant: MatmulVariant;
-  a: DType;
-  b: DType;
-  out: DType;
-  bias: DType | 'none';
-  residual: DType | 'none';
-  act: Activation;
-}
-
-const TILE = 64;
-const TK = 16;
-
-function epilogue(c: MatmulConfig, rowExpr: string, colExpr: string, accExpr: string, outIndex: string): string {
-  const bias = c.bias === 'none' ? '' : ` + f32(bias[${colExpr}])`;
-  const res = c.residual === 'none' ? '' : ` + f32(residual[u.r_offset + ${outIndex}])`;
-  return `out[${outIndex}] = ${c.out}(${applyActivation(c.act, `u.alpha * ${accExpr}${bias}`)}${res});`;
-}
-
-function commonBindings(c: MatmulConfig): BindingDecl[] {
-  const vec = c.variant === 'tiled_nt' || c.variant === 'direct_nt';
-  const list: BindingDecl[] = [
-    { name: 'a', type: vec ? `vec4<${c.a}>` : c.a, access: 'read' as const },
-    { name: 'b', type: vec ? `vec4<${c.b}>` : c.b, access: 'read' as const },
-  ];
-  if (c.bias !== 'none') list.push({ name: 'bias', type: c.bias, access: 'read' as const });
-  if (c.residual !== 'none') list.push({ name: 'residual', type: c.residual, access: 'read' as const });
-  list.push({ name: 'out', type: c.out, access: 'read_write' as const });
-  return list;
-}
-
-const BATCH_BASE = /* wgsl */ `
-fn batch_bases(z: u32) -> vec3<u32> {
-  let b_out = z / u.batch_inner;
-  let b_in = z % u.batch_inner;
-  let a0 = u.a_offset + b_out * u.a_strides.x + b_in * u.a_strides.y;
-  let b0 = u.b_offset + b_out * u.b_strides.x + b_in * u.b_strides.y;
-  return vec3<u32>(a0, b0, z * u.M * u.N);
-}
-`;
-
-const span = (n: number, f: (i: number) => string) => Array.from({ length: n }, (_, i) => f(i));
-const seq = (n: number, f: (i: number) => string, sep = '\n') => span(n, f).join(sep);
-
-/**
- * WGSL storing register block acc{i}[j] at (rows[i], cols[j]) through the epilogue, skipping
- * positions outside the output (rows[i], cols[j]: WGSL expressions).
- */
-function storeBlock(c: MatmulConfig, rows: string[], cols: string[]): string {
-  return rows.map((r, i) => `  {
-    let row = ${r};
-    if (row < u.M) {
-${cols.map((col, j) => `      { let col = ${col}; if (col < u.N) { let o = bases.z + row * u.N + col; ${epilogue(c, 'row', 'col', `acc${i}[${j}]`, 'o')} } }`).join('\n')}
-    }
-  }`).join('\n');
 }
 
 const tiledKernel = defineKernel({
@@ -327,11 +264,32 @@ export function ntEligible(a: Tensor, b: Tensor, aBatch: number[], bBatch: numbe
   );
 }
 
-/** Which algorithm suits a problem (`cpuAdapter`: GpuContext.tuning). */
-export function selectMatmul(M: number, nt: boolean, cpuAdapter = false): MatmulVariant {
-  if (nt && cpuAdapter) return 'direct_nt';
-  if (M < 16) return 'rows';
-  return nt ? 'tiled_nt' : 'tiled';
+/** Largest workgroup count along x of the small-M variants (rows_sg, splitk). */
+const SMALL_M_BLOCKS = (M: number, N: number) => Math.ceil(M / 4) * Math.ceil(N / 4);
+
+/**
+ * Which algorithm suits a problem on this device: `tuning` (GpuContext.tuning) names the choice
+ * per problem class, and a choice the operands or device cannot take falls back to one that can.
+ */
+export function selectMatmul(
+  M: number,
+  N: number,
+  nt: boolean,
+  tuning: Pick<KernelTuning, 'matmulNt' | 'matmulSmall'>,
+  can: { subgroups: boolean; subgroupMatrix: boolean },
+): MatmulVariant {
+  if (!nt) return M < 16 ? 'rows' : 'tiled';
+  if (M < 16) {
+    const s = tuning.matmulSmall;
+    if ((s === 'rows_sg' || s === 'splitk') && SMALL_M_BLOCKS(M, N) > 65535) return 'rows';
+    if (s === 'rows_sg' && !can.subgroups) return 'rows';
+    return s;
+  }
+  const c = tuning.matmulNt;
+  if (c === 'subgroup_matrix') return can.subgroupMatrix ? c : 'tiled8_nt';
+  // 128-row tiles idle for short problems: the 64-row tile does better there.
+  if (c === 'tiled8_nt' && M < 64) return 'tiled_nt';
+  return c;
 }
 
 /** Flattened batch dims (at most two, broadcasting) with their strides for A and B. */
@@ -379,8 +337,12 @@ export function matmul(ctx: GpuContext, a: Tensor, b: Tensor, opts: MatmulOption
       () => `matmul: residual must be contiguous ${fmtShape(outShape)}, got ${r}`);
   }
   const nt = ntEligible(a, b, as, bs);
-  const variant = opts.variant ?? selectMatmul(M, nt, ctx.tuning.cpuAdapter);
-  check((variant !== 'tiled_nt' && variant !== 'direct_nt') || nt, () => `matmul: ${variant} needs both operands contiguous along K (K % 4 == 0, aligned), got A ${a} strides ${fmtShape(a.strides)}, B ${b} strides ${fmtShape(b.strides)}`);
+  const sgMatrix = subgroupMatrixEligible(ctx, a, b, nt);
+  const variant = opts.variant ?? selectMatmul(M, N, nt, ctx.tuning, { subgroups: ctx.features.subgroups, subgroupMatrix: sgMatrix });
+  check(!(NT_VARIANTS.includes(variant) || variant === 'subgroup_matrix') || nt, () => `matmul: ${variant} needs both operands contiguous along K (K % 4 == 0, aligned), got A ${a} strides ${fmtShape(a.strides)}, B ${b} strides ${fmtShape(b.strides)}`);
+  check(variant !== 'rows_sg' || ctx.features.subgroups, () => `matmul: rows_sg needs the 'subgroups' feature (and the subgroup_id builtin), which ${ctx.description} does not offer`);
+  check(variant !== 'subgroup_matrix' || sgMatrix, () => `matmul: subgroup_matrix needs f16 operands and the '${'chromium-experimental-subgroup-matrix'}' feature, got A ${a}, B ${b} on ${ctx.description}`);
+  check(!(variant === 'rows_sg' || variant === 'splitk') || SMALL_M_BLOCKS(M, N) <= 65535, () => `matmul: ${variant} covers at most 65535 blocks of 4x4 outputs, got ${M}x${N}`);
   const config: MatmulConfig = {
     variant,
     a: a.dtype,
@@ -405,11 +367,14 @@ export function matmul(ctx: GpuContext, a: Tensor, b: Tensor, opts: MatmulOption
     r_offset: opts.residual?.offset ?? 0,
     a_strides: [as[0]!, as[1]!, a.strides[a.ndim - 2]!, a.strides[a.ndim - 1]!],
     b_strides: [bs[0]!, bs[1]!, b.strides[b.ndim - 2]!, b.strides[b.ndim - 1]!],
+    k_split: 0,
   };
   const batch = dims[0]! * dims[1]!;
   const cost = { flops: 2 * M * N * K * batch, bytes: (a.byteSize + b.byteSize + out.byteSize) };
   if (variant === 'direct_nt') {
     ctx.run(directNtKernel, config, bindings, values, [Math.ceil(N / (DWG * DC)), Math.ceil(M / DR), batch], cost);
+  } else if (variant === 'tiled8_nt' || variant === 'rows_sg' || variant === 'splitk' || variant === 'subgroup_matrix') {
+    runGpuMatmul(ctx, config, bindings, values, { M, N, K, batch }, cost);
   } else if (variant === 'tiled' || variant === 'tiled_nt') {
     const kernel = variant === 'tiled' ? tiledKernel : tiledNtKernel;
     ctx.run(kernel, config, bindings, values, [Math.ceil(N / TILE), Math.ceil(M / TILE), batch], cost);

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { attention, gridSelfAttention } from '../../src/kernels/attention.js';
+import type { GpuContext } from '../../src/gpu/context.js';
+import { type AttentionAlgorithm, attention, flashEligible, gridSelfAttention } from '../../src/kernels/attention.js';
 import { attentionCpu } from '../../src/kernels/cpu/attention.js';
 import { expectClose } from '../helpers/compare.js';
-import { useGpu } from '../helpers/gpu.js';
+import { requires, useGpu } from '../helpers/gpu.js';
 import { type OnnxConst, type OnnxNode, runOnnx } from '../helpers/onnx.js';
 import { Rng } from '../helpers/random.js';
 
@@ -104,7 +105,11 @@ function splitQkv(qkv: Float32Array, B: number, N: number, H: number, D: number,
 
 const TOL = { relL2: 1e-5, atol: 1e-4, rtol: 1e-4 };
 
-describe('fused attention vs onnxruntime', () => {
+// The one-query-per-invocation kernel and the GPU flash kernel (four subgroup lanes per query),
+// each forced, on the same cases; flash runs where the device has subgroups and D % 16 == 0.
+for (const algorithm of ['fused', 'flash'] as const) describe(`${algorithm} attention vs onnxruntime`, () => {
+  const ready = (t: { skip: (note?: string) => void }, ctx: GpuContext, D: number) =>
+    algorithm === 'fused' || requires(t, flashEligible(ctx, D), 'subgroups (>= 4 lanes) and a head dim multiple of 16');
   const shapes = [
     { name: 'cross-attention odd sizes', B: 2, H: 3, Nq: 37, Nk: 53, D: 32 },
     { name: 'head dim 16 (SAM decoder cross-attn)', B: 1, H: 8, Nq: 7, Nk: 67, D: 16 },
@@ -117,14 +122,15 @@ describe('fused attention vs onnxruntime', () => {
     // Small key blocks exercise the block loop and tails; one head dim is enough for that (every
     // extra config is another pipeline to compile, which costs seconds on a CPU adapter).
     for (const blockKeys of sh.D === 32 || sh.D === 8 ? [undefined, 4] : [undefined]) {
-      it(`${sh.name}${blockKeys ? ', 4-key blocks' : ''}`, async () => {
+      it(`${sh.name}${blockKeys ? ', 4-key blocks' : ''}`, async (tc) => {
         const ctx = gpu();
+        if (!ready(tc, ctx, sh.D)) return;
         const rng = new Rng(sh.Nq * 31 + sh.D);
         const { B, H, Nq, Nk, D } = sh;
         const q = rng.randn(B * H * Nq * D);
         const k = rng.randn(B * H * Nk * D);
         const v = rng.randn(B * H * Nk * D);
-        const out = attention(ctx, ctx.upload(q, [B, H, Nq, D]), ctx.upload(k, [B, H, Nk, D]), ctx.upload(v, [B, H, Nk, D]), { blockKeys });
+        const out = attention(ctx, ctx.upload(q, [B, H, Nq, D]), ctx.upload(k, [B, H, Nk, D]), ctx.upload(v, [B, H, Nk, D]), { blockKeys, algorithm });
         expect(out.shape).toEqual([B, Nq, H, D]);
         const want = await onnxAttention({ ...sh, scale: 1 / Math.sqrt(D) }, q, k, v);
         expectClose(await ctx.read(out), want, TOL, sh.name, out.shape);
@@ -132,20 +138,22 @@ describe('fused attention vs onnxruntime', () => {
     }
   }
 
-  it('causal mask (CLIP text: 77 tokens)', async () => {
+  it('causal mask (CLIP text: 77 tokens)', async (tc) => {
     const ctx = gpu();
+    if (!ready(tc, ctx, 32)) return;
     const rng = new Rng(77);
     const [B, H, N, D] = [2, 2, 77, 32];
     const q = rng.randn(B * H * N * D);
     const k = rng.randn(B * H * N * D);
     const v = rng.randn(B * H * N * D);
-    const out = attention(ctx, ctx.upload(q, [B, H, N, D]), ctx.upload(k, [B, H, N, D]), ctx.upload(v, [B, H, N, D]), { causal: true, blockKeys: 16 });
+    const out = attention(ctx, ctx.upload(q, [B, H, N, D]), ctx.upload(k, [B, H, N, D]), ctx.upload(v, [B, H, N, D]), { causal: true, blockKeys: 16, algorithm });
     const want = await onnxAttention({ B, H, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D), causal: true }, q, k, v);
     expectClose(await ctx.read(out), want, TOL, 'causal', out.shape);
   });
 
-  it('broadcast additive bias and large magnitudes (peaked softmax)', async () => {
+  it('broadcast additive bias and large magnitudes (peaked softmax)', async (tc) => {
     const ctx = gpu();
+    if (!ready(tc, ctx, 16)) return;
     const rng = new Rng(5);
     const [B, H, Nq, Nk, D] = [2, 3, 21, 29, 16];
     const q = rng.randn(B * H * Nq * D, 4);
@@ -156,28 +164,31 @@ describe('fused attention vs onnxruntime', () => {
     for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let i = 0; i < Nq; i++) for (let j = 0; j < Nk; j++) full[((b * H + h) * Nq + i) * Nk + j] = biasSmall[h * Nk + j]!;
     const out = attention(ctx, ctx.upload(q, [B, H, Nq, D]), ctx.upload(k, [B, H, Nk, D]), ctx.upload(v, [B, H, Nk, D]), {
       bias: ctx.upload(biasSmall, [H, 1, Nk]),
+      algorithm,
     });
     const want = await onnxAttention({ B, H, Nq, Nk, D, scale: 0.25, bias: full }, q, k, v);
     expectClose(await ctx.read(out), want, { relL2: 1e-5, atol: 5e-3, rtol: 1e-4 }, 'bias', out.shape);
   });
 
-  it('q, k, v as strided views of a fused qkv projection', async () => {
+  it('q, k, v as strided views of a fused qkv projection', async (tc) => {
     const ctx = gpu();
+    if (!ready(tc, ctx, 16)) return;
     const rng = new Rng(9);
-    const [B, N, H, D] = [2, 23, 3, 8];
+    const [B, N, H, D] = [2, 23, 3, 16];
     const C = H * D;
     const qkv = rng.randn(B * N * 3 * C);
     const t = ctx.upload(qkv, [B, N, 3 * C]);
     // [B, N, 3, H, D] -> q/k/v [B, H, N, D] views.
     const view = (i: number) => t.asStrided([B, H, N, D], [N * 3 * C, D, 3 * C, 1], i * C);
-    const out = attention(ctx, view(0), view(1), view(2));
+    const out = attention(ctx, view(0), view(1), view(2), { algorithm });
     const split = (i: number) => splitQkv(qkv, B, N, H, D, i);
     const want = await onnxAttention({ B, H, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D) }, split(0), split(1), split(2));
     expectClose(await ctx.read(out), want, TOL, 'strided qkv', out.shape);
   });
 
-  it('SAM decomposed relative position on a rectangular grid', async () => {
+  it('SAM decomposed relative position on a rectangular grid', async (tc) => {
     const ctx = gpu();
+    if (!ready(tc, ctx, 16)) return;
     const rng = new Rng(11);
     const [B, H, gh, gw, D] = [1, 2, 5, 7, 16];
     const N = gh * gw;
@@ -189,6 +200,7 @@ describe('fused attention vs onnxruntime', () => {
     const out = attention(ctx, ctx.upload(q, [B, H, N, D]), ctx.upload(k, [B, H, N, D]), ctx.upload(v, [B, H, N, D]), {
       relPos: { h: ctx.upload(rh, [2 * gh - 1, D]), w: ctx.upload(rw, [2 * gw - 1, D]), grid: [gh, gw] },
       blockKeys: 8,
+      algorithm,
     });
     const c = { B, H, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D), relPos: { h: rh, w: rw, grid: [gh, gw] as [number, number] } };
     const got = await ctx.read(out);
@@ -196,16 +208,18 @@ describe('fused attention vs onnxruntime', () => {
     expectClose(got, attentionCpu({ ...c, q, k, v }), TOL, 'rel-pos vs cpu', out.shape);
   });
 
-  it('windowed grid attention (SAM window blocks) equals per-window attention', async () => {
+  it('windowed grid attention (SAM window blocks) equals per-window attention', async (tc) => {
     const ctx = gpu();
+    if (!ready(tc, ctx, 16)) return;
     const rng = new Rng(13);
-    const [B, Hg, Wg, heads, D, win] = [2, 14, 21, 2, 8, 7];
+    const [B, Hg, Wg, heads, D, win] = [2, 14, 21, 2, 16, 7];
     const C = heads * D;
     const qkv = rng.randn(B * Hg * Wg * 3 * C);
     const rh = rng.randn((2 * win - 1) * D, 0.5);
     const rw = rng.randn((2 * win - 1) * D, 0.5);
     const out = gridSelfAttention(ctx, ctx.upload(qkv, [B, Hg, Wg, 3 * C]), heads, {
       window: win,
+      algorithm,
       relPos: { h: ctx.upload(rh, [2 * win - 1, D]), w: ctx.upload(rw, [2 * win - 1, D]) },
     });
     const got = await ctx.read(out);
@@ -240,21 +254,21 @@ describe('fused attention vs onnxruntime', () => {
     expectClose(got, want, TOL, 'windowed', out.shape);
   });
 
-  it('f16 storage stays within the f16 tolerance', async () => {
+  it('f16 storage stays within the f16 tolerance', async (tc) => {
     const ctx = gpu();
-    if (!ctx.features.f16) return expect(ctx.features.f16).toBe(false);
+    if (!requires(tc, ctx.features.f16, 'shader-f16') || !ready(tc, ctx, 32)) return;
     const rng = new Rng(17);
     const [B, H, N, D] = [1, 2, 40, 32];
     const q = rng.randn(B * H * N * D);
     const k = rng.randn(B * H * N * D);
     const v = rng.randn(B * H * N * D);
-    const out = attention(ctx, ctx.upload(q, [B, H, N, D], 'f16'), ctx.upload(k, [B, H, N, D], 'f16'), ctx.upload(v, [B, H, N, D], 'f16'));
+    const out = attention(ctx, ctx.upload(q, [B, H, N, D], 'f16'), ctx.upload(k, [B, H, N, D], 'f16'), ctx.upload(v, [B, H, N, D], 'f16'), { algorithm });
     expect(out.dtype).toBe('f16');
     const want = await onnxAttention({ B, H, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D) }, q, k, v);
     expectClose(await ctx.read(out), want, { relL2: 1e-2, atol: 5e-2, rtol: 5e-2 }, 'f16', out.shape);
   });
 
-  it('rejects bad shapes with the shapes in the message', () => {
+  if (algorithm === 'fused') it('rejects bad shapes with the shapes in the message', () => {
     const ctx = gpu();
     const q = ctx.empty([1, 2, 5, 8]);
     expect(() => attention(ctx, q, ctx.empty([1, 2, 6, 8]), ctx.empty([1, 2, 7, 8]))).toThrow(/v \[1, 2, 7, 8\] does not match \[1, 2, 6, 8\]/);
@@ -326,7 +340,7 @@ describe('chunked attention (CPU adapters) vs onnxruntime', () => {
 });
 
 describe('attention at SAM ViT-B global-block size', () => {
-  it('4096 tokens x 64 head dim with rel-pos, both algorithms: rel L2 <= 1e-5 vs onnxruntime, no N x N buffer', async () => {
+  it('4096 tokens x 64 head dim with rel-pos, every algorithm: rel L2 <= 1e-5 vs onnxruntime, no N x N buffer', async () => {
     const ctx = gpu();
     const rng = new Rng(4096);
     const [B, H, g, D] = [1, 1, 64, 64];
@@ -344,7 +358,9 @@ describe('attention at SAM ViT-B global-block size', () => {
     const want = await onnxAttention({ B, H, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D), relPos: { h: rh, w: rw, grid: [g, g] } }, q, k, v);
     // Fused: only the output (1 MiB) and the rel terms. Chunked: at most a 48 MiB chunk of scores
     // plus K/V copies and the rel terms; either way below one 64 MiB N x N score matrix.
-    for (const [algorithm, bound] of [['fused', N * N * 4 / 16], ['chunked', N * N * 4]] as const) {
+    const algorithms: [AttentionAlgorithm, number][] = [['fused', N * N * 4 / 16], ['chunked', N * N * 4]];
+    if (flashEligible(ctx, D)) algorithms.push(['flash', N * N * 4 / 16]);
+    for (const [algorithm, bound] of algorithms) {
       await ctx.sync();
       ctx.pool.resetPeak();
       const before = ctx.poolStats().liveBytes;

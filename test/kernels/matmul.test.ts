@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { ACTIVATIONS, type Activation } from '../../src/kernels/activation.js';
 import { matmulCpu } from '../../src/kernels/cpu/matmul.js';
+import { NT_VARIANTS } from '../../src/kernels/matmul-common.js';
 import { linear, matmul, type MatmulVariant } from '../../src/kernels/matmul.js';
 import { expectClose } from '../helpers/compare.js';
-import { useGpu } from '../helpers/gpu.js';
+import { requires, useGpu } from '../helpers/gpu.js';
 import { type OnnxConst, type OnnxNode, runOnnx } from '../helpers/onnx.js';
 import { onnxActivation } from '../helpers/onnx-ops.js';
 import { Rng } from '../helpers/random.js';
@@ -41,6 +42,11 @@ const cases: Case[] = [
   { name: 'linear layout, K = 36 across tiles', batch: [], M: 70, K: 36, N: 130, transB: true, tol: f32 },
   { name: 'linear layout, one row (pooled vector)', batch: [], M: 1, K: 64, N: 77, transB: true, bias: true, tol: f32 },
   { name: 'linear layout, 13 rows, N past a 64-column group', batch: [2], M: 13, K: 20, N: 65, transB: true, act: 'gelu', tol: f32 },
+  // Same epilogue as the nn.Linear case (bias, GELU, residual): the GPU variants, whose large
+  // kernels take seconds to compile on a CPU adapter, compile one pipeline for all three.
+  { name: 'linear layout, 200x260 across 128-wide tiles, odd K steps', batch: [], M: 200, K: 76, N: 260, transB: true, bias: true, act: 'gelu', residual: true, tol: f32 },
+  // Sums of 1028 products reach ~70: the f32 rounding of the order of summation is ~1e-4 there.
+  { name: 'linear layout, long K over several splits', batch: [2], M: 5, K: 1028, N: 33, transB: true, bias: true, act: 'gelu', residual: true, tol: { relL2: 2e-6, atol: 5e-4, rtol: 1e-5 } },
   { name: 'linear layout, broadcast weight', batch: [3], M: 17, K: 8, N: 9, transB: true, broadcastB: true, tol: f32 },
   { name: 'large magnitudes', batch: [], M: 33, K: 257, N: 35, scale: 1e3, bias: true, tol: { relL2: 1e-6, atol: 100, rtol: 0 } }, // outputs ~1e7: f32 sums of 257 terms of 1e6,
 ];
@@ -85,13 +91,21 @@ async function reference(c: Case, a: Float32Array, b: Float32Array, bias: Float3
   return runOnnx({ nodes, inputs, outputs: ['Y'], initializers: consts }, feeds);
 }
 
+/** Every variant that runs f32 operands (subgroup_matrix takes f16 only: tested below). */
+const ALL_VARIANTS: MatmulVariant[] = ['tiled', 'tiled_nt', 'direct_nt', 'rows', 'tiled8_nt', 'rows_sg', 'splitk'];
+const GPU_VARIANTS: MatmulVariant[] = ['tiled8_nt', 'rows_sg', 'splitk', 'subgroup_matrix'];
+
 describe('matmul vs onnxruntime', () => {
-  for (const variant of ['tiled', 'tiled_nt', 'direct_nt', 'rows'] as MatmulVariant[]) {
-    // tiled_nt and direct_nt need both operands contiguous along K (A row-major, B a transposed [N, K] weight).
-    const eligible = (c: Case) => (variant !== 'tiled_nt' && variant !== 'direct_nt') || (!!c.transB && !c.transA && c.K % 4 === 0);
+  for (const variant of ALL_VARIANTS) {
+    // The vec4 variants need both operands contiguous along K (A row-major, B a transposed [N, K] weight).
+    // The GPU variants run the cases that share one epilogue (see above) plus the single-row one.
+    const eligible = (c: Case) =>
+      (!NT_VARIANTS.includes(variant) || (!!c.transB && !c.transA && c.K % 4 === 0)) &&
+      (!GPU_VARIANTS.includes(variant) || (c.bias && c.act === 'gelu' && c.residual) || c.M === 1);
     for (const c of cases.filter(eligible)) {
-      it(`${variant}: ${c.name}`, async () => {
+      it(`${variant}: ${c.name}`, async (t) => {
         const ctx = gpu();
+        if (!requires(t, variant !== 'rows_sg' || ctx.features.subgroups, 'subgroups')) return;
         const rng = new Rng(c.M * 1000 + c.K * 10 + c.N);
         const batchN = c.batch.reduce((p, d) => p * d, 1);
         const scale = c.scale ?? 1;
@@ -135,10 +149,13 @@ describe('matmul vs onnxruntime', () => {
     }
   });
 
-  for (const variant of ['tiled', 'tiled_nt', 'direct_nt', 'rows'] as MatmulVariant[]) {
-    it(`${variant}: f16 weights and f16 activations, f32 accumulation`, async () => {
+  for (const variant of [...ALL_VARIANTS, 'subgroup_matrix'] as MatmulVariant[]) {
+    it(`${variant}: f16 weights and f16 activations, f32 accumulation`, async (t) => {
       const ctx = gpu();
-      if (!ctx.features.f16) return expect(ctx.features.f16).toBe(false);
+      if (!requires(t, ctx.features.f16, 'shader-f16')) return;
+      if (!requires(t, variant !== 'rows_sg' || ctx.features.subgroups, 'subgroups')) return;
+      // Tensor cores: only where the adapter offers chromium-experimental-subgroup-matrix (never on lavapipe).
+      if (!requires(t, variant !== 'subgroup_matrix' || !!ctx.features.subgroupMatrix, 'chromium-experimental-subgroup-matrix')) return;
       const rng = new Rng(99);
       const [M, K, N] = [37, 72, 45];
       const x = rng.randn(M * K);
@@ -147,10 +164,13 @@ describe('matmul vs onnxruntime', () => {
       const wt = new Float32Array(K * N);
       for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) wt[k * N + n] = w[n * K + k]!;
       const want = matmulCpu(x, wt, 1, M, K, N, { bias, act: 'gelu' });
-      // f32 activations x f16 weights (the weights-only f16 path models use)
+      // f32 activations x f16 weights (the weights-only f16 path models use); the GPU variants run
+      // the all-f16 configuration only (one compile each), tensor cores take f16 operands only.
+      if (!GPU_VARIANTS.includes(variant)) {
       const y1 = linear(ctx, ctx.upload(x, [M, K]), ctx.upload(w, [N, K], 'f16'), ctx.upload(bias, [N]), { act: 'gelu', variant });
       expect(y1.dtype).toBe('f32');
       expectClose(await ctx.read(y1), want, { relL2: 1e-2, atol: 5e-2, rtol: 2e-2 }, 'f16 weights', y1.shape);
+      }
       // all f16 storage
       const y2 = linear(ctx, ctx.upload(x, [M, K], 'f16'), ctx.upload(w, [N, K], 'f16'), ctx.upload(bias, [N], 'f16'), { act: 'gelu', variant });
       expect(y2.dtype).toBe('f16');

@@ -10,8 +10,9 @@ import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import type { GpuContext } from '../../gpu/context.js';
 import { NO_ADAPTER_HELP, REPORTED_LIMITS, acquireDevice, describeAdapter, loadDawn, type AdapterDescription } from '../../gpu/device.js';
+import { hostCpu } from '../../node/host-cpu.js';
 import { withCommon } from '../common.js';
-import type { CliEnv, CommonOptions } from '../env.js';
+import { type CliEnv, type CommonOptions, tuneForCli } from '../env.js';
 import { CliError } from '../errors.js';
 import { formatBytes } from '../output.js';
 
@@ -25,6 +26,9 @@ export interface DoctorReport {
   engine: { f16: boolean; timestamps: boolean; subgroups: boolean } | null;
   limits: Record<string, number>;
   smokeTest: { ok: boolean; maxAbsError: number | null; error: string | null } | null;
+  /** Kernel choices for this adapter and host (measured once, then cached; SAMCLIP_TUNING overrides). */
+  tuning: { source: string; choices: Record<string, string>; key: string; timings: Record<string, Record<string, number>> } | null;
+  host: string;
   vulkanDrivers: string[];
   advice: string[];
 }
@@ -89,6 +93,8 @@ export async function runDoctor(): Promise<DoctorReport> {
     smokeTest: null,
     vulkanDrivers: process.platform === 'linux' ? vulkanIcds() : [],
     advice: [],
+    tuning: null,
+    host: hostCpu().summary,
   };
   const advice = report.advice;
   if (!report.node.ok) advice.push(`Node ${process.version} is too old: samclip needs Node 20 or newer.`);
@@ -124,6 +130,10 @@ export async function runDoctor(): Promise<DoctorReport> {
   try {
     const err = await smokeTest(ctx);
     report.smokeTest = { ok: err < 1e-3, maxAbsError: err, error: null };
+    if (report.smokeTest.ok) {
+      const t = await tuneForCli(ctx);
+      report.tuning = { source: t.source, choices: { ...t.choices }, key: t.key, timings: t.timings as Record<string, Record<string, number>> };
+    }
   } catch (e) {
     report.smokeTest = { ok: false, maxAbsError: null, error: (e as Error).message.split('\n')[0]! };
     advice.push('The adapter was found but a compute shader failed: update the GPU driver (or Mesa), or try SAMCLIP_BACKEND=vulkan.');
@@ -166,6 +176,14 @@ function formatReport(r: DoctorReport): string {
     lines.push(`adapter     NONE: ${r.adapterError}`);
   }
   if (r.vulkanDrivers.length) lines.push(`vulkan ICDs ${r.vulkanDrivers.join(', ')}`);
+  lines.push(`host        ${r.host}`);
+  if (r.tuning) {
+    const ms = (k: string) => {
+      const t = r.tuning!.timings[k];
+      return t && Object.keys(t).length ? ` (${Object.entries(t).map(([c, v]) => `${c} ${v.toFixed(1)} ms`).join(', ')})` : '';
+    };
+    lines.push(`kernels     ${r.tuning.source} choices (SAMCLIP_TUNING overrides):`, ...Object.entries(r.tuning.choices).map(([k, v]) => `  ${k.padEnd(12)} ${v}${ms(k)}`));
+  }
   if (r.smokeTest) {
     lines.push(`smoke test  ${r.smokeTest.ok ? `ok (5x12 @ 12x7 on the GPU, max |error| ${r.smokeTest.maxAbsError!.toExponential(1)})` : `FAILED: ${r.smokeTest.error ?? `max |error| ${r.smokeTest.maxAbsError}`}`}`);
   }

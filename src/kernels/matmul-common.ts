@@ -1,0 +1,100 @@
+/**
+ * What every matmul variant shares (src/kernels/matmul.ts: the CPU-adapter and classic tiled
+ * variants and the dispatch; src/kernels/matmul-gpu.ts: the GPU variants): the uniform block, the
+ * compile-time config, the fused epilogue and the binding list.
+ */
+import type { DType } from '../gpu/dtype.js';
+import type { BindingDecl } from '../gpu/kernel.js';
+import { defineUniforms } from '../gpu/uniforms.js';
+import { type Activation, applyActivation } from './activation.js';
+
+export type MatmulVariant =
+  | 'tiled'
+  | 'tiled_nt'
+  | 'direct_nt'
+  | 'rows'
+  | 'tiled8_nt'
+  | 'rows_sg'
+  | 'splitk'
+  | 'subgroup_matrix';
+
+/** Variants that read both operands as vec4 along K (the nn.Linear layout). */
+export const NT_VARIANTS: readonly MatmulVariant[] = ['tiled_nt', 'direct_nt', 'tiled8_nt', 'rows_sg', 'splitk'];
+
+export const uniforms = defineUniforms({
+  M: 'u32',
+  N: 'u32',
+  K: 'u32',
+  batch_inner: 'u32',
+  alpha: 'f32',
+  a_offset: 'u32',
+  b_offset: 'u32',
+  r_offset: 'u32',
+  // strides: x = outer batch, y = inner batch, z = row, w = col
+  a_strides: 'vec4u',
+  b_strides: 'vec4u',
+  // splitk: K elements per split
+  k_split: 'u32',
+});
+
+export interface MatmulConfig {
+  [k: string]: string | number | boolean;
+  variant: MatmulVariant;
+  a: DType;
+  b: DType;
+  out: DType;
+  bias: DType | 'none';
+  residual: DType | 'none';
+  act: Activation;
+}
+
+export function epilogue(c: MatmulConfig, rowExpr: string, colExpr: string, accExpr: string, outIndex: string): string {
+  const bias = c.bias === 'none' ? '' : ` + f32(bias[${colExpr}])`;
+  const res = c.residual === 'none' ? '' : ` + f32(residual[u.r_offset + ${outIndex}])`;
+  return `out[${outIndex}] = ${c.out}(${applyActivation(c.act, `u.alpha * ${accExpr}${bias}`)}${res});`;
+}
+
+/** The epilogue's bindings (bias, residual, out), after the operands. */
+export function epilogueBindings(c: MatmulConfig): BindingDecl[] {
+  const list: BindingDecl[] = [];
+  if (c.bias !== 'none') list.push({ name: 'bias', type: c.bias, access: 'read' as const });
+  if (c.residual !== 'none') list.push({ name: 'residual', type: c.residual, access: 'read' as const });
+  list.push({ name: 'out', type: c.out, access: 'read_write' as const });
+  return list;
+}
+
+export function commonBindings(c: MatmulConfig): BindingDecl[] {
+  const vec = NT_VARIANTS.includes(c.variant);
+  return [
+    { name: 'a', type: vec ? `vec4<${c.a}>` : c.a, access: 'read' as const },
+    { name: 'b', type: vec ? `vec4<${c.b}>` : c.b, access: 'read' as const },
+    ...epilogueBindings(c),
+  ];
+}
+
+export const BATCH_BASE = /* wgsl */ `
+fn batch_bases(z: u32) -> vec3<u32> {
+  let b_out = z / u.batch_inner;
+  let b_in = z % u.batch_inner;
+  let a0 = u.a_offset + b_out * u.a_strides.x + b_in * u.a_strides.y;
+  let b0 = u.b_offset + b_out * u.b_strides.x + b_in * u.b_strides.y;
+  return vec3<u32>(a0, b0, z * u.M * u.N);
+}
+`;
+
+export const span = (n: number, f: (i: number) => string) => Array.from({ length: n }, (_, i) => f(i));
+export const seq = (n: number, f: (i: number) => string, sep = '\n') => span(n, f).join(sep);
+
+/**
+ * WGSL storing register block acc{i}[j] at (rows[i], cols[j]) through the epilogue, skipping
+ * positions outside the output (rows[i], cols[j]: WGSL expressions; `acc(i, j)` overrides the
+ * accumulator expression).
+ */
+export function storeBlock(c: MatmulConfig, rows: string[], cols: string[], acc = (i: number, j: number) => `acc${i}[${j}]`): string {
+  return rows.map((r, i) => `  {
+    let row = ${r};
+    if (row < u.M) {
+${cols.map((col, j) => `      { let col = ${col}; if (col < u.N) { let o = bases.z + row * u.N + col; ${epilogue(c, 'row', 'col', acc(i, j), 'o')} } }`).join('\n')}
+    }
+  }`).join('\n');
+}
