@@ -30,6 +30,13 @@ export interface ContextOptions extends DeviceOptions {
   profile?: boolean;
   /** Use f16 storage where the adapter allows it (`shader-f16`). Models read this as their default. */
   preferF16?: boolean;
+  /**
+   * Activations between the layers of the image encoders and text towers (SAM, CLIP, SAM-CLIP
+   * head): `f16` halves their memory traffic where the adapter has `shader-f16` (kernels still
+   * accumulate, and compute softmax and layernorm statistics, in f32; model outputs are f32).
+   * Default `f32`. See docs/api.md for the accuracy rule it is held to.
+   */
+  activations?: 'f32' | 'f16';
 }
 
 const UNIFORM_CHUNK = 64 * 1024;
@@ -111,6 +118,11 @@ export class GpuContext implements StorageOwner {
   /** Whether models should store weights/activations in f16 by default. */
   get useF16(): boolean {
     return !!this.options.preferF16 && this.features.f16;
+  }
+
+  /** Storage of the activations inside the encoders (ContextOptions.activations, where the adapter allows f16). */
+  get activationDtype(): DType {
+    return this.options.activations === 'f16' && this.features.f16 ? 'f16' : 'f32';
   }
 
   // ---------------------------------------------------------------- tensors

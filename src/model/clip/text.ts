@@ -92,7 +92,7 @@ export class TextTransformer {
     return ctx.stage('clip_text', () =>
       ctx.scope(() => {
         // gatherRows checks every host id against the vocabulary (an IndexError names the position).
-        const emb = gatherRows(ctx, this.tokenEmbedding, used, { outDtype: 'f32' }).reshape([B, L, W]);
+        const emb = gatherRows(ctx, this.tokenEmbedding, used, { outDtype: ctx.activationDtype }).reshape([B, L, W]);
         tap?.('text.token_embedding', emb);
         const x0 = add(ctx, emb, this.positionalEmbedding.slice(0, 0, L));
         const x = this.transformer.forward(ctx, x0, { causal: true, tap, tapPrefix: 'text.' });

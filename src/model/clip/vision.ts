@@ -184,9 +184,9 @@ export class VisionTransformer {
       ctx.scope(() => {
         const pos = this.positionTable(ctx, gh, gw);
         // Patch tokens straight into token-major layout: [B, gh, gw, W].
-        const patches = ctx.stage('conv1', () => conv2d(ctx, pixels, this.conv1, undefined, { stride: P, outLayout: 'nhwc', outDtype: 'f32' }));
+        const patches = ctx.stage('conv1', () => conv2d(ctx, pixels, this.conv1, undefined, { stride: P, outLayout: 'nhwc', outDtype: ctx.activationDtype }));
         if (tap) tap('visual.conv1', patches.permute([0, 3, 1, 2]));
-        const tokens = ctx.empty([B, N, W]);
+        const tokens = ctx.empty([B, N, W], ctx.activationDtype);
         copyInto(ctx, this.classEmbedding.reshape([1, 1, W]), tokens.slice(1, 0, 1));
         copyInto(ctx, patches.reshape([B, gh * gw, W]), tokens.slice(1, 1, N));
         const withPos = add(ctx, tokens, pos);

@@ -76,7 +76,7 @@ export class PatchEmbed {
 
   /** [B, 3, H, W] -> tokens [B, H/p, W/p, E] (the official permute(0, 2, 3, 1), written directly). */
   forward(ctx: GpuContext, x: Tensor): Tensor {
-    return conv2d(ctx, x, this.weight, this.bias, { stride: this.patchSize, outLayout: 'nhwc', outDtype: 'f32' });
+    return conv2d(ctx, x, this.weight, this.bias, { stride: this.patchSize, outLayout: 'nhwc', outDtype: ctx.activationDtype });
   }
 }
 
@@ -223,7 +223,7 @@ export class Block {
     const at = this.attn;
     let qkv = linear(ctx, n1, at.qkvWeight, at.qkvBias);
     if (ph || pw) {
-      const full = ctx.empty([B, H + ph, W + pw, 3 * E]);
+      const full = ctx.empty([B, H + ph, W + pw, 3 * E], qkv.dtype);
       const views: Tensor[] = [];
       const view = (t: Tensor) => (views.push(t), t);
       if (ph) copyInto(ctx, at.qkvBias, view(full.slice(1, H, H + ph)));
@@ -385,7 +385,9 @@ export class ImageEncoderViT {
             t = ctx.stage(`block${i}`, () => b.forward(ctx, t, taps, `enc.block${i}`));
             if (taps) keep(taps, `enc.block${i}`, t);
           });
-          const embedding = this.neckForward(ctx, t, taps);
+          // f16 activations (ContextOptions.activations): the embedding leaves the encoder in f32.
+          const neck = this.neckForward(ctx, t, taps);
+          const embedding = neck.dtype === 'f32' ? neck : copy(ctx, neck, 'f32');
           const out: EncoderOutput = { embedding };
           if (opts.returnTokens) out.tokens = t;
           if (taps) out.taps = taps;

@@ -120,14 +120,14 @@ export class ClipHead {
           keep(taps, 'head.maxpool', m);
           const raw = this.project(ctx, m);
           keep(taps, 'head.pooled_raw', raw);
-          return l2Normalize(ctx, raw);
+          return l2Normalize(ctx, raw, { outDtype: 'f32' });
         });
       }
       if (wantDense) {
         out.dense = ctx.stage('dense', () => {
           const raw = this.project(ctx, h);
           keep(taps, 'head.dense_raw', raw);
-          return l2Normalize(ctx, raw);
+          return l2Normalize(ctx, raw, { outDtype: 'f32' });
         });
       }
       return out;
