@@ -122,6 +122,7 @@ async function doctor(): Promise<DeviceReport['doctor']> {
     limits,
     host,
     driverSimdBits: simd ? Number(simd) : null,
+    // ourContext() measured (or read from the cache) the per-adapter choices the children reuse.
     tuning: { ...ctx.tuning },
   };
   console.log(`doctor: ${d.adapter}; ${d.cpuAdapter ? 'CPU adapter' : 'GPU'}; features ${features.join(', ')}`);

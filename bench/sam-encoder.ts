@@ -111,7 +111,8 @@ async function prepare(): Promise<{ weights: string; onnx: string | null; io: st
 async function main(): Promise<void> {
   const t0 = performance.now();
   const files = await prepare();
-  const ctx = await ourContext();
+  // --f16: f16 weights and f16 activations (ContextOptions.activations), f32 accumulation.
+  const ctx = await ourContext(f16 ? { preferF16: true, activations: 'f16' } : {});
   console.log(`adapter: ${ctx.description}`);
   console.log(`load average before: ${fmtLoad()}`);
 

@@ -12,6 +12,7 @@
  */
 import { GpuContext, type ContextOptions } from '../../src/gpu/context.js';
 import { loadDawn } from '../../src/gpu/device.js';
+import { tuneForCli } from '../../src/cli/env.js';
 
 // Mesa's Vulkan loader warns on every start without it.
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
@@ -41,9 +42,18 @@ export function dawnFlags(): readonly string[] {
   return sharedFlags;
 }
 
-/** Our engine's context on the shared instance (one per process). */
+/**
+ * Our engine's context on the shared instance (one per process), with the per-adapter kernel
+ * choices the CLI uses (measured once per adapter and host, then read from the samclip cache;
+ * SAMCLIP_TUNING=default keeps the fixed rule).
+ */
 export function ourContext(opts: Omit<ContextOptions, 'gpu'> = {}): Promise<GpuContext> {
-  ourCtx ??= sharedDawn().then((gpu) => GpuContext.create({ ...opts, gpu }));
+  ourCtx ??= sharedDawn().then(async (gpu) => {
+    const ctx = await GpuContext.create({ ...opts, gpu });
+    const t = await tuneForCli(ctx);
+    console.log(`kernel choices (${t.source}): ${JSON.stringify(t.choices)}`);
+    return ctx;
+  });
   return ourCtx;
 }
 
