@@ -41,6 +41,8 @@ export interface ContextOptions extends DeviceOptions {
 
 const UNIFORM_CHUNK = 64 * 1024;
 const MAX_PENDING_DISPATCHES = 256;
+/** Bind groups kept for reuse (least recently used dropped first). */
+const BIND_GROUP_CACHE = 4096;
 
 type TypedData = Float32Array | Uint16Array | Int32Array | Uint32Array;
 
@@ -69,6 +71,17 @@ export class GpuContext implements StorageOwner {
   private uniformChunks: { buffer: GPUBuffer; data: ArrayBuffer; used: number }[] = [];
   private readonly freeUniformBuffers: GPUBuffer[] = [];
   dispatchCount = 0;
+  /** Bind groups created, and reused from the cache (host-overhead reports). */
+  readonly bindGroupStats = { created: 0, reused: 0 };
+  /**
+   * Bind groups by pipeline and exact resources (buffers by identity, offsets, sizes; the uniform
+   * block's offset is dynamic). Models call the same kernels on pooled buffers run after run, so
+   * most dispatches find theirs here instead of creating one. Entries naming a buffer the pool
+   * has since destroyed are never looked up again (a new buffer has a new id) and age out.
+   */
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 1;
   /** Kernel choices for this adapter (src/gpu/tuning.ts; tests flip fields to force variants). */
   readonly tuning: KernelTuning;
 
@@ -327,6 +340,7 @@ export class GpuContext implements StorageOwner {
     }
     if (workgroups[0] * workgroups[1] * workgroups[2] === 0) return;
 
+    let key = cached.key;
     const entries: GPUBindGroupEntry[] = decls.map((d, i) => {
       const b = bindings[d.name];
       if (!b) throw new ShapeError(`${def.name}: binding '${d.name}' not supplied`);
@@ -343,19 +357,22 @@ export class GpuContext implements StorageOwner {
             `maxStorageBufferBindingSize ${this.limits.maxStorageBufferBindingSize}; split it`,
         );
       }
-      return { binding: i, resource: { buffer: t.buffer, offset, size: Math.min(size, t.buffer.size - offset) } };
+      const bound = Math.min(size, t.buffer.size - offset);
+      key += `|${this.bufferId(t.buffer)}:${offset}:${bound}`;
+      return { binding: i, resource: { buffer: t.buffer, offset, size: bound } };
     });
     const u = this.allocUniform(def.uniforms.byteSize);
     def.uniforms.pack(uniforms, new DataView(u.chunk.data), u.offset);
     entries.push({
       binding: decls.length,
-      resource: { buffer: u.chunk.buffer, offset: u.offset, size: def.uniforms.byteSize },
+      resource: { buffer: u.chunk.buffer, offset: 0, size: def.uniforms.byteSize },
     });
+    key += `|u${this.bufferId(u.chunk.buffer)}`;
 
     if (debugFlags.sync) this.flush();
     if (this.profiler?.full) this.flush();
     this.openBatch();
-    const bindGroup = this.device.createBindGroup({ layout: cached.layout, entries, label: cached.key });
+    const bindGroup = this.bindGroup(key, cached.layout, entries, cached.key);
     const stage = this.stagePath.join('/');
     let pass: GPUComputePassEncoder;
     if (this.profiler) {
@@ -368,7 +385,7 @@ export class GpuContext implements StorageOwner {
       pass = this.pass ??= this.ensureEncoder().beginComputePass({ label: 'samclip' });
     }
     pass.setPipeline(cached.pipeline);
-    pass.setBindGroup(0, bindGroup);
+    pass.setBindGroup(0, bindGroup, [u.offset]);
     pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
     if (this.profiler) pass.end();
     this.dispatchCount++;
@@ -473,6 +490,31 @@ export class GpuContext implements StorageOwner {
       this.pass.end();
       this.pass = null;
     }
+  }
+
+  private bufferId(b: GPUBuffer): number {
+    let id = this.bufferIds.get(b);
+    if (id === undefined) {
+      id = this.nextBufferId++;
+      this.bufferIds.set(b, id);
+    }
+    return id;
+  }
+
+  /** A cached bind group for exactly these resources, or a new one (kept, LRU-bounded). */
+  private bindGroup(key: string, layout: GPUBindGroupLayout, entries: GPUBindGroupEntry[], label: string): GPUBindGroup {
+    const hit = this.bindGroups.get(key);
+    if (hit) {
+      this.bindGroups.delete(key);
+      this.bindGroups.set(key, hit);
+      this.bindGroupStats.reused++;
+      return hit;
+    }
+    const bg = this.device.createBindGroup({ layout, entries, label });
+    this.bindGroupStats.created++;
+    this.bindGroups.set(key, bg);
+    if (this.bindGroups.size > BIND_GROUP_CACHE) this.bindGroups.delete(this.bindGroups.keys().next().value!);
+    return bg;
   }
 
   private allocUniform(byteSize: number): { chunk: { buffer: GPUBuffer; data: ArrayBuffer; used: number }; offset: number } {

@@ -121,7 +121,9 @@ export class PipelineCache {
     entries.push({
       binding: bindings.length,
       visibility: ShaderStage.COMPUTE,
-      buffer: { type: 'uniform' },
+      // The uniform block's offset in the context's uniform arena is a dynamic offset, so one bind
+      // group serves every call on the same buffers (GpuContext's bind-group cache).
+      buffer: { type: 'uniform', hasDynamicOffset: true },
     });
     const layout = this.device.createBindGroupLayout({ entries, label: key });
     return { module, layout, count: bindings.length, code };
