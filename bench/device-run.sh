@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# One prepared run on a bare GPU machine (the device tool; see bench/device-pack.sh for the call):
-# installs what is missing from the carried folders, runs `npm run bench:device` and the GPU
-# correctness tests (every kernel variant forced), and writes everything under $OUT:
+# One prepared run on a bare GPU machine (the device tool; bench/device-pack.sh says how to call it:
+# two calls, `unpack` then `all`): installs what is missing from the carried files (kept in
+# /tmp/samclip-device between the calls), runs the GPU correctness tests (every kernel variant
+# forced) and `npm run bench:device`, and writes everything under $OUT:
 #   $OUT/doctor.txt         samclip doctor (adapter, features, limits, kernel choices)
 #   $OUT/bench.log          the device bench's output
 #   $OUT/results/<adapter>.json, .md   its results (commit the .json under bench/results/)
 #   $OUT/tests.log          vitest on the kernel and GPU tests
 #
-#   bash bench/device-run.sh [all|bench|tests] [-- extra bench:device flags]
+#   bash bench/device-run.sh [unpack|all|bench|tests] [-- extra bench:device flags]
 #
 # Time: the device tool allows 10 minutes a command and 15 minutes of device time a session.
 # `all` runs the tests first (~1-2 min on a GPU), then the full bench with what is left; on a
@@ -33,18 +34,21 @@ if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f /usr/local/nvidia/share/vulkan/icd.d/nv
 fi
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 
-# --- Node and node_modules
+# --- Node and node_modules, unpacked from whichever carried parts this call brought
+KEEP=/tmp/samclip-device
+mkdir -p "$KEEP/bin" "$KEEP/node_modules"
+[ -f .device/node.xz ] && xz -dc .device/node.xz > "$KEEP/bin/node" && chmod +x "$KEEP/bin/node" && log "node unpacked"
+for part in a b; do
+  [ -f ".device/modules-$part.tar.xz" ] && tar -C "$KEEP/node_modules" -xJf ".device/modules-$part.tar.xz" && log "modules-$part unpacked"
+done
+[ "$phase" = unpack ] && { ls -la "$KEEP" "$KEEP/node_modules" | head -20 >>"$OUT/run.log"; log "unpack done"; exit 0; }
 if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
-  if [ -x .device/node ]; then
-    mkdir -p /tmp/samclip-node/bin && cp .device/node /tmp/samclip-node/bin/node
-    export PATH="/tmp/samclip-node/bin:$PATH"
-  else
-    log "no Node >= 20 here and no carried .device/node: run bench/device-pack.sh first"; exit 2
-  fi
+  [ -x "$KEEP/bin/node" ] || { log "no Node >= 20 here and none unpacked: see bench/device-pack.sh"; exit 2; }
+  export PATH="$KEEP/bin:$PATH"
 fi
 if [ ! -d node_modules/webgpu ]; then
-  if [ -f .device/modules.tar.xz ]; then
-    mkdir -p node_modules && tar -C node_modules -xJf .device/modules.tar.xz
+  if [ -d "$KEEP/node_modules/webgpu" ]; then
+    rm -rf node_modules && ln -s "$KEEP/node_modules" node_modules
   elif command -v npm >/dev/null; then
     npm ci --no-audit --no-fund >>"$OUT/run.log" 2>&1
   fi
