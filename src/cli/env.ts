@@ -32,13 +32,13 @@ export interface CliEnvOptions {
  * choices (src/kernels/tuner.ts).
  */
 export async function tuneForCli(ctx: GpuContext): Promise<TuneReport> {
-  const [{ tuneKernels, parseTuningSetting }, { fileTuningStore }, { hostCpu }, { cacheDir }] = await Promise.all([
+  const [{ tuneKernels, parseTuningSetting }, { fileTuningStore }, { hostCpu }, { defaultCacheDir }] = await Promise.all([
     import('../kernels/tuner.js'),
     import('../node/tuning-store.js'),
     import('../node/host-cpu.js'),
-    import('./weights/registry.js'),
+    import('../node/hub-cache.js'),
   ]);
-  return tuneKernels(ctx, { ...parseTuningSetting(process.env.SAMCLIP_TUNING), store: fileTuningStore(cacheDir()), host: hostCpu().summary });
+  return tuneKernels(ctx, { ...parseTuningSetting(process.env.SAMCLIP_TUNING), store: fileTuningStore(defaultCacheDir()), host: hostCpu().summary });
 }
 
 export class CliEnv {

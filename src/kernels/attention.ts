@@ -87,32 +87,33 @@ function bindings(c: AttentionConfig): BindingDecl[] {
   return list;
 }
 
-const kernel = defineKernel({
-  name: 'attention',
-  uniforms,
-  bindings,
-  source: (c: AttentionConfig) => {
-    const D4 = c.head_dim / 4;
-    return /* wgsl */ `
+/** WGSL shared by both kernels: block constants, the k / v / score tiles, token addressing, loads. */
+function attentionPrelude(c: AttentionConfig, extra: string): string {
+  const D4 = c.head_dim / 4;
+  return /* wgsl */ `
 const D4: u32 = ${D4}u;
+${extra}
 const BQ: u32 = ${c.bq}u;
 const BK: u32 = ${c.bk}u;
 const NEG: f32 = -3.0e38; // below any real score; exp(NEG - m) == 0
 
 var<workgroup> k_tile: array<vec4<f32>, ${c.bk * D4}>;
 var<workgroup> v_tile: array<vec4<f32>, ${c.bk * D4}>;
-var<workgroup> s_tile: array<f32, ${c.bk * c.bq}>; // [key][lane]
+var<workgroup> s_tile: array<f32, ${c.bk * c.bq}>; // [key][query lane]
 
 ${TOKEN_ADDR}
 
 fn load4_k(i: u32) -> vec4<f32> { return vec4<f32>(f32(k[i]), f32(k[i + 1u]), f32(k[i + 2u]), f32(k[i + 3u])); }
 fn load4_v(i: u32) -> vec4<f32> { return vec4<f32>(f32(v[i]), f32(v[i + 1u]), f32(v[i + 2u]), f32(v[i + 3u])); }
+`;
+}
 
-@compute @workgroup_size(${c.bq}, 1, 1)
-fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-  let lane = lid.x;
-  let n = wid.x * BQ + lane;
-  let head = wid.y;
+/**
+ * WGSL: query `n`'s batch / window / head indices, operand bases, validity, and its `n4` vec4s of
+ * q (from `offset` in the head dim) scaled, in `qv`.
+ */
+function queryState(n4: string, offset: string): string {
+  return /* wgsl */ `  let head = wid.y;
   let z = wid.z;
   let b = z / u.nw;
   let w = z % u.nw;
@@ -122,20 +123,19 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   let k_base = u.k_off + b * u.k_str.x + head * u.k_str.y;
   let v_base = u.v_off + b * u.v_str.x + head * u.v_str.y;
   let rel_base = ((z * u.heads + head) * u.nq + min(n, u.nq - 1u)) * u.rel_row;
-
-  var qv: array<vec4<f32>, ${D4}>;
+  var qv: array<vec4<f32>, ${n4}>;
   if (q_valid) {
-    let qa = u.q_off + b * u.q_str.x + head * u.q_str.y + token_addr(n, u.q_cols, wy, wx, u.q_str);
-    for (var d = 0u; d < D4; d++) {
+    let qa = u.q_off + b * u.q_str.x + head * u.q_str.y + token_addr(n, u.q_cols, wy, wx, u.q_str)${offset};
+    for (var d = 0u; d < ${n4}; d++) {
       qv[d] = vec4<f32>(f32(q[qa + 4u * d]), f32(q[qa + 4u * d + 1u]), f32(q[qa + 4u * d + 2u]), f32(q[qa + 4u * d + 3u])) * u.scale;
     }
-  }
+  }`;
+}
 
-  var m = NEG;
-  var l = 0.0;
-  var acc: array<vec4<f32>, ${D4}>;
-  for (var kb = 0u; kb < u.nk; kb += BK) {
-    for (var i = lane; i < BK * D4; i += BQ) {
+/** WGSL: the workgroup stages key block kb's k and v rows, invocation `idx` of `count` (then a barrier). */
+function stageKeyBlock(idx: string, count: string): string {
+  return /* wgsl */ `
+    for (var i = ${idx}; i < BK * D4; i += ${count}) {
       let j = i / D4;
       let d = i % D4;
       let key = kb + j;
@@ -148,7 +148,50 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
       k_tile[i] = kvec;
       v_tile[i] = vvec;
     }
-    workgroupBarrier();
+    workgroupBarrier();`;
+}
+
+/** WGSL: this invocation's `n4` vec4s of the head dim from `acc`, normalised by l, to out at `offset`. */
+function storeOutput(c: AttentionConfig, n4: string, offset: string): string {
+  return /* wgsl */ `
+  if (q_valid) {
+    let oa = u.o_off + b * u.o_str.x + head * u.o_str.y + token_addr(n, u.q_cols, wy, wx, u.o_str)${offset};
+    let inv = 1.0 / l;
+    for (var d = 0u; d < ${n4}; d++) {
+      let o = acc[d] * inv;
+      out[oa + 4u * d] = ${c.out}(o.x);
+      out[oa + 4u * d + 1u] = ${c.out}(o.y);
+      out[oa + 4u * d + 2u] = ${c.out}(o.z);
+      out[oa + 4u * d + 3u] = ${c.out}(o.w);
+    }
+  }`;
+}
+
+/** WGSL: the bias and rel-pos terms added to score x of (query n, key). */
+function scoreTerms(c: AttentionConfig, indent: string): string {
+  return [
+    c.bias !== 'none' ? `${indent}x += f32(bias[u.bias_off + z * u.bias_str.x + head * u.bias_str.y + n * u.bias_str.z + key * u.bias_str.w]);` : '',
+    c.rel ? `${indent}x += rel[rel_base + key / u.k_cols] + rel[rel_base + u.rel_kh + key % u.k_cols];` : '',
+  ].join('\n');
+}
+
+const kernel = defineKernel({
+  name: 'attention',
+  uniforms,
+  bindings,
+  source: (c: AttentionConfig) => {
+    return /* wgsl */ `
+${attentionPrelude(c, '')}
+@compute @workgroup_size(${c.bq}, 1, 1)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let lane = lid.x;
+  let n = wid.x * BQ + lane;
+${queryState('D4', '')}
+
+  var m = NEG;
+  var l = 0.0;
+  var acc: array<vec4<f32>, D4>;
+  for (var kb = 0u; kb < u.nk; kb += BK) {${stageKeyBlock('lane', 'BQ')}
     if (q_valid) {
       var mb = NEG;
       for (var j = 0u; j < BK; j++) {
@@ -158,8 +201,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
           var dv = vec4<f32>(0.0);
           for (var d = 0u; d < D4; d++) { dv += qv[d] * k_tile[j * D4 + d]; }
           x = dv.x + dv.y + dv.z + dv.w;
-${c.bias !== 'none' ? `          x += f32(bias[u.bias_off + z * u.bias_str.x + head * u.bias_str.y + n * u.bias_str.z + key * u.bias_str.w]);` : ''}
-${c.rel ? `          x += rel[rel_base + key / u.k_cols] + rel[rel_base + u.rel_kh + key % u.k_cols];` : ''}
+${scoreTerms(c, '          ')}
         }
         s_tile[j * BQ + lane] = x;
         mb = max(mb, x);
@@ -179,17 +221,7 @@ ${c.rel ? `          x += rel[rel_base + key / u.k_cols] + rel[rel_base + u.rel_
     }
     workgroupBarrier();
   }
-  if (q_valid) {
-    let oa = u.o_off + b * u.o_str.x + head * u.o_str.y + token_addr(n, u.q_cols, wy, wx, u.o_str);
-    let inv = 1.0 / l;
-    for (var d = 0u; d < D4; d++) {
-      let o = acc[d] * inv;
-      out[oa + 4u * d] = ${c.out}(o.x);
-      out[oa + 4u * d + 1u] = ${c.out}(o.y);
-      out[oa + 4u * d + 2u] = ${c.out}(o.z);
-      out[oa + 4u * d + 3u] = ${c.out}(o.w);
-    }
-  }
+${storeOutput(c, 'D4', '')}
 }
 `;
   },
@@ -216,24 +248,9 @@ const flashKernel = defineKernel({
   bindings,
   enables: () => ['subgroups'],
   source: (c: AttentionConfig) => {
-    const D4 = c.head_dim / 4;
-    const DG = D4 / FLASH_G;
+    const DG = c.head_dim / 4 / FLASH_G;
     return /* wgsl */ `
-const D4: u32 = ${D4}u;
-const DG: u32 = ${DG}u;
-const BQ: u32 = ${c.bq}u;
-const BK: u32 = ${c.bk}u;
-const NEG: f32 = -3.0e38;
-
-var<workgroup> k_tile: array<vec4<f32>, ${c.bk * D4}>;
-var<workgroup> v_tile: array<vec4<f32>, ${c.bk * D4}>;
-var<workgroup> s_tile: array<f32, ${c.bk * c.bq}>; // [key][query]
-
-${TOKEN_ADDR}
-
-fn load4_k(i: u32) -> vec4<f32> { return vec4<f32>(f32(k[i]), f32(k[i + 1u]), f32(k[i + 2u]), f32(k[i + 3u])); }
-fn load4_v(i: u32) -> vec4<f32> { return vec4<f32>(f32(v[i]), f32(v[i + 1u]), f32(v[i + 2u]), f32(v[i + 3u])); }
-
+${attentionPrelude(c, `const DG: u32 = ${DG}u;`)}
 @compute @workgroup_size(${FLASH_WG}, 1, 1)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(subgroup_id) sgid: u32, @builtin(subgroup_invocation_id) sg_lane: u32,
@@ -242,42 +259,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let qi = t / ${FLASH_G}u;
   let part = t % ${FLASH_G}u;
   let n = wid.x * BQ + qi;
-  let head = wid.y;
-  let z = wid.z;
-  let b = z / u.nw;
-  let w = z % u.nw;
-  let wy = w / u.nwx;
-  let wx = w % u.nwx;
-  let q_valid = n < u.nq;
-  let k_base = u.k_off + b * u.k_str.x + head * u.k_str.y;
-  let v_base = u.v_off + b * u.v_str.x + head * u.v_str.y;
-  let rel_base = ((z * u.heads + head) * u.nq + min(n, u.nq - 1u)) * u.rel_row;
-
-  var qv: array<vec4<f32>, ${DG}>;
-  if (q_valid) {
-    let qa = u.q_off + b * u.q_str.x + head * u.q_str.y + token_addr(n, u.q_cols, wy, wx, u.q_str) + 4u * part * DG;
-    for (var d = 0u; d < DG; d++) {
-      qv[d] = vec4<f32>(f32(q[qa + 4u * d]), f32(q[qa + 4u * d + 1u]), f32(q[qa + 4u * d + 2u]), f32(q[qa + 4u * d + 3u])) * u.scale;
-    }
-  }
+${queryState('DG', ' + 4u * part * DG')}
   var m = NEG;
   var l = 0.0;
-  var acc: array<vec4<f32>, ${DG}>;
-  for (var kb = 0u; kb < u.nk; kb += BK) {
-    for (var i = lid; i < BK * D4; i += ${FLASH_WG}u) {
-      let j = i / D4;
-      let d = i % D4;
-      let key = kb + j;
-      var kvec = vec4<f32>(0.0);
-      var vvec = vec4<f32>(0.0);
-      if (key < u.nk) {
-        kvec = load4_k(k_base + token_addr(key, u.k_cols, wy, wx, u.k_str) + 4u * d);
-        vvec = load4_v(v_base + token_addr(key, u.k_cols, wy, wx, u.v_str) + 4u * d);
-      }
-      k_tile[i] = kvec;
-      v_tile[i] = vvec;
-    }
-    workgroupBarrier();
+  var acc: array<vec4<f32>, DG>;
+  for (var kb = 0u; kb < u.nk; kb += BK) {${stageKeyBlock('lid', `${FLASH_WG}u`)}
     var mb = NEG;
     for (var j = 0u; j < BK; j++) {
       var dv = vec4<f32>(0.0);
@@ -288,8 +274,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
       x += subgroupShuffleXor(x, 2u);
       let key = kb + j;
       if (key < u.nk${c.causal ? ' && key <= n' : ''} && q_valid) {
-${c.bias !== 'none' ? `        x += f32(bias[u.bias_off + z * u.bias_str.x + head * u.bias_str.y + n * u.bias_str.z + key * u.bias_str.w]);` : ''}
-${c.rel ? `        x += rel[rel_base + key / u.k_cols] + rel[rel_base + u.rel_kh + key % u.k_cols];` : ''}
+${scoreTerms(c, '        ')}
       } else {
         x = NEG;
       }
@@ -311,17 +296,7 @@ ${c.rel ? `        x += rel[rel_base + key / u.k_cols] + rel[rel_base + u.rel_kh
     }
     workgroupBarrier();
   }
-  if (q_valid) {
-    let oa = u.o_off + b * u.o_str.x + head * u.o_str.y + token_addr(n, u.q_cols, wy, wx, u.o_str) + 4u * part * DG;
-    let inv = 1.0 / l;
-    for (var d = 0u; d < DG; d++) {
-      let o = acc[d] * inv;
-      out[oa + 4u * d] = ${c.out}(o.x);
-      out[oa + 4u * d + 1u] = ${c.out}(o.y);
-      out[oa + 4u * d + 2u] = ${c.out}(o.z);
-      out[oa + 4u * d + 3u] = ${c.out}(o.w);
-    }
-  }
+${storeOutput(c, 'DG', ' + 4u * part * DG')}
 }
 `;
   },

@@ -4,9 +4,9 @@
  * compile-time config, the fused epilogue and the binding list.
  */
 import type { DType } from '../gpu/dtype.js';
-import type { BindingDecl } from '../gpu/kernel.js';
+import { type BindingDecl, defineKernel } from '../gpu/kernel.js';
 import { defineUniforms } from '../gpu/uniforms.js';
-import { type Activation, applyActivation } from './activation.js';
+import { ACTIVATION_WGSL, type Activation, applyActivation } from './activation.js';
 
 export type MatmulVariant =
   | 'tiled'
@@ -97,4 +97,14 @@ export function storeBlock(c: MatmulConfig, rows: string[], cols: string[], acc 
 ${cols.map((col, j) => `      { let col = ${col}; if (col < u.N) { let o = bases.z + row * u.N + col; ${epilogue(c, 'row', 'col', acc(i, j), 'o')} } }`).join('\n')}
     }
   }`).join('\n');
+}
+
+/** A matmul kernel over the common bindings: `body` is its WGSL after the activation and batch helpers. */
+export function matmulKernel<C extends MatmulConfig>(body: (c: C) => string) {
+  return defineKernel({
+    name: 'matmul',
+    uniforms,
+    bindings: commonBindings,
+    source: (c: C) => `${ACTIVATION_WGSL}\n${BATCH_BASE}\n${body(c)}`,
+  });
 }

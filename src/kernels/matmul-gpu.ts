@@ -26,20 +26,14 @@ import type { Tensor } from '../gpu/tensor.js';
 import type { KernelCost } from '../gpu/profiler.js';
 import type { UniformValues } from '../gpu/uniforms.js';
 import { ACTIVATION_WGSL } from './activation.js';
-import { BATCH_BASE, type MatmulConfig, commonBindings, epilogue, epilogueBindings, seq, span, storeBlock, uniforms } from './matmul-common.js';
+import { BATCH_BASE, type MatmulConfig, commonBindings, epilogue, epilogueBindings, matmulKernel, seq, span, storeBlock, uniforms } from './matmul-common.js';
 
 // ------------------------------------------------------------------ tiled8_nt
 
 const T8 = 128; // output tile (rows and columns)
 const KV8 = 2; // vec4s of K per tile row and step (8 values)
 
-const tiled8Kernel = defineKernel({
-  name: 'matmul',
-  uniforms,
-  bindings: commonBindings,
-  source: (c: MatmulConfig) => /* wgsl */ `
-${ACTIVATION_WGSL}
-${BATCH_BASE}
+const tiled8Kernel = matmulKernel((c: MatmulConfig) => /* wgsl */ `
 // Two buffers of [row][kv] (A) and [kv][column] (W), ${T8} x ${KV8} vec4 each.
 var<workgroup> tile_a: array<vec4<f32>, ${2 * T8 * KV8}>;
 var<workgroup> tile_w: array<vec4<f32>, ${2 * T8 * KV8}>;
@@ -93,8 +87,7 @@ ${seq(8, (i) => `      { let av = tile_a[o + (lid.y + ${16 * i}u) * ${KV8}u + kv
   }
 ${storeBlock(c, span(8, (i) => `row0 + lid.y + ${16 * i}u`), span(8, (j) => `col0 + lid.x + ${16 * j}u`), (i, j) => `acc${2 * i + (j >> 2)}[${j & 3}]`)}
 }
-`,
-});
+`);
 
 // ------------------------------------------------------------------ rows_sg / splitk
 

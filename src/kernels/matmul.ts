@@ -25,11 +25,10 @@
 import type { GpuContext } from '../gpu/context.js';
 import { type DType } from '../gpu/dtype.js';
 import { ShapeError, check, fmtShape } from '../gpu/errors.js';
-import { defineKernel } from '../gpu/kernel.js';
 import type { Tensor } from '../gpu/tensor.js';
 import type { KernelTuning } from '../gpu/tuning.js';
-import { ACTIVATION_WGSL, type Activation } from './activation.js';
-import { BATCH_BASE, type MatmulConfig, type MatmulVariant, NT_VARIANTS, commonBindings, epilogue, seq, span, storeBlock, uniforms } from './matmul-common.js';
+import type { Activation } from './activation.js';
+import { type MatmulConfig, type MatmulVariant, NT_VARIANTS, epilogue, matmulKernel, seq, span, storeBlock } from './matmul-common.js';
 import { runGpuMatmul, subgroupMatrixEligible } from './matmul-gpu.js';
 
 export type { MatmulVariant } from './matmul-common.js';
@@ -49,13 +48,7 @@ export interface MatmulOptions {
   variant?: MatmulVariant;
 }
 
-const tiledKernel = defineKernel({
-  name: 'matmul',
-  uniforms,
-  bindings: commonBindings,
-  source: (c: MatmulConfig) => /* wgsl */ `
-${ACTIVATION_WGSL}
-${BATCH_BASE}
+const tiledKernel = matmulKernel((c: MatmulConfig) => /* wgsl */ `
 const TILE: u32 = ${TILE}u;
 const TK: u32 = ${TK}u;
 var<workgroup> tile_a: array<f32, ${TILE * TK}>; // [k][m]
@@ -112,18 +105,11 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     }
   }
 }
-`,
-});
+`);
 
 const TK_NT = 32;
 
-const tiledNtKernel = defineKernel({
-  name: 'matmul',
-  uniforms,
-  bindings: commonBindings,
-  source: (c: MatmulConfig) => /* wgsl */ `
-${ACTIVATION_WGSL}
-${BATCH_BASE}
+const tiledNtKernel = matmulKernel((c: MatmulConfig) => /* wgsl */ `
 const TILE: u32 = ${TILE}u;
 const TK: u32 = ${TK_NT}u;
 const KV: u32 = ${TK_NT / 4}u; // vec4s per tile row
@@ -178,16 +164,9 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   }
 ${storeBlock(c, span(4, (i) => `row0 + lid.y + ${16 * i}u`), span(4, (j) => `col0 + lid.x + ${16 * j}u`))}
 }
-`,
-});
+`);
 
-const rowsKernel = defineKernel({
-  name: 'matmul',
-  uniforms,
-  bindings: commonBindings,
-  source: (c: MatmulConfig) => /* wgsl */ `
-${ACTIVATION_WGSL}
-${BATCH_BASE}
+const rowsKernel = matmulKernel((c: MatmulConfig) => /* wgsl */ `
 // One invocation per 4 adjacent output columns of one row: reads of B along n are shared by the
 // SIMD lanes, reads of A are broadcast.
 @compute @workgroup_size(64, 1, 1)
@@ -214,8 +193,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     ${epilogue(c, 'row', 'col', 'acc[j]', 'o')}
   }
 }
-`,
-});
+`);
 
 // direct_nt geometry, measured on lavapipe (1024x768 @ 768x2304): 8 rows x 4 columns x 16
 // invocations ran 1.5-2.2x faster than tiled_nt; 4 rows 1.8x; 16 rows or 32 invocations slower.
@@ -223,13 +201,7 @@ const DR = 8; // rows per direct_nt workgroup (shared by its invocations)
 const DC = 4; // columns per direct_nt invocation
 const DWG = 16; // invocations per direct_nt workgroup
 
-const directNtKernel = defineKernel({
-  name: 'matmul',
-  uniforms,
-  bindings: commonBindings,
-  source: (c: MatmulConfig) => /* wgsl */ `
-${ACTIVATION_WGSL}
-${BATCH_BASE}
+const directNtKernel = matmulKernel((c: MatmulConfig) => /* wgsl */ `
 // No workgroup memory and no barrier: every invocation reads its operands straight from the
 // buffers. The ${DR} rows of A belong to the whole workgroup (the same address in every lane: one
 // load broadcast), each invocation owns ${DC} columns interleaved by ${DWG}. Row and column indices
@@ -249,8 +221,7 @@ ${seq(DR, (i) => `    { let av = vec4<f32>(a[ar${i} + kv]); acc${i} += vec4<f32>
   }
 ${storeBlock(c, span(DR, (i) => `row0 + ${i}u`), span(DC, (j) => `col0 + ${DWG * j}u`))}
 }
-`,
-});
+`);
 
 /** Whether both operands are contiguous along K in 16-byte units (the `tiled_nt` layout). */
 export function ntEligible(a: Tensor, b: Tensor, aBatch: number[], bBatch: number[]): boolean {

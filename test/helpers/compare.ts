@@ -117,3 +117,14 @@ export function mismatches(a: ArrayLike<number>, b: ArrayLike<number>): { diff: 
   }
   return { diff, first };
 }
+
+/** Intersection over union of two binary masks (0/1 per pixel); two empty masks give 1. */
+export function maskIoU(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let inter = 0;
+  let union = 0;
+  for (let i = 0; i < a.length; i++) {
+    inter += a[i]! & b[i]!;
+    union += a[i]! | b[i]!;
+  }
+  return union === 0 ? 1 : inter / union;
+}

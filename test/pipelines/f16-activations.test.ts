@@ -9,14 +9,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.js';
 import { readTensor } from '../../src/kernels/copy.js';
 import type { ClipModel } from '../../src/model/clip/clip.js';
-import { SamClip } from '../../src/model/samclip/samclip.js';
+import { SamClip } from '../../src/pipelines/samclip.js';
 import { SamPredictor } from '../../src/pipelines/sam-predictor.js';
 import { diffFloats } from '../image/image-compare.js';
 import { loadTiny } from '../model/clip-helpers.js';
 import { BUNDLE, CLASSES } from '../model/samclip-fixture.js';
+import { maskIoU } from '../helpers/compare.js';
 import { agreement } from '../helpers/reference.js';
 import { Rng } from '../helpers/random.js';
-import { TINY_WEIGHTS, photoImage } from './sam-fixture.js';
+import { usePhotos } from '../helpers/photos.js';
+import { TINY_WEIGHTS } from './sam-fixture.js';
+
+const photoImage = usePhotos();
 
 let f32: GpuContext;
 let f16: GpuContext;
@@ -35,16 +39,6 @@ function relL2(got: ArrayLike<number>, want: ArrayLike<number>, what: string): n
   console.log(`f16 rule, ${what}: rel L2 ${d.relL2.toExponential(2)} (gate 1e-2), max abs ${d.maxAbs.toExponential(2)}`);
   expect(d.nonFinite, `${what}: NaN/Inf mismatches`).toBe(0);
   return d.relL2;
-}
-
-function iou(a: Uint8Array, b: Uint8Array): number {
-  let inter = 0;
-  let union = 0;
-  for (let i = 0; i < a.length; i++) {
-    inter += a[i]! & b[i]!;
-    union += a[i]! | b[i]!;
-  }
-  return union === 0 ? 1 : inter / union;
 }
 
 describe('f16 activations vs the f32 path (tiny models)', () => {
@@ -71,7 +65,7 @@ describe('f16 activations vs the f32 path (tiny models)', () => {
     expect(relL2(b.r.lowResLogits, a.r.lowResLogits, 'SAM low-res logits')).toBeLessThanOrEqual(1e-2);
     expect(relL2(b.r.iouPredictions, a.r.iouPredictions, 'SAM IoU predictions')).toBeLessThanOrEqual(1e-2);
     a.r.masks.forEach((m, i) => {
-      const v = iou(b.r.masks[i]!, m);
+      const v = maskIoU(b.r.masks[i]!, m);
       console.log(`f16 rule, SAM mask ${i}: IoU ${v.toFixed(5)} (gate 0.99)`);
       expect(v).toBeGreaterThanOrEqual(0.99);
     });

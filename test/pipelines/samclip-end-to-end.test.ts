@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ImageU8 } from '../../src/image/image.js';
 import { readTensor } from '../../src/kernels/copy.js';
 import { SamClip, type SamClipImageEmbedding } from '../../src/pipelines/samclip.js';
+import { maskIoU } from '../helpers/compare.js';
 import { useGpu } from '../helpers/gpu.js';
 import { usePhotos } from '../helpers/photos.js';
 import { REFERENCE, agreement, expectReference, openReference } from '../helpers/reference.js';
@@ -185,15 +186,6 @@ describe('f16 weights', () => {
     }
     return Math.sqrt(d / n);
   }
-  function iou(a: Uint8Array, b: Uint8Array): number {
-    let inter = 0;
-    let union = 0;
-    for (let i = 0; i < a.length; i++) {
-      inter += a[i]! & b[i]!;
-      union += a[i]! | b[i]!;
-    }
-    return union === 0 ? 1 : inter / union;
-  }
 
   it('f16 weights against the f32 model: embeddings rel L2 <= 1e-2, point-prompt mask IoU >= 0.99 (DESIGN 7), label maps', async () => {
     const m16 = await SamClip.load(gpu(), BUNDLE, { dtype: 'f16' });
@@ -212,7 +204,7 @@ describe('f16 weights', () => {
       const prompt = { points: [[400, 260]] as [number, number][], labels: [1], multimaskOutput: false };
       const a = await model.predictor.predict(e32.sam, prompt);
       const b = await m16.predictor.predict(e16.sam, prompt);
-      const maskIou = iou(a.masks[0]!, b.masks[0]!);
+      const maskIou = maskIoU(a.masks[0]!, b.masks[0]!);
       console.log(`dog: f16 vs f32 point-prompt mask IoU ${maskIou.toFixed(4)} (gate 0.99)`);
       expect(maskIou).toBeGreaterThanOrEqual(0.99);
 
