@@ -26,5 +26,7 @@ export { writeSafetensorsFile, type WriteSafetensorsOptions, type WriteSafetenso
 export { FileModelCache, defaultCacheDir, nodeSha256, type FileCacheOptions } from './hub-cache.js';
 export { createNodeFetch, nodeFetch, proxyFor, type NodeFetchOptions } from './hub-fetch.js';
 export { nodeHubDefaults, nodeHubOptions, useNodeHub } from './hub.js';
+export { fileTuningStore } from './tuning-store.js';
+export { hostCpu, type HostCpu } from './host-cpu.js';
 
 useNodeHub();
