@@ -53,8 +53,11 @@ export interface TuneReport {
 const TUNING_VERSION = 1;
 const KEYS: TunableKey[] = ['rowReduce', 'matmulNt', 'matmulSmall', 'attention'];
 
+/** Cache key: the adapter as it describes itself (not how it was reached), the host, the version. */
 export function tuningKey(ctx: GpuContext, host = ''): string {
-  return `samclip-tuning/v${TUNING_VERSION}/${ctx.description}/${host}`;
+  const i = ctx.adapterInfo;
+  const adapter = [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(' / ');
+  return `samclip-tuning/v${TUNING_VERSION}/${adapter}/${host}`;
 }
 
 /** localStorage as a TuningStore, where the page has it (null elsewhere). */
