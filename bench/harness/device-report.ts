@@ -86,7 +86,8 @@ function modelTable(rows: readonly BenchRow[]): string[] {
     const ours = r.variant.startsWith('ours');
     const ratio = ours && web && r.medianMs ? `${(web.medianMs! / r.medianMs).toFixed(2)}x` : '-';
     const per = r.items && r.items > 1 && r.medianMs ? ms(r.medianMs / r.items) : '-';
-    const check = r.valid === undefined ? (r.note ?? '-') : `${r.valid ? 'valid' : '**INVALID**'}, rel L2 ${r.relL2!.toExponential(1)} vs ${r.reference} (gate ${r.gate})`;
+    const unchecked = r.variant.startsWith('ORT node') ? 'the reference' : `**not validated**${r.note ? `: ${r.note}` : ''}`;
+    const check = r.valid === undefined ? unchecked : `${r.valid ? 'valid' : '**INVALID**'}, rel L2 ${r.relL2!.toExponential(1)} vs ${r.reference} (gate ${r.gate})`;
     out.push(
       `| ${r.model} | ${r.variant} | ${ms(r.medianMs)} | ${per} | ${ms(r.firstMs)} | ${ms(r.compileMs)} | ${r.dispatches ?? '-'} | ${r.hostMs !== undefined ? r.hostMs.toFixed(1) : '-'} | ${ratio} | ${check}${r.valid !== undefined && r.note ? `; ${r.note}` : ''} |`,
     );
