@@ -5,11 +5,12 @@
  * adapter, and onnxruntime-node on the CPU (the validation reference and a second timing).
  *
  *   node --import tsx bench/clip.ts [--only image|text] [--runs N] [--warmup N] [--no-ort-web]
- *        [--no-ort-node] [--no-ort-web-text] [--ort-web-io cpu|gpu|both] [--cache DIR] [--json out.json]
+ *        [--no-ort-node] [--no-ort-web-text] [--no-full-text] [--ort-web-io cpu|gpu|both] [--cache DIR] [--json out.json]
  *
  * `--json` also writes the rows in bench/harness/record.ts's shape (first run, dispatches and host ms
  * per call for ours). `--no-ort-web-text` skips ORT Web on the text tower only (its 80-prompt run
- * takes minutes on CPU adapters; bench/device.ts --quick).
+ * takes minutes on CPU adapters; bench/device.ts --quick); `--no-full-text` drops our full-77-position
+ * text variant (the pipeline runs trimmed; bench/device.ts --quick).
  *
  * First run: writes the random checkpoint (600 MB, ~30 s) and exports both towers to ONNX with
  * tools/export-onnx-clip.py (`--bench` mode: the same PyTorch re-implementation of openai/CLIP the
@@ -62,13 +63,14 @@ interface Args {
   ortWeb: boolean;
   ortNode: boolean;
   ortWebText: boolean;
+  fullText: boolean;
   webIo: ('cpu' | 'gpu')[];
   cache: string;
   json?: string;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { only: ['image', 'text'], warmup: 0, ortWeb: true, ortNode: true, ortWebText: true, webIo: ['cpu'], cache: join(tmpdir(), 'samclip-bench-clip') };
+  const a: Args = { only: ['image', 'text'], warmup: 0, ortWeb: true, ortNode: true, ortWebText: true, fullText: true, webIo: ['cpu'], cache: join(tmpdir(), 'samclip-bench-clip') };
   for (let i = 0; i < argv.length; i++) {
     const f = argv[i]!;
     const value = (): string => {
@@ -90,6 +92,7 @@ function parseArgs(argv: string[]): Args {
     else if (f === '--no-ort-web') a.ortWeb = false;
     else if (f === '--no-ort-node') a.ortNode = false;
     else if (f === '--no-ort-web-text') a.ortWebText = false;
+    else if (f === '--no-full-text') a.fullText = false;
     else if (f === '--ort-web-io') {
       const v = value();
       if (v !== 'cpu' && v !== 'gpu' && v !== 'both') throw new Error(`--ort-web-io takes cpu, gpu or both, got '${v}'`);
@@ -343,8 +346,8 @@ async function main(): Promise<void> {
     const bytes = readFileSync(art.text);
     const variants: Parameters<typeof runTask>[1] = [
       { label: `ours (trimmed to ${Lt} positions)`, flops: trimmed, items: B, make: () => oursRunner(ctx, () => model.encodeText(ctx, ids, { trim: true })) },
-      { label: `ours (full ${T.contextLength})`, flops: full, items: B, make: () => oursRunner(ctx, () => model.encodeText(ctx, ids, { trim: false })) },
     ];
+    if (args.fullText) variants.push({ label: `ours (full ${T.contextLength})`, flops: full, items: B, make: () => oursRunner(ctx, () => model.encodeText(ctx, ids, { trim: false })) });
     if (args.ortWeb && args.ortWebText) for (const io of args.webIo) variants.push({ label: `ORT Web WebGPU (${io} io)`, flops: full, items: B, make: () => ortWebRunner(bytes, feeds, io, 'text_features') });
     if (args.ortNode) {
       variants.push({

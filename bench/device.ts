@@ -70,7 +70,7 @@ function steps(): Step[] {
     list.push({ name: 'sam-decoder', script: 'sam-decoder.ts', args: [...(quick ? ['--runs', '1', '--warmup', '0'] : ['--runs', '5', '--warmup', '1']), '--batches', '1,16', '--no-ort-node', '--no-profile', '--dir', dir] });
   }
   if (only.includes('clip')) {
-    list.push({ name: 'clip', script: 'clip.ts', args: [...(quick ? ['--runs', '1', '--no-ort-web-text'] : ['--runs', '3', '--warmup', '1']), '--ort-web-io', 'gpu'] });
+    list.push({ name: 'clip', script: 'clip.ts', args: [...(quick ? ['--runs', '1', '--no-ort-web-text', '--no-full-text'] : ['--runs', '3', '--warmup', '1']), '--ort-web-io', 'gpu'] });
   }
   if (only.includes('samclip')) {
     list.push({ name: 'samclip', script: 'samclip.ts', args: ['--refined-only', '--runs', quick ? '0' : '2', '--dir', dir] });
