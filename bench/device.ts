@@ -23,9 +23,10 @@
  * first run only; ORT Web skipped on the SAM encoder (minutes on a CPU adapter) and on the 80-prompt
  * text tower; SAM-CLIP first run only. Full mode: 3 runs and every competitor (<= 8 minutes on a GPU).
  *
- * SAM 2.1 hook: `bench/sam2.ts` may export
+ * SAM 2.1 hook: when `bench/sam2.ts` exists it is called in this process: its
  *   `sam2DeviceRows(opts: { quick: boolean; dir: string }): Promise<BenchRow[]>`
- * (bench/harness/record.ts's row shape); it is called in this process when the file exists.
+ * (bench/harness/record.ts's row shape) if it exports one, else its `benchSam2(ctx, options)`
+ * (Hiera-T only and one run in --quick; T, S, B+, L otherwise), whose rows are mapped here.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -33,7 +34,8 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { REPORTED_LIMITS } from '../src/gpu/device.js';
 import { hostCpu } from '../src/node/host-cpu.js';
-import { ourContext } from './harness/dawn.js';
+import { GpuContext } from '../src/gpu/context.js';
+import { ourContext, sharedDawn } from './harness/dawn.js';
 import { flag, has } from './harness/cli.js';
 import type { BenchRow } from './harness/record.js';
 import { fmtLoad } from './harness/report.js';
@@ -132,6 +134,34 @@ async function doctor(): Promise<DeviceReport['doctor']> {
   return d;
 }
 
+type Sam2Module = {
+  sam2DeviceRows?: (o: { quick: boolean; dir: string }) => Promise<BenchRow[]>;
+  benchSam2?: (ctx: GpuContext, o: { models: string[]; runs: number; warmup: number; batches: number[]; dir: string }) => Promise<
+    { model: string; what: string; timing?: { median: number; min: number; runs: number }; cpuS?: number; verified: string }[]
+  >;
+};
+
+/** SAM 2.1 rows from bench/sam2.ts (see the header). */
+async function sam2Rows(file: string): Promise<BenchRow[]> {
+  const mod = (await import(pathToFileURL(file).href)) as Sam2Module;
+  if (mod.sam2DeviceRows) return mod.sam2DeviceRows({ quick, dir });
+  if (!mod.benchSam2) throw new Error('bench/sam2.ts exports neither sam2DeviceRows nor benchSam2');
+  const ctx = await GpuContext.create({ gpu: await sharedDawn() });
+  try {
+    const models = quick ? ['hiera-t'] : ['hiera-t', 'hiera-s', 'hiera-b+', 'hiera-l'];
+    const rows = await mod.benchSam2(ctx, { models, runs: quick ? 1 : 3, warmup: quick ? 0 : 1, batches: quick ? [1] : [1, 16], dir });
+    return rows.map((r) => ({
+      model: `SAM 2.1 ${r.model} ${r.what}`,
+      variant: 'ours f32, GPU-resident',
+      ...(r.timing ? { medianMs: r.timing.median, minMs: r.timing.min, runs: r.timing.runs } : {}),
+      cpuS: r.cpuS,
+      note: `no reference at full size; outputs checked for shape and finiteness: ${r.verified}`,
+    }));
+  } finally {
+    ctx.destroy();
+  }
+}
+
 async function main(): Promise<void> {
   const t0 = performance.now();
   mkdirSync(tmp, { recursive: true });
@@ -172,9 +202,7 @@ async function main(): Promise<void> {
   if (only.includes('sam2') && existsSync(sam2)) {
     const ts = performance.now();
     try {
-      const mod = (await import(pathToFileURL(sam2).href)) as { sam2DeviceRows?: (o: { quick: boolean; dir: string }) => Promise<BenchRow[]> };
-      if (typeof mod.sam2DeviceRows !== 'function') throw new Error('bench/sam2.ts has no export sam2DeviceRows');
-      report.models.push(...(await mod.sam2DeviceRows({ quick, dir })));
+      report.models.push(...(await sam2Rows(sam2)));
       report.steps.push({ name: 'sam2', code: 0, wallS: (performance.now() - ts) / 1000 });
     } catch (e) {
       console.log(`sam2: ${(e as Error).message}`);
