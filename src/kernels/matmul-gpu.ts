@@ -85,7 +85,7 @@ ${seq(8, (i) => `      { let av = tile_a[o + (lid.y + ${16 * i}u) * ${KV8}u + kv
     workgroupBarrier();
     cur = 1u - cur;
   }
-${storeBlock(c, span(8, (i) => `row0 + lid.y + ${16 * i}u`), span(8, (j) => `col0 + lid.x + ${16 * j}u`), (i, j) => `acc${2 * i + (j >> 2)}[${j & 3}]`)}
+${storeBlock(c, { rows: 8, cols: 8, row: 'row0 + lid.y + 16u * i', col: 'col0 + lid.x + 16u * j', accs: span(16, (i) => `acc${i}`), at: 'accs[2u * i + (j >> 2u)][j & 3u]' })}
 }
 `);
 

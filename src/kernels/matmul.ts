@@ -162,7 +162,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     }
     workgroupBarrier();
   }
-${storeBlock(c, span(4, (i) => `row0 + lid.y + ${16 * i}u`), span(4, (j) => `col0 + lid.x + ${16 * j}u`))}
+${storeBlock(c, { rows: 4, cols: 4, row: 'row0 + lid.y + 16u * i', col: 'col0 + lid.x + 16u * j', accs: ['acc0', 'acc1', 'acc2', 'acc3'] })}
 }
 `);
 
@@ -219,7 +219,7 @@ ${seq(DR, (i) => `  var acc${i} = vec4<f32>(0.0);`)}
 ${seq(DC, (j) => `    let w${j} = vec4<f32>(b[bc${j} + kv]);`)}
 ${seq(DR, (i) => `    { let av = vec4<f32>(a[ar${i} + kv]); acc${i} += vec4<f32>(${seq(DC, (j) => `dot(av, w${j})`, ', ')}); }`)}
   }
-${storeBlock(c, span(DR, (i) => `row0 + ${i}u`), span(DC, (j) => `col0 + ${DWG * j}u`))}
+${storeBlock(c, { rows: DR, cols: DC, row: 'row0 + i', col: `col0 + ${DWG}u * j`, accs: span(DR, (i) => `acc${i}`) })}
 }
 `);
 

@@ -134,12 +134,16 @@ describe('serve-demo descriptors (ulimit -n 256)', () => {
     const held: HeldResponse[] = [];
     const statuses = new Map<number, number>();
     // Each held response costs the server two descriptors (socket + file): 256 run out quickly.
-    for (let i = 0; i < 200 && !statuses.has(503); i++) {
+    // Which call meets the limit depends on the descriptors already open: if the file's open does,
+    // the answer is 503; if the accept does, libuv accepts and drops the connection (status 0 here).
+    const refused = () => statuses.has(503) || statuses.has(0);
+    for (let i = 0; i < 200 && !refused(); i++) {
       const h = await heldRequest(url);
       held.push(h);
       statuses.set(h.status, (statuses.get(h.status) ?? 0) + 1);
     }
-    expect(statuses.get(503) ?? 0, JSON.stringify([...statuses])).toBeGreaterThan(0);
+    expect(refused(), JSON.stringify([...statuses])).toBe(true);
+    expect([...statuses.keys()].every((k) => k === 200 || k === 503 || k === 0), JSON.stringify([...statuses])).toBe(true);
     expect(s.alive(), s.stderr()).toBe(true);
     for (const h of held) h.release();
     expect(await s.steadyFds()).toBe(before);
