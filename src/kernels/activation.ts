@@ -31,6 +31,26 @@ fn quick_gelu_f32(x: f32) -> f32 { return x * sigmoid_f32(1.702 * x); }
 fn relu_f32(x: f32) -> f32 { return max(x, 0.0); }
 `;
 
+/**
+ * WGSL `act_by_code(code, x)`: the activation chosen at run time by its index in ACTIVATIONS (after
+ * ACTIVATION_WGSL). For kernels whose compile time dominates (the matmuls on LLVM drivers), one
+ * pipeline for every activation beats one per activation: the branch is uniform and runs once per
+ * output.
+ */
+export const ACTIVATION_BY_CODE_WGSL = /* wgsl */ `
+fn act_by_code(code: u32, x: f32) -> f32 {
+  switch code {
+${ACTIVATIONS.map((a, i) => `    case ${i}u: { return ${applyActivation(a, 'x')}; }`).join('\n')}
+    default: { return x; }
+  }
+}
+`;
+
+/** The code of `act` for act_by_code. */
+export function activationCode(act: Activation): number {
+  return ACTIVATIONS.indexOf(act);
+}
+
 /** WGSL expression applying `act` to the f32 expression `x`. */
 export function applyActivation(act: Activation, x: string): string {
   switch (act) {

@@ -22,7 +22,7 @@ import { check, fmtShape } from '../gpu/errors.js';
 import { type BindingDecl, FLAT_WG, defineKernel, grid1d } from '../gpu/kernel.js';
 import { type Tensor, contiguousStrides } from '../gpu/tensor.js';
 import { defineUniforms } from '../gpu/uniforms.js';
-import { ACTIVATION_WGSL, type Activation, applyActivation } from './activation.js';
+import { ACTIVATION_BY_CODE_WGSL, ACTIVATION_WGSL, type Activation, activationCode } from './activation.js';
 
 export type Conv2dVariant = 'tiled' | 'direct';
 export type ImageLayout = 'nchw' | 'nhwc';
@@ -58,6 +58,9 @@ const uniforms = defineUniforms({
   w_offset: 'u32',
   M: 'u32', // N * OH * OW
   K: 'u32', // C/groups * kh * kw
+  // Chosen at run time, not compiled in (one pipeline for every bias / activation, as matmul does):
+  act: 'u32', // activation code (activation.ts)
+  has_bias: 'u32', // 0: the bias binding is x, never read
 });
 
 interface Conv2dConfig {
@@ -66,8 +69,8 @@ interface Conv2dConfig {
   x: DType;
   w: DType;
   out: DType;
-  bias: DType | 'none';
-  act: Activation;
+  /** The bias binding's element type (always bound; `has_bias` says whether it is real). */
+  bias: DType;
 }
 
 const TILE = 64;
@@ -78,15 +81,25 @@ function bindings(c: Conv2dConfig): BindingDecl[] {
     { name: 'x', type: c.x, access: 'read' },
     { name: 'w', type: c.w, access: 'read' },
   ];
-  if (c.bias !== 'none') list.push({ name: 'bias', type: c.bias, access: 'read' });
+  list.push({ name: 'bias', type: c.bias, access: 'read' });
   list.push({ name: 'out', type: c.out, access: 'read_write' });
   return list;
 }
 
 function store(c: Conv2dConfig, acc: string, o: string, index: string): string {
-  const bias = c.bias === 'none' ? '' : ` + f32(bias[${o}])`;
-  return `out[${index}] = ${c.out}(${applyActivation(c.act, `${acc}${bias}`)});`;
+  return `out[${index}] = ${c.out}(conv_epilogue(${acc}, ${o}));`;
 }
+
+// The epilogue, act(acc + bias), with both chosen by uniforms: one pipeline serves every bias and
+// activation (each conv2d pipeline is about half a second of LLVM compile on lavapipe).
+const EPILOGUE = /* wgsl */ `${ACTIVATION_WGSL}
+${ACTIVATION_BY_CODE_WGSL}
+fn conv_epilogue(acc: f32, o: u32) -> f32 {
+  var y = acc;
+  if (u.has_bias != 0u) { y += f32(bias[o]); }
+  return act_by_code(u.act, y);
+}
+`;
 
 // Shared WGSL: decode a reduction index into (c, ky, kx) and an output pixel into (n, oh, ow).
 const HELPERS = /* wgsl */ `
@@ -114,7 +127,7 @@ const tiledKernel = defineKernel({
   uniforms,
   bindings,
   source: (c: Conv2dConfig) => /* wgsl */ `
-${ACTIVATION_WGSL}
+${EPILOGUE}
 ${HELPERS}
 const TILE: u32 = ${TILE}u;
 const TK: u32 = ${TK}u;
@@ -205,7 +218,7 @@ const directKernel = defineKernel({
   uniforms,
   bindings,
   source: (c: Conv2dConfig) => /* wgsl */ `
-${ACTIVATION_WGSL}
+${EPILOGUE}
 ${HELPERS}
 ${FLAT_WG}
 // One invocation per output element, in (n, o, oh, ow) order with ow fastest.
@@ -313,13 +326,11 @@ export function conv2d(ctx: GpuContext, x: Tensor, w: Tensor, bias: Tensor | und
     x: x.dtype,
     w: w.dtype,
     out: opts.outDtype ?? x.dtype,
-    bias: bias?.dtype ?? 'none',
-    act: opts.act ?? 'none',
+    bias: bias?.dtype ?? x.dtype,
   };
   const lay = layoutStrides(outLayout, N, O, OH, OW);
   const out = ctx.empty(lay.shape, config.out);
-  const b: Record<string, Tensor> = { x, w, out };
-  if (bias) b.bias = bias;
+  const b: Record<string, Tensor> = { x, w, bias: bias ?? x, out };
   const values = {
     x_shape: [N, C, H, W],
     x_strides: xs,
@@ -333,6 +344,8 @@ export function conv2d(ctx: GpuContext, x: Tensor, w: Tensor, bias: Tensor | und
     w_offset: w.offset,
     M,
     K,
+    act: activationCode(opts.act ?? 'none'),
+    has_bias: bias ? 1 : 0,
   };
   const cost = { flops: 2 * M * O * K, bytes: x.byteSize + w.byteSize + out.byteSize };
   if (variant === 'tiled') {

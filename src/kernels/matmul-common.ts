@@ -6,7 +6,7 @@
 import type { DType } from '../gpu/dtype.js';
 import { type BindingDecl, defineKernel } from '../gpu/kernel.js';
 import { defineUniforms } from '../gpu/uniforms.js';
-import { ACTIVATION_WGSL, type Activation, applyActivation } from './activation.js';
+import { ACTIVATION_BY_CODE_WGSL, ACTIVATION_WGSL } from './activation.js';
 
 export type MatmulVariant =
   | 'tiled'
@@ -35,6 +35,10 @@ export const uniforms = defineUniforms({
   b_strides: 'vec4u',
   // splitk: K elements per split
   k_split: 'u32',
+  // The epilogue's choices (see EPILOGUE_WGSL): activation code, whether bias / residual are real.
+  act: 'u32',
+  has_bias: 'u32',
+  has_res: 'u32',
 });
 
 export interface MatmulConfig {
@@ -43,24 +47,42 @@ export interface MatmulConfig {
   a: DType;
   b: DType;
   out: DType;
-  bias: DType | 'none';
-  residual: DType | 'none';
-  act: Activation;
+  /** Element types of the bias and residual bindings (always bound; `has_bias` / `has_res` say whether they are real). */
+  bias: DType;
+  residual: DType;
 }
 
-export function epilogue(c: MatmulConfig, rowExpr: string, colExpr: string, accExpr: string, outIndex: string): string {
-  const bias = c.bias === 'none' ? '' : ` + f32(bias[${colExpr}])`;
-  const res = c.residual === 'none' ? '' : ` + f32(residual[u.r_offset + ${outIndex}])`;
-  return `out[${outIndex}] = ${c.out}(${applyActivation(c.act, `u.alpha * ${accExpr}${bias}`)}${res});`;
+/**
+ * The fused epilogue, out = act(alpha * acc + bias) + residual, with the activation, bias and
+ * residual chosen by uniforms rather than compiled in: one pipeline per matmul variant and dtype
+ * set instead of one per combination. On lavapipe each direct_nt pipeline costs about a second of
+ * LLVM compile, and a SAM encoder used five of them; the uniform branches cost nothing measurable
+ * (they run once per output, after the K loop). A missing bias or residual is bound to operand A
+ * (read-only, never read).
+ */
+export const EPILOGUE_WGSL = /* wgsl */ `${ACTIVATION_WGSL}
+${ACTIVATION_BY_CODE_WGSL}
+fn epilogue_value(x: f32, col: u32, o: u32) -> f32 {
+  var y = x;
+  if (u.has_bias != 0u) { y += f32(bias[col]); }
+  y = act_by_code(u.act, y);
+  if (u.has_res != 0u) { y += f32(residual[u.r_offset + o]); }
+  return y;
+}
+`;
+
+/** WGSL statement storing accumulator `accExpr` of output (row, col) at `outIndex`, through the epilogue. */
+export function epilogue(c: MatmulConfig, _rowExpr: string, colExpr: string, accExpr: string, outIndex: string): string {
+  return `out[${outIndex}] = ${c.out}(epilogue_value(u.alpha * ${accExpr}, ${colExpr}, ${outIndex}));`;
 }
 
 /** The epilogue's bindings (bias, residual, out), after the operands. */
 export function epilogueBindings(c: MatmulConfig): BindingDecl[] {
-  const list: BindingDecl[] = [];
-  if (c.bias !== 'none') list.push({ name: 'bias', type: c.bias, access: 'read' as const });
-  if (c.residual !== 'none') list.push({ name: 'residual', type: c.residual, access: 'read' as const });
-  list.push({ name: 'out', type: c.out, access: 'read_write' as const });
-  return list;
+  return [
+    { name: 'bias', type: c.bias, access: 'read' as const },
+    { name: 'residual', type: c.residual, access: 'read' as const },
+    { name: 'out', type: c.out, access: 'read_write' as const },
+  ];
 }
 
 export function commonBindings(c: MatmulConfig): BindingDecl[] {
@@ -116,6 +138,6 @@ export function matmulKernel<C extends MatmulConfig>(body: (c: C) => string) {
     name: 'matmul',
     uniforms,
     bindings: commonBindings,
-    source: (c: C) => `${ACTIVATION_WGSL}\n${BATCH_BASE}\n${body(c)}`,
+    source: (c: C) => `${EPILOGUE_WGSL}\n${BATCH_BASE}\n${body(c)}`,
   });
 }

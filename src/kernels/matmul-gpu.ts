@@ -25,8 +25,7 @@ import { defineKernel } from '../gpu/kernel.js';
 import type { Tensor } from '../gpu/tensor.js';
 import type { KernelCost } from '../gpu/profiler.js';
 import type { UniformValues } from '../gpu/uniforms.js';
-import { ACTIVATION_WGSL } from './activation.js';
-import { BATCH_BASE, type MatmulConfig, commonBindings, epilogue, epilogueBindings, matmulKernel, seq, span, storeBlock, uniforms } from './matmul-common.js';
+import { BATCH_BASE, EPILOGUE_WGSL, type MatmulConfig, commonBindings, epilogue, epilogueBindings, matmulKernel, seq, span, storeBlock, uniforms } from './matmul-common.js';
 
 // ------------------------------------------------------------------ tiled8_nt
 
@@ -142,7 +141,7 @@ const splitKernel = defineKernel({
         (i: number, j: number) => `{ let row = row0 + ${i}u; let col = col0 + ${j}u; if (row < u.M && col < u.N) { out[(wid.y * nz + wid.z) * u.M * u.N + row * u.N + col] = r${i}[${j}]; } }`
       : (i: number, j: number) => `{ let row = row0 + ${i}u; let col = col0 + ${j}u; if (row < u.M && col < u.N) { let o = bases.z + row * u.N + col; ${epilogue(c, 'row', 'col', `r${i}[${j}]`, 'o')} } }`;
     return /* wgsl */ `
-${ACTIVATION_WGSL}
+${c.partial ? '' : EPILOGUE_WGSL}
 ${BATCH_BASE}
 var<workgroup> part: array<vec4<f32>, ${WG_ROWS * RB}>;
 @compute @workgroup_size(${WG_ROWS}, 1, 1)
@@ -179,7 +178,7 @@ const splitReduceKernel = defineKernel({
   uniforms,
   bindings: (c: MatmulConfig) => [{ name: 'partial', type: 'f32', access: 'read' as const }, ...epilogueBindings(c)],
   source: (c: MatmulConfig) => /* wgsl */ `
-${ACTIVATION_WGSL}
+${EPILOGUE_WGSL}
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let total = u.M * u.N * u.batch_inner;
@@ -220,7 +219,7 @@ const sgMatrixKernel = defineKernel({
     const R = `subgroup_matrix_right<f16, ${c.mn}, ${K}>`;
     const S = `subgroup_matrix_result<f32, ${c.mn}, ${c.mm}>`;
     return /* wgsl */ `
-${ACTIVATION_WGSL}
+${EPILOGUE_WGSL}
 ${BATCH_BASE}
 // A block [${BM}][${K}] row-major; W block [${BN}][${K}] (column-major ${K} x ${BN} for the right
 // operand, which is how an nn.Linear weight lies); zero beyond the matrix edges.

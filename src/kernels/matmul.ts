@@ -27,7 +27,7 @@ import { type DType } from '../gpu/dtype.js';
 import { ShapeError, check, fmtShape } from '../gpu/errors.js';
 import type { Tensor } from '../gpu/tensor.js';
 import type { KernelTuning } from '../gpu/tuning.js';
-import type { Activation } from './activation.js';
+import { type Activation, activationCode } from './activation.js';
 import { type MatmulConfig, type MatmulVariant, NT_VARIANTS, epilogue, matmulKernel, seq, span, storeBlock } from './matmul-common.js';
 import { runGpuMatmul, subgroupMatrixEligible } from './matmul-gpu.js';
 
@@ -319,14 +319,12 @@ export function matmul(ctx: GpuContext, a: Tensor, b: Tensor, opts: MatmulOption
     a: a.dtype,
     b: b.dtype,
     out: opts.outDtype ?? a.dtype,
-    bias: opts.bias?.dtype ?? 'none',
-    residual: opts.residual?.dtype ?? 'none',
-    act: opts.act ?? 'none',
+    // A missing bias or residual is bound to A, read-only and never read (EPILOGUE_WGSL).
+    bias: opts.bias?.dtype ?? a.dtype,
+    residual: opts.residual?.dtype ?? a.dtype,
   };
   const out = ctx.empty(outShape, config.out);
-  const bindings: Record<string, Tensor> = { a, b, out };
-  if (opts.bias) bindings.bias = opts.bias;
-  if (opts.residual) bindings.residual = opts.residual;
+  const bindings: Record<string, Tensor> = { a, b, bias: opts.bias ?? a, residual: opts.residual ?? a, out };
   const values = {
     M,
     N,
@@ -339,6 +337,9 @@ export function matmul(ctx: GpuContext, a: Tensor, b: Tensor, opts: MatmulOption
     a_strides: [as[0]!, as[1]!, a.strides[a.ndim - 2]!, a.strides[a.ndim - 1]!],
     b_strides: [bs[0]!, bs[1]!, b.strides[b.ndim - 2]!, b.strides[b.ndim - 1]!],
     k_split: 0,
+    act: activationCode(opts.act ?? 'none'),
+    has_bias: opts.bias ? 1 : 0,
+    has_res: opts.residual ? 1 : 0,
   };
   const batch = dims[0]! * dims[1]!;
   const cost = { flops: 2 * M * N * K * batch, bytes: (a.byteSize + b.byteSize + out.byteSize) };
