@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { GpuContext } from '../../src/gpu/context.js';
+import type { Tensor } from '../../src/gpu/tensor.js';
 import { type AttentionAlgorithm, attention, flashEligible, gridSelfAttention } from '../../src/kernels/attention.js';
 import { attentionCpu } from '../../src/kernels/cpu/attention.js';
 import { expectClose } from '../helpers/compare.js';
@@ -105,6 +106,24 @@ function splitQkv(qkv: Float32Array, B: number, N: number, H: number, D: number,
 
 const TOL = { relL2: 1e-5, atol: 1e-4, rtol: 1e-4 };
 
+/** Run `fn` with the profiler on (restored after) and return its output, read, and the attention pipeline keys it used. */
+async function withKeys(ctx: GpuContext, fn: () => Tensor): Promise<{ out: Tensor; got: Float32Array; keys: string[] }> {
+  const had = ctx.profiler;
+  const profiler = ctx.enableProfiling();
+  profiler.clear();
+  try {
+    const out = fn();
+    const got = (await ctx.read(out)) as Float32Array;
+    await profiler.collect();
+    return { out, got, keys: profiler.records.map((r) => r.key).filter((k) => k.startsWith('attention{')) };
+  } finally {
+    if (!had) {
+      profiler.destroy();
+      ctx.profiler = null;
+    }
+  }
+}
+
 // The one-query-per-invocation kernel and the GPU flash kernel (four subgroup lanes per query),
 // each forced, on the same cases; flash runs where the device has subgroups and D % 16 == 0.
 for (const algorithm of ['fused', 'flash'] as const) describe(`${algorithm} attention vs onnxruntime`, () => {
@@ -172,7 +191,7 @@ for (const algorithm of ['fused', 'flash'] as const) describe(`${algorithm} atte
 
   it('q, k, v as strided views of a fused qkv projection', async (tc) => {
     const ctx = gpu();
-    if (!ready(tc, ctx, 16)) return;
+    if (!ready(tc, ctx, 16) || !requires(tc, ctx.features.timestamps, 'timestamp-query (the pipeline keys come from the profiler)')) return;
     const rng = new Rng(9);
     const [B, N, H, D] = [2, 23, 3, 16];
     const C = H * D;
@@ -180,10 +199,29 @@ for (const algorithm of ['fused', 'flash'] as const) describe(`${algorithm} atte
     const t = ctx.upload(qkv, [B, N, 3 * C]);
     // [B, N, 3, H, D] -> q/k/v [B, H, N, D] views.
     const view = (i: number) => t.asStrided([B, H, N, D], [N * 3 * C, D, 3 * C, 1], i * C);
-    const out = attention(ctx, view(0), view(1), view(2), { algorithm });
+    const { out, got, keys } = await withKeys(ctx, () => attention(ctx, view(0), view(1), view(2), { algorithm }));
+    expect(keys.length > 0 && keys.every((k) => k.includes('"vec":true')), keys.join(', ')).toBe(true);
     const split = (i: number) => splitQkv(qkv, B, N, H, D, i);
     const want = await onnxAttention({ B, H, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D) }, split(0), split(1), split(2));
-    expectClose(await ctx.read(out), want, TOL, 'strided qkv', out.shape);
+    expectClose(got, want, TOL, 'strided qkv', out.shape);
+  });
+
+  // Views whose offsets or strides are not multiples of 4 elements cannot be read as vec4: the
+  // scalar loads run (the fused qkv case above takes the vec4 loads). Both are checked by key.
+  it('q, k, v at offsets that are not multiples of 4 take the scalar loads', async (tc) => {
+    const ctx = gpu();
+    if (!ready(tc, ctx, 16) || !requires(tc, ctx.features.timestamps, 'timestamp-query (the pipeline keys come from the profiler)')) return;
+    const rng = new Rng(13);
+    const [B, H, N, D] = [1, 2, 19, 16];
+    const n = B * H * N * D;
+    const data = rng.randn(3 * n + 6);
+    const t = ctx.upload(data, [3 * n + 6]);
+    const view = (i: number) => t.asStrided([B, H, N, D], [H * N * D, N * D, D, 1], 2 + i * (n + 2));
+    const { out, got, keys } = await withKeys(ctx, () => attention(ctx, view(0), view(1), view(2), { algorithm }));
+    expect(keys.length > 0 && keys.every((k) => k.includes('"vec":false')), keys.join(', ')).toBe(true);
+    const part = (i: number) => data.slice(2 + i * (n + 2), 2 + i * (n + 2) + n);
+    const want = await onnxAttention({ B, H, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D) }, part(0), part(1), part(2));
+    expectClose(got, want, TOL, 'unaligned views', out.shape);
   });
 
   it('SAM decomposed relative position on a rectangular grid', async (tc) => {
