@@ -11,9 +11,10 @@
  * both cold and the differences are noise.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { readEvents } from './trace-events.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const argv = process.argv.slice(2);
@@ -50,12 +51,11 @@ function profiled(name: string, env: Record<string, string>): { keys: Map<string
   const wallMs = performance.now() - t0;
   if (r.status !== 0) throw new Error(`samclip profile ${command.join(' ')} exited ${r.status} (${name} run):\n${r.stderr}`);
   const keys = new Map<string, KeyTime>();
-  const events = (JSON.parse(readFileSync(trace, 'utf8')) as { traceEvents: { ph: string; dur?: number; args?: { key?: string } }[] }).traceEvents;
-  for (const e of events) {
+  for (const e of readEvents(trace)) {
     const key = e.args?.key;
-    if (e.ph !== 'X' || !key) continue;
+    if (!key) continue;
     const k = keys.get(key) ?? { ms: 0, count: 0 };
-    k.ms += (e.dur ?? 0) / 1000;
+    k.ms += e.dur / 1000;
     k.count++;
     keys.set(key, k);
   }

@@ -14,17 +14,9 @@
  * `mask_decoder`, ...) whose upper strip names the second-level stages (`block0`, `neck`, ...).
  * Each dispatch is a box coloured by kernel; the legend lists kernels by total GPU time.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
-
-interface TraceEvent {
-  name: string;
-  ph: string;
-  ts: number;
-  dur: number;
-  cat?: string;
-  args?: { key?: string; stage?: string; flops?: number; bytes?: number };
-}
+import { type TraceEvent, readEvents } from './trace-events.js';
 
 interface Args {
   trace: string;
@@ -61,15 +53,6 @@ function parseArgs(argv: string[]): Args {
   if (!a.trace) throw new Error('usage: npx tsx tools/render-trace.ts TRACE.json [--html OUT.html] [--png OUT.png] [--width PX] [--title T] [--from MS] [--to MS]');
   if (!a.html && !a.png) a.html = a.trace.replace(/\.json$/, '') + '.html';
   return a;
-}
-
-function readEvents(path: string): TraceEvent[] {
-  const json = JSON.parse(readFileSync(path, 'utf8')) as { traceEvents?: TraceEvent[] } | TraceEvent[];
-  const all = Array.isArray(json) ? json : json.traceEvents;
-  if (!Array.isArray(all)) throw new Error(`${path}: no traceEvents array; is it a Chrome trace?`);
-  const events = all.filter((e) => e.ph === 'X' && typeof e.ts === 'number' && typeof e.dur === 'number');
-  if (events.length === 0) throw new Error(`${path}: no complete ('X') events to draw`);
-  return events.sort((x, y) => x.ts - y.ts);
 }
 
 /** The page: the events as JSON plus the drawing script below (plain browser JavaScript). */

@@ -215,7 +215,7 @@ ${queryState('D4', '')}
       for (var j = 0u; j < jn; j++) {
         let key = kb + j;
         var x = NEG;
-        if (${c.causal ? 'key <= n' : 'true'}) {
+        ${c.causal ? 'if (key <= n) ' : ''}{
           var dv = vec4<f32>(0.0);
           for (var d = 0u; d < D4; d++) { dv += qv[d] * k_tile[j * D4 + d]; }
           x = dv.x + dv.y + dv.z + dv.w;

@@ -71,8 +71,8 @@ fn epilogue_value(x: f32, col: u32, o: u32) -> f32 {
 }
 `;
 
-/** WGSL statement storing accumulator `accExpr` of output (row, col) at `outIndex`, through the epilogue. */
-export function epilogue(c: MatmulConfig, _rowExpr: string, colExpr: string, accExpr: string, outIndex: string): string {
+/** WGSL statement storing accumulator `accExpr` of output column `colExpr` at `outIndex`, through the epilogue. */
+export function epilogue(c: MatmulConfig, colExpr: string, accExpr: string, outIndex: string): string {
   return `out[${outIndex}] = ${c.out}(epilogue_value(u.alpha * ${accExpr}, ${colExpr}, ${outIndex}));`;
 }
 
@@ -126,11 +126,10 @@ export function storeBlock(
     if (row >= u.M) { break; }
     for (var j = 0u; j < ${block.cols}u; j++) {
       let col = ${block.col};
-      if (col < u.N) { let o = bases.z + row * u.N + col; ${epilogue(c, 'row', 'col', at, 'o')} }
+      if (col < u.N) { let o = bases.z + row * u.N + col; ${epilogue(c, 'col', at, 'o')} }
     }
   }`;
 }
-
 
 /** A matmul kernel over the common bindings: `body` is its WGSL after the activation and batch helpers. */
 export function matmulKernel<C extends MatmulConfig>(body: (c: C) => string) {

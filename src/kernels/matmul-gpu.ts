@@ -139,7 +139,7 @@ const splitKernel = defineKernel({
     const store = c.partial
       ? // partial[split][z][row][col]
         (i: number, j: number) => `{ let row = row0 + ${i}u; let col = col0 + ${j}u; if (row < u.M && col < u.N) { out[(wid.y * nz + wid.z) * u.M * u.N + row * u.N + col] = r${i}[${j}]; } }`
-      : (i: number, j: number) => `{ let row = row0 + ${i}u; let col = col0 + ${j}u; if (row < u.M && col < u.N) { let o = bases.z + row * u.N + col; ${epilogue(c, 'row', 'col', `r${i}[${j}]`, 'o')} } }`;
+      : (i: number, j: number) => `{ let row = row0 + ${i}u; let col = col0 + ${j}u; if (row < u.M && col < u.N) { let o = bases.z + row * u.N + col; ${epilogue(c, 'col', `r${i}[${j}]`, 'o')} } }`;
     return /* wgsl */ `
 ${c.partial ? '' : EPILOGUE_WGSL}
 ${BATCH_BASE}
@@ -188,7 +188,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   var acc = 0.0;
   for (var s = 0u; s < splits; s++) { acc += partial[s * total + o]; }
   let col = o % u.N;
-  ${epilogue(c, '0u', 'col', 'acc', 'o')}
+  ${epilogue(c, 'col', 'acc', 'o')}
 }
 `,
 });
@@ -273,7 +273,7 @@ ${seq(4, (t) => `  var acc${t} = ${S}();`)}
     let col = col0 + e % ${BN}u;
     if (row < u.M && col < u.N) {
       let o = bases.z + row * u.N + col;
-      ${epilogue(c, 'row', 'col', 'sc[e]', 'o')}
+      ${epilogue(c, 'col', 'sc[e]', 'o')}
     }
   }
 }

@@ -101,7 +101,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
       let col = col0 + lid.x * 4u + j;
       if (col >= u.N) { continue; }
       let o = bases.z + row * u.N + col;
-      ${epilogue(c, 'row', 'col', 'acc[i][j]', 'o')}
+      ${epilogue(c, 'col', 'acc[i][j]', 'o')}
     }
   }
 }
@@ -190,7 +190,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let col = col0 + j;
     if (col >= u.N) { return; }
     let o = bases.z + row * u.N + col;
-    ${epilogue(c, 'row', 'col', 'acc[j]', 'o')}
+    ${epilogue(c, 'col', 'acc[j]', 'o')}
   }
 }
 `);

@@ -106,6 +106,9 @@ function splitQkv(qkv: Float32Array, B: number, N: number, H: number, D: number,
 
 const TOL = { relL2: 1e-5, atol: 1e-4, rtol: 1e-4 };
 
+/** The pipeline keys come from the profiler, which needs timestamp queries. */
+const keyed = (tc: { skip: (note?: string) => void }, ctx: GpuContext) => requires(tc, ctx.features.timestamps, 'timestamp-query (the pipeline keys come from the profiler)');
+
 /** Run `fn` with the profiler on (restored after) and return its output, read, and the attention pipeline keys it used. */
 async function withKeys(ctx: GpuContext, fn: () => Tensor): Promise<{ out: Tensor; got: Float32Array; keys: string[] }> {
   const had = ctx.profiler;
@@ -191,7 +194,7 @@ for (const algorithm of ['fused', 'flash'] as const) describe(`${algorithm} atte
 
   it('q, k, v as strided views of a fused qkv projection', async (tc) => {
     const ctx = gpu();
-    if (!ready(tc, ctx, 16) || !requires(tc, ctx.features.timestamps, 'timestamp-query (the pipeline keys come from the profiler)')) return;
+    if (!ready(tc, ctx, 16) || !keyed(tc, ctx)) return;
     const rng = new Rng(9);
     const [B, N, H, D] = [2, 23, 3, 16];
     const C = H * D;
@@ -210,7 +213,7 @@ for (const algorithm of ['fused', 'flash'] as const) describe(`${algorithm} atte
   // scalar loads run (the fused qkv case above takes the vec4 loads). Both are checked by key.
   it('q, k, v at offsets that are not multiples of 4 take the scalar loads', async (tc) => {
     const ctx = gpu();
-    if (!ready(tc, ctx, 16) || !requires(tc, ctx.features.timestamps, 'timestamp-query (the pipeline keys come from the profiler)')) return;
+    if (!ready(tc, ctx, 16) || !keyed(tc, ctx)) return;
     const rng = new Rng(13);
     const [B, H, N, D] = [1, 2, 19, 16];
     const n = B * H * N * D;
