@@ -55,10 +55,12 @@ export function defaultTuning(cpuAdapter: boolean, features: DeviceFeatures): Ke
 }
 
 /**
- * The choices a tuner measures on an adapter. CPU adapters skip the GPU kernels (tiled8_nt,
- * rows_sg, splitk, flash): their large unrolled bodies take tens of seconds each to compile on
- * llvmpipe, a first-use cost out of proportion, and they were designed for GPUs. Tests still force
- * every variant on every adapter.
+ * The choices a tuner measures on an adapter. CPU adapters skip the GPU matmuls (tiled8_nt,
+ * rows_sg, splitk): their large unrolled bodies take tens of seconds each to compile on llvmpipe,
+ * a first-use cost out of proportion, and they were designed for GPUs. Flash attention is not a
+ * candidate there either (slower than fused at head dim 64 on lavapipe), though attention.ts takes
+ * it for head dims above 64, where the fused kernel's compile is the larger cost. Tests still
+ * force every variant on every adapter.
  */
 export function tuningCandidates(cpuAdapter: boolean, features: DeviceFeatures): { [K in TunableKey]: KernelTuning[K][] } {
   if (cpuAdapter) {

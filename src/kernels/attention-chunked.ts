@@ -119,7 +119,7 @@ export function chunkedEligible(s: AttentionSpec): boolean {
   return (
     (!win || (win.rows === 1 && win.cols === 1)) &&
     !s.causal && !s.bias && s.nq === s.nk && s.headDim % 4 === 0 &&
-    [s.q, s.k, s.v, s.out].every((t) => t.tensor.dtype === 'f32')
+    [s.q, s.k, s.v, s.out].every((t) => t.tensor.dtype === 'f32' || t.tensor.dtype === 'f16')
   );
 }
 
@@ -170,7 +170,7 @@ function relTerms(ctx: GpuContext, s: AttentionSpec, b: number): { h: Tensor; w:
  * (tests: several chunks and a short last one on small grids).
  */
 export function chunkedAttention(ctx: GpuContext, s: AttentionSpec, chunkRows?: number): void {
-  check(chunkedEligible(s), 'attention: the chunked algorithm takes f32 global self-attention without bias or causal mask');
+  check(chunkedEligible(s), 'attention: the chunked algorithm takes f32 or f16 global self-attention without bias or causal mask');
   // Tokens of a global grid are evenly spaced: row stride = column stride * columns.
   for (const [name, t] of [['q', s.q], ['k', s.k], ['v', s.v], ['out', s.out]] as const) {
     check(s.nq === s.qCols || t.strides[2] === t.strides[3] * s.qCols, () => `attention: ${name} tokens are not evenly spaced (strides ${t.strides.join(', ')})`);
@@ -196,7 +196,8 @@ export function chunkedAttention(ctx: GpuContext, s: AttentionSpec, chunkRows?: 
       for (let q0 = 0; q0 < N; q0 += chunk) {
         const rows = Math.min(chunk, N - q0);
         const q = rowsView(s.q, b, q0, rows, H, D);
-        const scores = matmul(ctx, q, kt, { alpha: s.scale }); // [H, rows, Np]
+        // Scores, softmax and S V in f32 whatever the storage (f16 operands: f32 accumulation, as the fused kernel).
+        const scores = matmul(ctx, q, kt, { alpha: s.scale, outDtype: 'f32' }); // [H, rows, Np]
         q.dispose();
         const bind: Record<string, Tensor> = rel ? { s: scores, rel_h: rel.h, rel_w: rel.w } : { s: scores };
         ctx.run(
@@ -207,7 +208,7 @@ export function chunkedAttention(ctx: GpuContext, s: AttentionSpec, chunkRows?: 
           grid1d(H * rows),
           { flops: 6 * scores.size, bytes: 2 * scores.byteSize },
         );
-        const o = matmul(ctx, scores, vtB); // [H, rows, D]
+        const o = matmul(ctx, scores, vtB); // [H, rows, D] f32; copyInto converts to the output's dtype
         scores.dispose();
         const dst = rowsView(s.out, b, q0, rows, H, D);
         copyInto(ctx, o, dst);

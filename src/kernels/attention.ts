@@ -23,7 +23,8 @@
  * N x N) that the main kernel reads.
  *
  * On CPU adapters, long global self-attention goes to attention-chunked.ts instead (matmuls over
- * query chunks: ~2.3x faster on lavapipe at 4096 tokens). On GPUs with subgroups the `flash`
+ * query chunks: ~2.3x faster on lavapipe at 4096 tokens), and head dims above 64 to the flash
+ * kernel where subgroups allow (its compile is 8-13x shorter there). On GPUs with subgroups the `flash`
  * kernel below splits each query's head dim over four lanes; `algorithm` forces any of the three.
  */
 import type { GpuContext } from '../gpu/context.js';
@@ -373,12 +374,21 @@ export type AttentionAlgorithm = 'fused' | 'flash' | 'chunked';
 // 8 vs chunked 12 ms; 128 tokens 41 vs 25 ms; 197 104 vs 57 ms; 4096 with rel-pos 16.3 vs ~7 s).
 const CHUNKED_MIN_TOKENS = 128;
 
+// On CPU adapters the fused kernel's compile grows steeply with the head dim (its q and
+// accumulator are D floats per SIMD lane, spilled): lavapipe, shader cache off, 2-core EPYC:
+// 2-3 s at 64, 7.6 s at 96, 13.4 s at 128, against 0.6-1.0 s for the flash kernel (a quarter of
+// the head dim per lane). At small sizes both run alike (2 heads x 17 tokens x 96: 1.1 / 0.9 ms;
+// 4 x 64 x 128: 3.8 / 3.9 ms); at SAM's window size (head dim 64) flash is ~30 % slower, so up to
+// 64 the fused kernel stays.
+const CPU_FUSED_MAX_HEAD_DIM = 64;
+
 /** The tuning's choice where this problem allows it: chunked needs long global self-attention, flash subgroups. */
 function selectAttention(ctx: GpuContext, s: AttentionSpec): AttentionAlgorithm {
   if (s.algorithm) return s.algorithm;
   const choice = ctx.tuning.attention;
   if (choice === 'chunked' && s.nq >= CHUNKED_MIN_TOKENS && chunkedEligible(s)) return 'chunked';
   if (choice === 'flash' && flashEligible(ctx, s.headDim)) return 'flash';
+  if (ctx.tuning.cpuAdapter && s.headDim > CPU_FUSED_MAX_HEAD_DIM && flashEligible(ctx, s.headDim)) return 'flash';
   return 'fused';
 }
 

@@ -322,6 +322,7 @@ export function matmul(ctx: GpuContext, a: Tensor, b: Tensor, opts: MatmulOption
     // A missing bias or residual is bound to A, read-only and never read (EPILOGUE_WGSL).
     bias: opts.bias?.dtype ?? a.dtype,
     residual: opts.residual?.dtype ?? a.dtype,
+    store_loop: ctx.tuning.cpuAdapter,
   };
   const out = ctx.empty(outShape, config.out);
   const bindings: Record<string, Tensor> = { a, b, bias: opts.bias ?? a, residual: opts.residual ?? a, out };

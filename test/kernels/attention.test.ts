@@ -318,6 +318,24 @@ for (const algorithm of ['fused', 'flash'] as const) describe(`${algorithm} atte
   });
 });
 
+describe('default attention choice on CPU adapters', () => {
+  // Above head dim 64 the flash kernel (bq 32: four lanes per query) runs instead of the fused one
+  // (bq 64), whose compile grows steeply with the head dim there; short sequences of 64 stay fused.
+  for (const [D, want] of [[64, '"bq":64'], [96, '"bq":32']] as const) {
+    it(`head dim ${D}, 17 tokens: the ${want === '"bq":32' ? 'flash' : 'fused'} kernel, equal to onnxruntime`, async (tc) => {
+      const ctx = gpu();
+      if (!requires(tc, ctx.tuning.cpuAdapter, 'a CPU adapter') || !requires(tc, flashEligible(ctx, 96), 'subgroups (>= 4 lanes)') || !keyed(tc, ctx)) return;
+      const rng = new Rng(D);
+      const [B, H, N] = [1, 2, 17];
+      const [q, k, v] = [0, 1, 2].map(() => rng.randn(B * H * N * D));
+      const up = (x: Float32Array) => ctx.upload(x, [B, H, N, D]);
+      const { out, got, keys } = await withKeys(ctx, () => attention(ctx, up(q!), up(k!), up(v!)));
+      expect(keys.length === 1 && keys[0]!.includes(want), keys.join(', ')).toBe(true);
+      expectClose(got, await onnxAttention({ B, H, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D) }, q!, k!, v!), TOL, `default choice, head dim ${D}`, out.shape);
+    });
+  }
+});
+
 describe('chunked attention (CPU adapters) vs onnxruntime', () => {
   // The matmul + in-place softmax algorithm of attention-chunked.ts, forced; small chunkRows give
   // several chunks and a short last one. N % 4 != 0 covers the padded-key path, a grid width that
@@ -373,10 +391,31 @@ describe('chunked attention (CPU adapters) vs onnxruntime', () => {
     });
   }
 
+  it('f16 storage with SAM rel-pos (the f16 SAM encoder on CPU adapters): within the f16 tolerance', async (tc) => {
+    const ctx = gpu();
+    if (!requires(tc, ctx.features.f16, 'shader-f16')) return;
+    const rng = new Rng(61);
+    const [B, heads, D, gh, gw] = [1, 2, 16, 6, 8];
+    const C = heads * D;
+    const N = gh * gw;
+    const qkv = rng.randn(B * N * 3 * C);
+    const rh = rng.randn((2 * gh - 1) * D, 0.5);
+    const rw = rng.randn((2 * gw - 1) * D, 0.5);
+    const out = gridSelfAttention(ctx, ctx.upload(qkv, [B, gh, gw, 3 * C], 'f16'), heads, {
+      relPos: { h: ctx.upload(rh, [2 * gh - 1, D], 'f16'), w: ctx.upload(rw, [2 * gw - 1, D], 'f16') },
+      ...chunked,
+      chunkRows: 16,
+    });
+    expect(out.dtype).toBe('f16');
+    const split = (i: number) => splitQkv(qkv, B, N, heads, D, i);
+    const c = { B, H: heads, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D), relPos: { h: rh, w: rw, grid: [gh, gw] as [number, number] } };
+    expectClose(await ctx.read(out), await onnxAttention(c, split(0), split(1), split(2)), { relL2: 1e-2, atol: 5e-2, rtol: 5e-2 }, 'chunked f16 rel-pos', out.shape);
+  });
+
   it('refuses what it does not implement (causal mask) with a clear message', () => {
     const ctx = gpu();
     const t = ctx.empty([1, 1, 8, 8]);
-    expect(() => attention(ctx, t, t, t, { ...chunked, causal: true })).toThrow(/chunked algorithm takes f32 global self-attention without bias or causal mask/);
+    expect(() => attention(ctx, t, t, t, { ...chunked, causal: true })).toThrow(/chunked algorithm takes f32 or f16 global self-attention without bias or causal mask/);
   });
 });
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { GpuContext } from '../../src/gpu/context.js';
 import { ACTIVATIONS, type Activation } from '../../src/kernels/activation.js';
 import { matmulCpu } from '../../src/kernels/cpu/matmul.js';
 import { NT_VARIANTS } from '../../src/kernels/matmul-common.js';
@@ -95,6 +96,33 @@ async function reference(c: Case, a: Float32Array, b: Float32Array, bias: Float3
 const ALL_VARIANTS: MatmulVariant[] = ['tiled', 'tiled_nt', 'direct_nt', 'rows', 'tiled8_nt', 'rows_sg', 'splitk'];
 const GPU_VARIANTS: MatmulVariant[] = ['tiled8_nt', 'rows_sg', 'splitk', 'subgroup_matrix'];
 
+/** One case on one variant against the ONNX composition. */
+async function checkCase(ctx: GpuContext, variant: MatmulVariant, c: Case): Promise<void> {
+  const rng = new Rng(c.M * 1000 + c.K * 10 + c.N);
+  const batchN = c.batch.reduce((p, d) => p * d, 1);
+  const scale = c.scale ?? 1;
+  const a = rng.randn(batchN * c.M * c.K, scale);
+  const b = rng.randn((c.broadcastB ? 1 : batchN) * c.K * c.N, scale);
+  const bias = rng.randn(c.N, scale);
+  const res = rng.randn(batchN * c.M * c.N);
+  const bBatch = c.broadcastB ? [] : c.batch;
+  const ta = ctx.upload(a, c.transA ? [...c.batch, c.K, c.M] : [...c.batch, c.M, c.K]);
+  const tb = ctx.upload(b, c.transB ? [...bBatch, c.N, c.K] : [...bBatch, c.K, c.N]);
+  const A = c.transA ? ta.transpose(-1, -2) : ta;
+  const B = c.transB ? tb.transpose(-1, -2) : tb;
+  const out = matmul(ctx, A, B, {
+    variant,
+    act: c.act,
+    alpha: c.alpha,
+    bias: c.bias ? ctx.upload(bias, [c.N]) : undefined,
+    residual: c.residual ? ctx.upload(res, [...c.batch, c.M, c.N]) : undefined,
+  });
+  expect(out.shape).toEqual([...c.batch, c.M, c.N]);
+  const got = await ctx.read(out);
+  const want = await reference(c, a, b, bias, res);
+  expectClose(got, want, c.tol, `matmul ${variant} ${c.name}`, out.shape);
+}
+
 describe('matmul vs onnxruntime', () => {
   for (const variant of ALL_VARIANTS) {
     // The vec4 variants need both operands contiguous along K (A row-major, B a transposed [N, K] weight).
@@ -106,31 +134,26 @@ describe('matmul vs onnxruntime', () => {
       it(`${variant}: ${c.name}`, async (t) => {
         const ctx = gpu();
         if (!requires(t, variant !== 'rows_sg' || ctx.features.subgroups, 'subgroups')) return;
-        const rng = new Rng(c.M * 1000 + c.K * 10 + c.N);
-        const batchN = c.batch.reduce((p, d) => p * d, 1);
-        const scale = c.scale ?? 1;
-        const a = rng.randn(batchN * c.M * c.K, scale);
-        const b = rng.randn((c.broadcastB ? 1 : batchN) * c.K * c.N, scale);
-        const bias = rng.randn(c.N, scale);
-        const res = rng.randn(batchN * c.M * c.N);
-        const bBatch = c.broadcastB ? [] : c.batch;
-        const ta = ctx.upload(a, c.transA ? [...c.batch, c.K, c.M] : [...c.batch, c.M, c.K]);
-        const tb = ctx.upload(b, c.transB ? [...bBatch, c.N, c.K] : [...bBatch, c.K, c.N]);
-        const A = c.transA ? ta.transpose(-1, -2) : ta;
-        const B = c.transB ? tb.transpose(-1, -2) : tb;
-        const out = matmul(ctx, A, B, {
-          variant,
-          act: c.act,
-          alpha: c.alpha,
-          bias: c.bias ? ctx.upload(bias, [c.N]) : undefined,
-          residual: c.residual ? ctx.upload(res, [...c.batch, c.M, c.N]) : undefined,
-        });
-        expect(out.shape).toEqual([...c.batch, c.M, c.N]);
-        const got = await ctx.read(out);
-        const want = await reference(c, a, b, bias, res);
-        expectClose(got, want, c.tol, `matmul ${variant} ${c.name}`, out.shape);
+        await checkCase(ctx, variant, c);
       });
     }
+  }
+
+  // The register block's store has two forms (matmul-common.ts storeBlock): a loop the compiler
+  // cannot unroll on CPU adapters, unrolled on GPUs. The adapter's own form runs above; here the
+  // other one, by flipping the adapter class the config is derived from.
+  const edges = cases.find((c) => c.name === 'linear layout, 200x260 across 128-wide tiles, odd K steps')!;
+  for (const variant of ['tiled', 'tiled_nt', 'direct_nt', 'tiled8_nt'] as MatmulVariant[]) {
+    it(`${variant}: the other store form (unrolled on CPU adapters, a loop on GPUs), ${edges.name}`, async () => {
+      const ctx = gpu();
+      const was = ctx.tuning.cpuAdapter;
+      ctx.tuning.cpuAdapter = !was;
+      try {
+        await checkCase(ctx, variant, edges);
+      } finally {
+        ctx.tuning.cpuAdapter = was;
+      }
+    });
   }
 
   it('matches the CPU reference (double precision) on every activation', async () => {
