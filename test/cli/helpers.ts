@@ -1,6 +1,8 @@
 /** Running the real `samclip` binary (bin/samclip.mjs) from tests, and checking its error output. */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PNG } from 'pngjs';
 import { expect } from 'vitest';
 import { mismatches } from '../helpers/compare.js';
 
@@ -83,4 +85,17 @@ export function expectSame(actual: ArrayLike<number>, expected: ArrayLike<number
   expect(actual.length, `${what}: length`).toBe(expected.length);
   const { diff, first } = mismatches(actual, expected);
   expect(diff, `${what}: ${diff} pixels differ from the library's result (first at index ${first}: ${actual[first]} vs ${expected[first]})`).toBe(0);
+}
+
+/** A grey mask PNG -> 0/1 per pixel, after checking its format and size. */
+export function readMask(path: string, size: [number, number]): Uint8Array {
+  const png = PNG.sync.read(readFileSync(path));
+  expect([png.width, png.height, png.colorType], path).toEqual([...size, 0]);
+  const out = new Uint8Array(png.width * png.height);
+  for (let i = 0; i < out.length; i++) {
+    const v = png.data[4 * i]!;
+    if (v !== 0 && v !== 255) throw new Error(`${path}: pixel ${i} is ${v}, not 0 or 255`);
+    out[i] = v ? 1 : 0;
+  }
+  return out;
 }

@@ -12,7 +12,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { readImage } from '../../src/io/decode.js';
 import { SamPredictor, type SamImageEmbedding, type SamPrompt } from '../../src/pipelines/sam-predictor.js';
 import { useGpu } from '../helpers/gpu.js';
-import { CLIP_TINY, DOG, SAM_TINY, expectOk, expectOneLineError, expectSame, samclip, CLI_TIMEOUT } from './helpers.js';
+import { CLIP_TINY, DOG, SAM_TINY, expectOk, expectOneLineError, expectSame, readMask as readMaskOf, samclip, CLI_TIMEOUT } from './helpers.js';
 
 const gpu = useGpu();
 const tmp = mkdtempSync(join(tmpdir(), 'samclip-segment-'));
@@ -25,17 +25,7 @@ beforeAll(async () => {
 });
 
 /** A grey PNG as 0/1 per pixel, after checking its format and size. */
-function readMask(path: string): Uint8Array {
-  const png = PNG.sync.read(readFileSync(path));
-  expect([png.width, png.height, png.colorType]).toEqual([800, 534, 0]);
-  const out = new Uint8Array(png.width * png.height);
-  for (let i = 0; i < out.length; i++) {
-    const v = png.data[4 * i]!;
-    expect(v === 0 || v === 255, `pixel ${i} is ${v}`).toBe(true);
-    out[i] = v ? 1 : 0;
-  }
-  return out;
-}
+const readMask = (path: string) => readMaskOf(path, [800, 534]);
 
 describe('segment', { timeout: CLI_TIMEOUT }, () => {
   it('points: mask and overlay PNGs at the photo size, mask equal to the library result', async () => {

@@ -6,7 +6,7 @@ import { expect } from 'vitest';
 import { SafetensorsFile } from '../../src/weights/safetensors.js';
 import { type SafetensorsDType, writeSafetensorsFile } from '../../src/weights/safetensors-writer.js';
 import { type CliResult, FIXTURES } from './helpers.js';
-export { expectSame } from './helpers.js';
+export { expectSame, readMask } from './helpers.js';
 
 /** The reference fixtures' tiny SAM-CLIP bundle (seeded random weights, 256-px native input). */
 export const BUNDLE = join(FIXTURES, 'reference', 'samclip', 'samclip_tiny.safetensors');
@@ -23,19 +23,6 @@ export function readLabelMap(path: string, colors: string[], size: [number, numb
     const k = index.get(rgb);
     if (k === undefined) throw new Error(`${path}: pixel ${i} has colour #${rgb.toString(16).padStart(6, '0')}, not a class colour`);
     out[i] = k;
-  }
-  return out;
-}
-
-/** A grey mask PNG -> 0/1 per pixel, after checking its format and size. */
-export function readMask(path: string, size: [number, number]): Uint8Array {
-  const png = PNG.sync.read(readFileSync(path));
-  expect([png.width, png.height, png.colorType], path).toEqual([...size, 0]);
-  const out = new Uint8Array(png.width * png.height);
-  for (let i = 0; i < out.length; i++) {
-    const v = png.data[4 * i]!;
-    if (v !== 0 && v !== 255) throw new Error(`${path}: pixel ${i} is ${v}, not 0 or 255`);
-    out[i] = v ? 1 : 0;
   }
   return out;
 }
