@@ -387,9 +387,8 @@ function selectAttention(ctx: GpuContext, s: AttentionSpec): AttentionAlgorithm 
   if (s.algorithm) return s.algorithm;
   const choice = ctx.tuning.attention;
   if (choice === 'chunked' && s.nq >= CHUNKED_MIN_TOKENS && chunkedEligible(s)) return 'chunked';
-  if (choice === 'flash' && flashEligible(ctx, s.headDim)) return 'flash';
-  if (ctx.tuning.cpuAdapter && s.headDim > CPU_FUSED_MAX_HEAD_DIM && flashEligible(ctx, s.headDim)) return 'flash';
-  return 'fused';
+  const wantFlash = choice === 'flash' || (ctx.tuning.cpuAdapter && s.headDim > CPU_FUSED_MAX_HEAD_DIM);
+  return wantFlash && flashEligible(ctx, s.headDim) ? 'flash' : 'fused';
 }
 
 /** Key block size that fits workgroup memory: k and v tiles (BK x D) plus scores (BK x BQ). */
