@@ -22,7 +22,7 @@ import type { Tensor } from '../gpu/tensor.js';
 import { defineUniforms } from '../gpu/uniforms.js';
 import type { AttentionSpec } from './attention.js';
 import { copyInto, pad } from './copy.js';
-import { type RowReduction, rowEnables, rowKernelHead, rowReduction } from './layernorm.js';
+import { type RowReduction, rowEnables, rowGroups, rowKernelHead, rowReduction } from './layernorm.js';
 import { matmul } from './matmul.js';
 
 const uniforms = defineUniforms({
@@ -88,7 +88,7 @@ ${c.rel ? `  let head = row / u.chunk;
   let rh_base = (head * u.nq + n) * u.rel_kh + u.rel_kh - 1u;
   let rw_base = ((head * u.rel_kw + qw) * u.rel_kh + qh) * u.rel_kw + u.rel_kw - 1u;` : ''}
   var m4 = ${T}(u.neg_inf);
-  for (var j = lid; j < nv; j += ${c.wg}u) {
+  for (var j = lid; j < nv; j += STEP) {
     var x = s[base + j];
     let j4 = j * ${W}u;
     ${c.vec ? 'if (j4 + 3u >= u.n_valid) { x = select(x, vec4<f32>(u.neg_inf), vec4<u32>(j4) + vec4<u32>(0u, 1u, 2u, 3u) >= vec4<u32>(u.n_valid)); }' : 'if (j4 >= u.n_valid) { x = u.neg_inf; }'}
@@ -101,13 +101,13 @@ ${c.rel ? `    else {
   }
   let m = wg_max(${hmax}, lid);
   var acc = ${T}(0.0);
-  for (var j = lid; j < nv; j += ${c.wg}u) {
+  for (var j = lid; j < nv; j += STEP) {
     let e = exp(s[base + j] - m);
     s[base + j] = e;
     acc += e;
   }
   let inv = 1.0 / wg_sum(${hsum}, lid);
-  for (var j = lid; j < nv; j += ${c.wg}u) { s[base + j] *= inv; }
+  for (var j = lid; j < nv; j += STEP) { s[base + j] *= inv; }
 }
 `;
   },
@@ -200,12 +200,13 @@ export function chunkedAttention(ctx: GpuContext, s: AttentionSpec, chunkRows?: 
         const scores = matmul(ctx, q, kt, { alpha: s.scale, outDtype: 'f32' }); // [H, rows, Np]
         q.dispose();
         const bind: Record<string, Tensor> = rel ? { s: scores, rel_h: rel.h, rel_w: rel.w } : { s: scores };
+        const red = rowReduction(ctx);
         ctx.run(
           softmaxKernel,
-          { rel: !!rel, vec, wg: WG, red: rowReduction(ctx) },
+          { rel: !!rel, vec, wg: WG, red },
           bind,
           { rows: H * rows, chunk: rows, q0, ...grid },
-          grid1d(H * rows),
+          grid1d(rowGroups(H * rows, WG, red)),
           { flops: 6 * scores.size, bytes: 2 * scores.byteSize },
         );
         const o = matmul(ctx, scores, vtB); // [H, rows, D] f32; copyInto converts to the output's dtype

@@ -14,7 +14,7 @@ import { defineKernel, grid1d } from '../gpu/kernel.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { defineUniforms } from '../gpu/uniforms.js';
 import { stridedFields, stridedIndexWgsl, stridedValues } from './elementwise.js';
-import { type RowReduction, rowEnables, rowKernelHead, rowLayout, rowReduction, rowWorkgroupSize } from './layernorm.js';
+import { type RowReduction, rowEnables, rowKernelHead, rowLayout, rowGroups, rowReduction, rowWorkgroupSize } from './layernorm.js';
 
 interface L2Config {
   [k: string]: string | number | boolean;
@@ -46,18 +46,18 @@ const l2Kernel = defineKernel({
 ${rowKernelHead(c.wg, '', c.red)}
   ${stridedIndexWgsl(c.rank, ['x', 'o'], 'row')}
   var m = 0.0;
-  for (var j = lid; j < u.n; j += ${c.wg}u) { m = max(m, abs(f32(x[off_x + j * u.col.x]))); }
+  for (var j = lid; j < u.n; j += STEP) { m = max(m, abs(f32(x[off_x + j * u.col.x]))); }
   m = wg_max(m, lid);
   // m == 0: the row is zero; keep the scale finite so the norm comes out as exactly 0.
   let s = select(1.0 / m, 1.0, m == 0.0);
   var acc = 0.0;
-  for (var j = lid; j < u.n; j += ${c.wg}u) {
+  for (var j = lid; j < u.n; j += STEP) {
     let v = f32(x[off_x + j * u.col.x]) * s;
     acc += v * v;
   }
   let norm = m * sqrt(wg_sum(acc, lid));
   let inv = 1.0 / ${c.eps ? 'max(norm, u.eps)' : 'norm'};
-  for (var j = lid; j < u.n; j += ${c.wg}u) {
+  for (var j = lid; j < u.n; j += STEP) {
     out[off_o + j * u.col.y] = ${c.out}(f32(x[off_x + j * u.col.x]) * inv);
   }
 }
@@ -83,7 +83,7 @@ export function l2Normalize(ctx: GpuContext, x: Tensor, opts: L2NormalizeOptions
       const wg = rowWorkgroupSize(n, ctx.tuning.cpuAdapter);
       const config: L2Config = { x: x.dtype, out: outDtype, rank: layout.shape.length, wg, red: rowReduction(ctx), eps: opts.eps !== undefined };
       const values = { ...stridedValues(['x', 'o'] as const, layout, offsets), col: colStrides, rows, n, eps: opts.eps ?? 0 };
-      ctx.run(l2Kernel, config, { x, out }, values, grid1d(rows), { flops: 4 * x.size, bytes: 3 * x.byteSize + out.byteSize });
+      ctx.run(l2Kernel, config, { x, out }, values, grid1d(rowGroups(rows, wg, config.red)), { flops: 4 * x.size, bytes: 3 * x.byteSize + out.byteSize });
     }
   } catch (e) {
     out.dispose();

@@ -35,25 +35,45 @@ export function rowWorkgroupSize(n: number, cpuAdapter = false): number {
 }
 
 /**
- * How a row kernel reduces across its workgroup: `tree` (shared memory, log2(wg) barriers) or
- * `subgroup` (subgroupAdd / subgroupMax within each subgroup, then one pass over the per-subgroup
- * partials: two barriers per reduction). Read from GpuContext.tuning; part of each kernel's config.
+ * How a row kernel spreads a row over invocations: `tree` (one workgroup per row, shared memory,
+ * log2(wg) barriers), `subgroup` (one workgroup per row, subgroupAdd / subgroupMax within each
+ * subgroup, then one pass over the per-subgroup partials: two barriers per reduction) or `lane`
+ * (one invocation per row, no barrier and no shared memory). `lane` is for CPU adapters: there a
+ * barrier suspends and resumes every SIMD group of the workgroup (lavapipe runs a workgroup with
+ * barriers as coroutines), which costs more than the row's arithmetic; with one row per lane the
+ * rows of a workgroup advance together in the SIMD registers. On a GPU it would serialise each row
+ * in one thread, so it is never chosen there. Read from GpuContext.tuning; part of each config.
  */
-export type RowReduction = 'tree' | 'subgroup';
+export type RowReduction = 'tree' | 'subgroup' | 'lane';
 
 /** The reduction a row kernel should use on this context (subgroup only where the device has them). */
 export function rowReduction(ctx: GpuContext): RowReduction {
-  return ctx.tuning.rowReduce === 'subgroup' && ctx.features.subgroups ? 'subgroup' : 'tree';
+  const r = ctx.tuning.rowReduce;
+  if (r === 'subgroup') return ctx.features.subgroups ? 'subgroup' : 'tree';
+  return r;
 }
 
 /** WGSL extensions a row kernel with this reduction needs. */
 export const rowEnables = (red: RowReduction): string[] => (red === 'subgroup' ? ['subgroups'] : []);
 
+/** Rows one workgroup handles (1, except `lane`: one per invocation). */
+export const rowsPerWorkgroup = (wg: number, red: RowReduction): number => (red === 'lane' ? wg : 1);
+
+/** Workgroups for `rows` rows (the x of grid1d). */
+export const rowGroups = (rows: number, wg: number, red: RowReduction): number => Math.ceil(rows / rowsPerWorkgroup(wg, red));
+
 /**
  * WGSL: `red` scratch plus `wg_sum` / `wg_max` over a workgroup of `wg` invocations (a power of 2).
- * The subgroup form reads `sg_id` / `sg_count`, which `rowKernelHead` sets from the builtins.
+ * The subgroup form reads `sg_id` / `sg_count`, which `rowKernelHead` sets from the builtins; the
+ * lane form has nothing to combine (the invocation holds the whole row).
  */
 export function rowReduceWgsl(wg: number, red: RowReduction = 'tree'): string {
+  if (red === 'lane') {
+    return /* wgsl */ `
+fn wg_sum(v: f32, lid: u32) -> f32 { return v; }
+fn wg_max(v: f32, lid: u32) -> f32 { return v; }
+`;
+  }
   if (red === 'subgroup') {
     const fn = (name: string, op: string, combine: (a: string, b: string) => string, init: string) => /* wgsl */ `
 fn ${name}(v: f32, lid: u32) -> f32 {
@@ -104,14 +124,29 @@ fn wg_max(v: f32, lid: u32) -> f32 {
 
 /**
  * WGSL of a row kernel up to its body, shared by the row kernels (layernorm, softmax, l2 normalize,
- * attention softmax): the reductions, optional `helpers`, and an open `main` with one workgroup per
- * row (`row`, `lid`), rows past `u.rows` returning early. The caller writes the body and the `}`.
+ * attention softmax): the reductions, optional `helpers`, and an open `main` that sets `row`, `lid`
+ * (this invocation's first element of the row) and `STEP` (the stride between its elements), rows
+ * past `u.rows` returning early. A body walks `for (var j = lid; j < n; j += STEP)`, reduces with
+ * `wg_sum` / `wg_max`, and closes with `}`. Dispatch `rowGroups(rows, wg, red)` workgroups.
  */
 export function rowKernelHead(wg: number, helpers = '', red: RowReduction = 'tree'): string {
   const sg = red === 'subgroup';
+  if (red === 'lane') {
+    return /* wgsl */ `${FLAT_WG}
+${rowReduceWgsl(wg, red)}
+${helpers}
+const STEP = 1u;
+@compute @workgroup_size(${wg}, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let row = flat_wg(wid, nwg) * ${wg}u + li;
+  let lid = 0u;
+  if (row >= u.rows) { return; }`;
+  }
   return /* wgsl */ `${FLAT_WG}
 ${rowReduceWgsl(wg, red)}
 ${helpers}
+const STEP = ${wg}u;
 @compute @workgroup_size(${wg}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32${sg ? ', @builtin(subgroup_id) sgid: u32, @builtin(num_subgroups) nsg: u32' : ''}) {
@@ -150,6 +185,8 @@ interface LayerNormConfig {
   rank: number;
   wg: number;
   red: RowReduction;
+  /** Rows contiguous and 4-aligned: every access moves a vec4 (a quarter of the loads and stores). */
+  vec: boolean;
 }
 
 const uniforms = defineUniforms({
@@ -165,45 +202,55 @@ const layerNormKernel = defineKernel({
   name: 'layernorm',
   uniforms,
   enables: (c: LayerNormConfig) => rowEnables(c.red),
-  bindings: (c: LayerNormConfig) => [
-    { name: 'x', type: c.x, access: 'read' as const },
-    ...(c.weight === 'none' ? [] : [{ name: 'weight', type: c.weight, access: 'read' as const }]),
-    ...(c.bias === 'none' ? [] : [{ name: 'bias', type: c.bias, access: 'read' as const }]),
-    ...(c.residual === 'none' ? [] : [{ name: 'residual', type: c.residual, access: 'read' as const }]),
-    { name: 'out', type: c.out, access: 'read_write' as const },
-    ...(c.sum === 'none' ? [] : [{ name: 'sum', type: c.sum, access: 'read_write' as const }]),
-  ],
+  bindings: (c: LayerNormConfig) => {
+    const t = (d: DType) => (c.vec ? `vec4<${d}>` : d);
+    return [
+      { name: 'x', type: t(c.x), access: 'read' as const },
+      ...(c.weight === 'none' ? [] : [{ name: 'weight', type: t(c.weight), access: 'read' as const }]),
+      ...(c.bias === 'none' ? [] : [{ name: 'bias', type: t(c.bias), access: 'read' as const }]),
+      ...(c.residual === 'none' ? [] : [{ name: 'residual', type: t(c.residual), access: 'read' as const }]),
+      { name: 'out', type: t(c.out), access: 'read_write' as const },
+      ...(c.sum === 'none' ? [] : [{ name: 'sum', type: t(c.sum), access: 'read_write' as const }]),
+    ];
+  },
   source: (c: LayerNormConfig) => {
     const fused = c.residual !== 'none';
     const names = ['x', 'o', ...(fused ? ['r'] : []), ...(c.sum === 'none' ? [] : ['s'])];
+    // vec: j counts vec4s, the offsets are in elements (multiples of 4) and the column strides 1.
+    const V = c.vec ? 4 : 1;
+    const F = c.vec ? 'vec4<f32>' : 'f32';
+    const vt = (d: DType) => (c.vec ? `vec4<${d}>` : d);
+    const ix = (name: string, col: string) => (c.vec ? `${name} / 4u + j` : `${name} + j * u.col.${col}`);
     // With a residual, the normalised value is the sum rounded to the sum's storage dtype, so the
     // returned sum and the normalised output agree (as in an unfused f16 model).
     const sumType = c.sum === 'none' ? 'f32' : c.sum;
     const load = fused
-      ? `f32(${sumType}(f32(x[off_x + j * u.col.x]) + f32(residual[off_r + j * u.col.z])))`
-      : 'f32(x[off_x + j * u.col.x])';
-    const w = c.weight === 'none' ? '' : ' * f32(weight[j])';
-    const b = c.bias === 'none' ? '' : ' + f32(bias[j])';
+      ? `${F}(${vt(sumType)}(${F}(x[${ix('off_x', 'x')}]) + ${F}(residual[${ix('off_r', 'z')}])))`
+      : `${F}(x[${ix('off_x', 'x')}])`;
+    const w = c.weight === 'none' ? '' : ` * ${F}(weight[j])`;
+    const b = c.bias === 'none' ? '' : ` + ${F}(bias[j])`;
+    const hsum = (v: string) => (c.vec ? `${v}.x + ${v}.y + ${v}.z + ${v}.w` : v);
     return /* wgsl */ `
-${rowKernelHead(c.wg, `fn load(off_x: u32, off_r: u32, j: u32) -> f32 { return ${load}; }`, c.red)}
+${rowKernelHead(c.wg, `fn load(off_x: u32, off_r: u32, j: u32) -> ${F} { return ${load}; }`, c.red)}
   ${stridedIndexWgsl(c.rank, names, 'row')}
   ${fused ? '' : 'let off_r = 0u;'}
+  let nv = u.n / ${V}u;
   // Work relative to the row's first element: x - pivot is exact for values near the pivot, so
   // the mean of a row like 1e4 + N(0, 0.1) is not rounded at the scale of 1e4 (ulp 1e-3).
-  let pivot = load(off_x, off_r, 0u);
-  var acc = 0.0;
-  for (var j = lid; j < u.n; j += ${c.wg}u) { acc += load(off_x, off_r, j) - pivot; }
-  let mean = wg_sum(acc, lid) / f32(u.n);
-  acc = 0.0;
-  for (var j = lid; j < u.n; j += ${c.wg}u) {
+  let pivot = load(off_x, off_r, 0u)${c.vec ? '.x' : ''};
+  var acc = ${F}(0.0);
+  for (var j = lid; j < nv; j += STEP) { acc += load(off_x, off_r, j) - pivot; }
+  let mean = wg_sum(${hsum('acc')}, lid) / f32(u.n);
+  acc = ${F}(0.0);
+  for (var j = lid; j < nv; j += STEP) {
     let d = (load(off_x, off_r, j) - pivot) - mean;
     acc += d * d;
   }
-  let inv = 1.0 / sqrt(wg_sum(acc, lid) / f32(u.n) + u.eps);
-  for (var j = lid; j < u.n; j += ${c.wg}u) {
+  let inv = 1.0 / sqrt(wg_sum(${hsum('acc')}, lid) / f32(u.n) + u.eps);
+  for (var j = lid; j < nv; j += STEP) {
     let v = load(off_x, off_r, j);
-    out[off_o + j * u.col.y] = ${c.out}(((v - pivot) - mean) * inv${w}${b});
-    ${c.sum === 'none' ? '' : `sum[off_s + j * u.col.w] = ${c.sum}(v);`}
+    out[${ix('off_o', 'y')}] = ${vt(c.out)}(((v - pivot) - mean) * inv${w}${b});
+    ${c.sum === 'none' ? '' : `sum[${ix('off_s', 'w')}] = ${vt(c.sum)}(v);`}
   }
 }
 `;
@@ -216,6 +263,11 @@ export interface LayerNormOptions {
   /** With `residual`: also return x + residual (e.g. the next block's skip input). */
   returnSum?: boolean;
   outDtype?: DType;
+}
+
+/** Whether a view's rows can be read as vec4s: contiguous rows whose starts are all 4-aligned. */
+function vec4Rows(t: Tensor): boolean {
+  return t.strides[t.ndim - 1] === 1 && t.offset % 4 === 0 && t.strides.slice(0, -1).every((s, i) => t.shape[i] === 1 || s % 4 === 0);
 }
 
 function checkAffine(op: string, t: Tensor | null, n: number, what: string): void {
@@ -260,6 +312,7 @@ function runLayerNorm(
     rank: layout.shape.length,
     wg: rowWorkgroupSize(n, ctx.tuning.cpuAdapter),
     red: rowReduction(ctx),
+    vec: n % 4 === 0 && [x, out, residual, sum].every((t) => !t || vec4Rows(t)),
   };
   const values = {
     ...stridedValues(['x', 'o', 'r', 's'] as const, layout, offsets),
@@ -274,7 +327,7 @@ function runLayerNorm(
   if (residual) bindings.residual = residual;
   if (sum) bindings.sum = sum;
   const bytes = x.byteSize * (residual ? 6 : 3) + out.byteSize + (sum?.byteSize ?? 0);
-  ctx.run(layerNormKernel, config, bindings, values, grid1d(rows), { flops: 8 * x.size, bytes });
+  ctx.run(layerNormKernel, config, bindings, values, grid1d(rowGroups(rows, config.wg, config.red)), { flops: 8 * x.size, bytes });
 }
 
 export function layerNorm(

@@ -13,7 +13,7 @@ import { defineKernel, grid1d } from '../gpu/kernel.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { defineUniforms } from '../gpu/uniforms.js';
 import { stridedFields, stridedIndexWgsl, stridedValues } from './elementwise.js';
-import { type RowReduction, rowEnables, rowKernelHead, rowLayout, rowReduction, rowWorkgroupSize } from './layernorm.js';
+import { type RowReduction, rowEnables, rowKernelHead, rowLayout, rowGroups, rowReduction, rowWorkgroupSize } from './layernorm.js';
 
 interface SoftmaxConfig {
   [k: string]: string | number | boolean;
@@ -47,12 +47,12 @@ ${rowKernelHead(c.wg, '', c.red)}
   ${stridedIndexWgsl(c.rank, ['x', 'o'], 'row')}
   // Start at -Inf, so that a row of -Inf keeps max = -Inf (and yields NaN like the reference).
   var m = u.neg_inf;
-  for (var j = lid; j < u.n; j += ${c.wg}u) { m = max(m, u.scale * f32(x[off_x + j * u.col.x])); }
+  for (var j = lid; j < u.n; j += STEP) { m = max(m, u.scale * f32(x[off_x + j * u.col.x])); }
   m = wg_max(m, lid);
   var acc = 0.0;
-  for (var j = lid; j < u.n; j += ${c.wg}u) { acc += exp(u.scale * f32(x[off_x + j * u.col.x]) - m); }
+  for (var j = lid; j < u.n; j += STEP) { acc += exp(u.scale * f32(x[off_x + j * u.col.x]) - m); }
   let inv = 1.0 / wg_sum(acc, lid);
-  for (var j = lid; j < u.n; j += ${c.wg}u) {
+  for (var j = lid; j < u.n; j += STEP) {
     out[off_o + j * u.col.y] = ${c.out}(exp(u.scale * f32(x[off_x + j * u.col.x]) - m) * inv);
   }
 }
@@ -80,7 +80,7 @@ export function softmax(ctx: GpuContext, x: Tensor, opts: SoftmaxOptions = {}): 
       const wg = rowWorkgroupSize(n, ctx.tuning.cpuAdapter);
       const config: SoftmaxConfig = { x: x.dtype, out: outDtype, rank: layout.shape.length, wg, red: rowReduction(ctx) };
       const values = { ...stridedValues(['x', 'o'] as const, layout, offsets), col: colStrides, rows, n, scale, neg_inf: -Infinity };
-      ctx.run(softmaxKernel, config, { x, out }, values, grid1d(rows), { flops: 5 * x.size, bytes: 3 * x.byteSize + out.byteSize });
+      ctx.run(softmaxKernel, config, { x, out }, values, grid1d(rowGroups(rows, wg, config.red)), { flops: 5 * x.size, bytes: 3 * x.byteSize + out.byteSize });
     }
   } catch (e) {
     out.dispose();

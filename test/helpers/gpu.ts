@@ -38,10 +38,10 @@ export function withCpuTuning(ctx: GpuContext, cpuAdapter: boolean): void {
   withTuning(ctx, { cpuAdapter });
 }
 
-/** Both row reductions; `subgroup` runs where the device offers subgroups (and subgroup_id). */
-export const ROW_REDUCTIONS: readonly RowReduce[] = ['tree', 'subgroup'];
+/** Every row reduction; `subgroup` runs where the device offers subgroups (and subgroup_id). */
+export const ROW_REDUCTIONS: readonly RowReduce[] = ['tree', 'subgroup', 'lane'];
 
-/** Every tuning a row-kernel test runs: CPU / GPU workgroup sizes x tree / subgroup reductions. */
+/** Every tuning a row-kernel test runs: CPU / GPU workgroup sizes x tree / subgroup / lane reductions. */
 export const ROW_TUNINGS = [true, false].flatMap((cpuAdapter) => ROW_REDUCTIONS.map((rowReduce) => ({ cpuAdapter, rowReduce })));
 
 export const tuningName = (t: { cpuAdapter: boolean; rowReduce: RowReduce }) => `${t.cpuAdapter ? 'CPU' : 'GPU'} tuning, ${t.rowReduce} reduction`;
