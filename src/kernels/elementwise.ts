@@ -171,6 +171,8 @@ interface ElementwiseConfig {
   out: DType;
   act: Activation;
   affine: boolean;
+  /** Elements per invocation, consecutive along the innermost dim (1, or 4 on CPU adapters). */
+  per: number;
 }
 
 const WG = 256;
@@ -211,10 +213,14 @@ ${FLAT_WG}
 @compute @workgroup_size(${WG}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lidx: u32) {
-  let i = flat_wg(wid, nwg) * ${WG}u + lidx;
+  let i = (flat_wg(wid, nwg) * ${WG}u + lidx)${c.per > 1 ? ` * ${c.per}u` : ''};
   if (i >= u.count) { return; }
   ${stridedIndexWgsl(c.rank, names, 'i')}
-  out[off_o] = ${store};
+${c.per > 1 ? `  // The next elements of the same innermost row (its length is a multiple of ${c.per}).
+  for (var k = 0u; k < ${c.per}u; k++) {
+    out[off_o] = ${store};
+    ${names.map((n) => `off_${n} += ${comp(n, c.rank - 1)};`).join(' ')}
+  }` : `  out[off_o] = ${store};`}
 }
 `;
   },
@@ -263,6 +269,9 @@ export function runElementwise(ctx: GpuContext, spec: ElementwiseSpec): void {
     out: out.dtype,
     act,
     affine,
+    // CPU adapters: a few elements per invocation amortise the index walk and the per-invocation
+    // overhead of a workgroup that is a loop over SIMD lanes.
+    per: ctx.tuning.cpuAdapter && layout.shape[layout.shape.length - 1]! % 4 === 0 ? 4 : 1,
   };
   // Operands missing from this op get dummy (zero) uniforms; the struct layout stays fixed.
   const full: CollapsedLayout = {
@@ -279,7 +288,7 @@ export function runElementwise(ctx: GpuContext, spec: ElementwiseSpec): void {
   if (a) bindings.a = a;
   if (b) bindings.b = b;
   const bytes = operands.reduce((s, t) => s + t.byteSize, 0);
-  ctx.run(elementwiseKernel, config, bindings, values, grid1d(Math.ceil(count / WG)), { flops: numeric ? count : 0, bytes });
+  ctx.run(elementwiseKernel, config, bindings, values, grid1d(Math.ceil(count / config.per / WG)), { flops: numeric ? count : 0, bytes });
 }
 
 // ------------------------------------------------------------------ public ops

@@ -6,7 +6,7 @@ import { ACTIVATIONS, type Activation } from '../../src/kernels/activation.js';
 import { binaryCpu, unaryCpu } from '../../src/kernels/cpu/elementwise.js';
 import { activate, add, addAct, type BinaryOp, binary, collapseLayout, div, scale, sub } from '../../src/kernels/elementwise.js';
 import { expectClose, type Tolerance } from '../helpers/compare.js';
-import { useGpu } from '../helpers/gpu.js';
+import { useGpu, withCpuTuning } from '../helpers/gpu.js';
 import { type OnnxConst, type OnnxNode, runOnnx } from '../helpers/onnx.js';
 import { onnxActivation } from '../helpers/onnx-ops.js';
 import { Rng } from '../helpers/random.js';
@@ -122,6 +122,19 @@ const binCases: BinCase[] = [
     tol: f16Tol,
   },
   { name: 'mixed f16 * f32 -> f32', op: 'mul', a: { stored: [4, 9], dtype: 'f16' }, b: { stored: [9] }, outDtype: 'f32', tol: exact },
+  // Innermost dims that are multiples of 4 (several elements per invocation on CPU adapters): contiguous,
+  // 1-D off the workgroup size, broadcast along and across the innermost dim, strided innermost, f16.
+  { name: 'add rows of 64 + [64]', op: 'add', a: { stored: [6, 64] }, b: { stored: [64] }, tol: exact },
+  { name: '1-D of 1028 (a multiple of 4, not of 1024)', op: 'sub', a: { stored: [1028] }, b: { stored: [1028] }, tol: exact },
+  { name: 'mul [5, 8] * [5, 1] (broadcast along the innermost dim)', op: 'mul', a: { stored: [5, 8] }, b: { stored: [5, 1] }, tol: exact },
+  {
+    name: 'add permuted [12, 8] viewed as [8, 12] + sliced rows of 12',
+    op: 'add',
+    a: { stored: [12, 8], view: [{ permute: [1, 0] }] },
+    b: { stored: [8, 16], view: [{ slice: [1, 2, 14] }] },
+    tol: exact,
+  },
+  { name: 'f16 add gelu, rows of 36', op: 'add', a: { stored: [7, 36], dtype: 'f16' }, b: { stored: [36], dtype: 'f16' }, act: 'gelu', tol: f16Tol },
 ];
 
 const ONNX_OP: Record<BinaryOp, string> = { add: 'Add', sub: 'Sub', mul: 'Mul', div: 'Div' };
@@ -146,10 +159,13 @@ async function binaryReference(c: BinCase, a: Float32Array, b: Float32Array): Pr
   );
 }
 
-describe('elementwise binary vs onnxruntime', () => {
+// Both forms of the kernel on every case: one element per invocation (GPUs), and four consecutive
+// ones along the innermost dim where its length allows (CPU adapters).
+for (const cpuAdapter of [true, false]) describe(`elementwise binary vs onnxruntime (${cpuAdapter ? 'CPU' : 'GPU'} tuning)`, () => {
   binCases.forEach((c, idx) => {
     it(c.name, async () => {
       const ctx = gpu();
+      withCpuTuning(ctx, cpuAdapter);
       const rng = new Rng(100 + idx);
       const a = makeData(rng, c.a);
       const b = makeData(rng, c.b);
