@@ -28,7 +28,7 @@
  * (bench/harness/record.ts's row shape) if it exports one, else its `benchSam2(ctx, options)`
  * (Hiera-T only and one run in --quick; T, S, B+, L otherwise), whose rows are mapped here.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -162,6 +162,12 @@ async function sam2Rows(file: string): Promise<BenchRow[]> {
   }
 }
 
+/** The checkout's commit (with -dirty for local changes), so a results file names the code it measured. */
+function gitCommit(): string | undefined {
+  const r = spawnSync('git', ['describe', '--always', '--dirty'], { cwd: import.meta.dirname, encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : undefined;
+}
+
 async function main(): Promise<void> {
   const t0 = performance.now();
   mkdirSync(tmp, { recursive: true });
@@ -173,6 +179,7 @@ async function main(): Promise<void> {
     date: started,
     mode: quick ? 'quick' : 'full',
     command: `npm run bench:device --${process.argv.slice(2).map((a) => ` ${a}`).join('')}`,
+    commit: gitCommit(),
     node: process.version,
     doctor: doc,
     loadStart,

@@ -23,6 +23,8 @@ export interface DeviceReport {
   date: string;
   mode: 'quick' | 'full';
   command: string;
+  /** `git describe --always --dirty` of the checkout that ran, where it is one. */
+  commit?: string;
   node: string;
   doctor: {
     adapter: string;
@@ -78,7 +80,7 @@ function kernelTable(rows: readonly KernelRow[]): string[] {
 
 function modelTable(rows: readonly BenchRow[]): string[] {
   const out = [
-    '| model | variant | steady median | per item | first run | pipeline creation | dispatches | host ms / call | ORT Web / ours | check |',
+    '| model | variant | steady median | per item | first run | pipeline creation (host) | dispatches | host ms / call | ORT Web / ours | check |',
     '|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {
@@ -101,7 +103,7 @@ export function deviceMarkdown(r: DeviceReport): string {
   const lines = [
     `### ${d.adapter}${r.mode === 'quick' ? ' (--quick)' : ''}`,
     '',
-    `- ${r.date}, \`${r.command}\`, ${r.wallS.toFixed(0)} s, Node ${r.node}; load average ${r.loadStart} at the start, ${r.loadEnd} at the end`,
+    `- ${r.date}, \`${r.command}\`${r.commit ? ` at ${r.commit}` : ''}, ${r.wallS.toFixed(0)} s, Node ${r.node}; load average ${r.loadStart} at the start, ${r.loadEnd} at the end`,
     `- ${d.cpuAdapter ? 'CPU adapter' : 'GPU'}; host CPU: ${host}${d.driverSimdBits ? `; driver SIMD ${d.driverSimdBits} bits` : ''}`,
     `- features: ${d.features.join(', ')}; maxStorageBufferBindingSize ${((d.limits.maxStorageBufferBindingSize ?? 0) / 2 ** 20).toFixed(0)} MiB`,
     `- kernel choices: ${JSON.stringify(d.tuning)}`,
