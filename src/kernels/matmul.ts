@@ -357,7 +357,11 @@ export function matmul(ctx: GpuContext, a: Tensor, b: Tensor, opts: MatmulOption
   return out;
 }
 
-/** nn.Linear: x [..., K] @ W^T + b, W stored [N, K]. Leading dims of x are flattened. */
+/**
+ * nn.Linear: x [..., K] @ W^T + b, W stored [N, K]. Leading dims of a contiguous x are flattened; a
+ * strided x with at most two dims before [rows, K] (e.g. the real tokens [B, H, W, C] of a padded
+ * [B, Hp, Wp, C] grid) runs with those dims as matmul batch dims instead of being copied first.
+ */
 export function linear(
   ctx: GpuContext,
   x: Tensor,
@@ -370,8 +374,16 @@ export function linear(
   check(weight.dim(1) === K, () => `linear: input ${fmtShape(x.shape)} has ${K} features, weight ${fmtShape(weight.shape)} expects ${weight.dim(1)}`);
   const lead = x.shape.slice(0, -1);
   const rows = lead.reduce((p, d) => p * d, 1);
-  const x2 = x.isContiguous ? x.reshape([rows, K]) : null;
-  if (!x2) throw new ShapeError(`linear: input ${x} must be contiguous`);
+  if (!x.isContiguous) {
+    check(x.ndim >= 2 && x.ndim <= 4, () => `linear: a strided input needs 2 to 4 dims ([batch, batch,] rows, features), got ${x}; copy it first`);
+    const wt = weight.transpose(0, 1);
+    try {
+      return matmul(ctx, x, wt, { ...opts, bias });
+    } finally {
+      wt.dispose();
+    }
+  }
+  const x2 = x.reshape([rows, K]);
   const wt = weight.transpose(0, 1);
   const y = matmul(ctx, x2, wt, { ...opts, bias });
   x2.dispose();

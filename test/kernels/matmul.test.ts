@@ -201,6 +201,30 @@ describe('matmul vs onnxruntime', () => {
     });
   }
 
+  it('linear on a strided view (the real tokens of a padded grid) needs no copy and matches the CPU reference', async () => {
+    const ctx = gpu();
+    const rng = new Rng(8);
+    // [2, 7, 22, 24] padded grid, tokens [2, 5, 20, 24]: two batch dims (B, H), 20 rows of 24 features.
+    const [B, Hp, Wp, H, W, K, N] = [2, 7, 22, 5, 20, 24, 20];
+    const grid = rng.randn(B * Hp * Wp * K);
+    const [w, bias, res] = [rng.randn(N * K), rng.randn(N), rng.randn(B * H * W * N)];
+    const tokens = ctx.upload(grid, [B, Hp, Wp, K]).slice(1, 0, H).slice(2, 0, W);
+    expect(tokens.isContiguous).toBe(false);
+    const y = linear(ctx, tokens, ctx.upload(w, [N, K]), ctx.upload(bias, [N]), { act: 'gelu', residual: ctx.upload(res, [B, H, W, N]) });
+    expect(y.shape).toEqual([B, H, W, N]);
+    const a = new Float32Array(B * H * W * K);
+    for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let x = 0; x < W; x++) {
+      a.set(grid.subarray(((b * Hp + h) * Wp + x) * K, ((b * Hp + h) * Wp + x + 1) * K), ((b * H + h) * W + x) * K);
+    }
+    const wt = new Float32Array(K * N);
+    for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) wt[k * N + n] = w[n * K + k]!;
+    const want = matmulCpu(a, wt, 1, B * H * W, K, N, { bias, act: 'gelu' }).map((v, i) => v + res[i]!);
+    expectClose(await ctx.read(y), want, { relL2: 1e-6, atol: 1e-5, rtol: 1e-5 }, 'linear on padded-grid tokens', y.shape);
+    // More leading dims than matmul has batch dims: the caller must copy.
+    const five = ctx.empty([2, 2, 3, 4, 8]).slice(3, 0, 3);
+    expect(() => linear(ctx, five, ctx.empty([5, 8]))).toThrow(/strided input needs 2 to 4 dims.*copy it first/);
+  });
+
   it('rejects mismatched shapes before dispatch', () => {
     const ctx = gpu();
     expect(() => matmul(ctx, ctx.empty([8, 6]), ctx.empty([6, 8]), { variant: 'tiled_nt' })).toThrow(/tiled_nt needs both operands contiguous along K/);

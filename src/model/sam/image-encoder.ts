@@ -234,12 +234,10 @@ export class Block {
       qkv = full;
     }
     const relPos = { h: at.relTable(ctx, 'h', ws || H), w: at.relTable(ctx, 'w', ws || W) };
-    let a = gridSelfAttention(ctx, qkv, at.heads, { window: ws || undefined, relPos });
-    if (ph || pw) {
-      const crop = a.slice(1, 0, H).slice(2, 0, W);
-      a = copy(ctx, crop);
-    }
-    return linear(ctx, a, at.projWeight, at.projBias, { residual: x });
+    const a = gridSelfAttention(ctx, qkv, at.heads, { window: ws || undefined, relPos });
+    // The real tokens of the padded grid go to the projection as a strided view (no crop copy).
+    const real = ph || pw ? a.slice(1, 0, H).slice(2, 0, W) : a;
+    return linear(ctx, real, at.projWeight, at.projBias, { residual: x });
   }
 
   /** x1 (after the attention residual) -> x1 + mlp(norm2(x1)): the second half, for parity tests. */
