@@ -42,7 +42,8 @@ export function rowWorkgroupSize(n: number, cpuAdapter = false): number {
  * barrier suspends and resumes every SIMD group of the workgroup (lavapipe runs a workgroup with
  * barriers as coroutines), which costs more than the row's arithmetic; with one row per lane the
  * rows of a workgroup advance together in the SIMD registers. On a GPU it would serialise each row
- * in one thread, so it is never chosen there. Read from GpuContext.tuning; part of each config.
+ * in one thread: neither the default rule nor the tuner offers it there (an override still can).
+ * Read from GpuContext.tuning; part of each config.
  */
 export type RowReduction = 'tree' | 'subgroup' | 'lane';
 
