@@ -181,6 +181,7 @@ export function chunkedAttention(ctx: GpuContext, s: AttentionSpec, chunkRows?: 
   const Np = Math.ceil(N / 4) * 4;
   const chunk = chunkRows ?? queryChunk(ctx, H, N, Np);
   const vec = !s.relPos || s.kCols % 4 === 0;
+  const red = rowReduction(ctx);
   const grid = { n: Np, n_valid: N, nq: N, rel_kh: s.relPos ? N / s.kCols : 0, rel_kw: s.kCols, neg_inf: -Infinity };
   for (let b = 0; b < s.batch; b++) {
     const rel = s.relPos ? relTerms(ctx, s, b) : null;
@@ -200,7 +201,6 @@ export function chunkedAttention(ctx: GpuContext, s: AttentionSpec, chunkRows?: 
         const scores = matmul(ctx, q, kt, { alpha: s.scale, outDtype: 'f32' }); // [H, rows, Np]
         q.dispose();
         const bind: Record<string, Tensor> = rel ? { s: scores, rel_h: rel.h, rel_w: rel.w } : { s: scores };
-        const red = rowReduction(ctx);
         ctx.run(
           softmaxKernel,
           { rel: !!rel, vec, wg: WG, red },

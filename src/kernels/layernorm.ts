@@ -57,11 +57,8 @@ export function rowReduction(ctx: GpuContext): RowReduction {
 /** WGSL extensions a row kernel with this reduction needs. */
 export const rowEnables = (red: RowReduction): string[] => (red === 'subgroup' ? ['subgroups'] : []);
 
-/** Rows one workgroup handles (1, except `lane`: one per invocation). */
-export const rowsPerWorkgroup = (wg: number, red: RowReduction): number => (red === 'lane' ? wg : 1);
-
-/** Workgroups for `rows` rows (the x of grid1d). */
-export const rowGroups = (rows: number, wg: number, red: RowReduction): number => Math.ceil(rows / rowsPerWorkgroup(wg, red));
+/** Workgroups for `rows` rows (the x of grid1d): one per row, or one per `wg` rows for `lane`. */
+export const rowGroups = (rows: number, wg: number, red: RowReduction): number => (red === 'lane' ? Math.ceil(rows / wg) : rows);
 
 /**
  * WGSL: `red` scratch plus `wg_sum` / `wg_max` over a workgroup of `wg` invocations (a power of 2).
@@ -132,27 +129,17 @@ fn wg_max(v: f32, lid: u32) -> f32 {
  */
 export function rowKernelHead(wg: number, helpers = '', red: RowReduction = 'tree'): string {
   const sg = red === 'subgroup';
-  if (red === 'lane') {
-    return /* wgsl */ `${FLAT_WG}
-${rowReduceWgsl(wg, red)}
-${helpers}
-const STEP = 1u;
-@compute @workgroup_size(${wg}, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) li: u32) {
-  let row = flat_wg(wid, nwg) * ${wg}u + li;
-  let lid = 0u;
-  if (row >= u.rows) { return; }`;
-  }
+  const lane = red === 'lane';
   return /* wgsl */ `${FLAT_WG}
 ${rowReduceWgsl(wg, red)}
 ${helpers}
-const STEP = ${wg}u;
+const STEP = ${lane ? 1 : wg}u;
 @compute @workgroup_size(${wg}, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32${sg ? ', @builtin(subgroup_id) sgid: u32, @builtin(num_subgroups) nsg: u32' : ''}) {
+        @builtin(local_invocation_index) ${lane ? 'li' : 'lid'}: u32${sg ? ', @builtin(subgroup_id) sgid: u32, @builtin(num_subgroups) nsg: u32' : ''}) {
   ${sg ? 'sg_id = sgid; sg_count = nsg;' : ''}
-  let row = flat_wg(wid, nwg);
+  ${lane ? `let row = flat_wg(wid, nwg) * ${wg}u + li;
+  let lid = 0u;` : 'let row = flat_wg(wid, nwg);'}
   if (row >= u.rows) { return; }`;
 }
 
@@ -199,28 +186,28 @@ const uniforms = defineUniforms({
   eps: 'f32',
 });
 
+/** WGSL type of one access to an array of `d`: a vec4 of it on the vec path. */
+const elem = (c: LayerNormConfig, d: DType): string => (c.vec ? `vec4<${d}>` : d);
+
 const layerNormKernel = defineKernel({
   name: 'layernorm',
   uniforms,
   enables: (c: LayerNormConfig) => rowEnables(c.red),
-  bindings: (c: LayerNormConfig) => {
-    const t = (d: DType) => (c.vec ? `vec4<${d}>` : d);
-    return [
-      { name: 'x', type: t(c.x), access: 'read' as const },
-      ...(c.weight === 'none' ? [] : [{ name: 'weight', type: t(c.weight), access: 'read' as const }]),
-      ...(c.bias === 'none' ? [] : [{ name: 'bias', type: t(c.bias), access: 'read' as const }]),
-      ...(c.residual === 'none' ? [] : [{ name: 'residual', type: t(c.residual), access: 'read' as const }]),
-      { name: 'out', type: t(c.out), access: 'read_write' as const },
-      ...(c.sum === 'none' ? [] : [{ name: 'sum', type: t(c.sum), access: 'read_write' as const }]),
-    ];
-  },
+  bindings: (c: LayerNormConfig) => [
+    { name: 'x', type: elem(c, c.x), access: 'read' as const },
+    ...(c.weight === 'none' ? [] : [{ name: 'weight', type: elem(c, c.weight), access: 'read' as const }]),
+    ...(c.bias === 'none' ? [] : [{ name: 'bias', type: elem(c, c.bias), access: 'read' as const }]),
+    ...(c.residual === 'none' ? [] : [{ name: 'residual', type: elem(c, c.residual), access: 'read' as const }]),
+    { name: 'out', type: elem(c, c.out), access: 'read_write' as const },
+    ...(c.sum === 'none' ? [] : [{ name: 'sum', type: elem(c, c.sum), access: 'read_write' as const }]),
+  ],
   source: (c: LayerNormConfig) => {
     const fused = c.residual !== 'none';
     const names = ['x', 'o', ...(fused ? ['r'] : []), ...(c.sum === 'none' ? [] : ['s'])];
     // vec: j counts vec4s, the offsets are in elements (multiples of 4) and the column strides 1.
     const V = c.vec ? 4 : 1;
-    const F = c.vec ? 'vec4<f32>' : 'f32';
-    const vt = (d: DType) => (c.vec ? `vec4<${d}>` : d);
+    const F = elem(c, 'f32');
+    const vt = (d: DType) => elem(c, d);
     const ix = (name: string, col: string) => (c.vec ? `${name} / 4u + j` : `${name} + j * u.col.${col}`);
     // With a residual, the normalised value is the sum rounded to the sum's storage dtype, so the
     // returned sum and the normalised output agree (as in an unfused f16 model).

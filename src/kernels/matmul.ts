@@ -372,22 +372,19 @@ export function linear(
   check(weight.ndim === 2, () => `linear: weight must be [out, in], got ${fmtShape(weight.shape)}`);
   const K = x.dim(-1);
   check(weight.dim(1) === K, () => `linear: input ${fmtShape(x.shape)} has ${K} features, weight ${fmtShape(weight.shape)} expects ${weight.dim(1)}`);
+  const strided = !x.isContiguous;
+  check(!strided || (x.ndim >= 2 && x.ndim <= 4), () => `linear: a strided input needs 2 to 4 dims ([batch, batch,] rows, features), got ${x}; copy it first`);
   const lead = x.shape.slice(0, -1);
-  const rows = lead.reduce((p, d) => p * d, 1);
-  if (!x.isContiguous) {
-    check(x.ndim >= 2 && x.ndim <= 4, () => `linear: a strided input needs 2 to 4 dims ([batch, batch,] rows, features), got ${x}; copy it first`);
-    const wt = weight.transpose(0, 1);
-    try {
-      return matmul(ctx, x, wt, { ...opts, bias });
-    } finally {
-      wt.dispose();
-    }
-  }
-  const x2 = x.reshape([rows, K]);
+  const x2 = strided ? x : x.reshape([lead.reduce((p, d) => p * d, 1), K]);
   const wt = weight.transpose(0, 1);
-  const y = matmul(ctx, x2, wt, { ...opts, bias });
-  x2.dispose();
-  wt.dispose();
+  let y: Tensor;
+  try {
+    y = matmul(ctx, x2, wt, { ...opts, bias });
+  } finally {
+    if (!strided) x2.dispose();
+    wt.dispose();
+  }
+  if (strided) return y;
   const out = y.reshape([...lead, weight.dim(0)]);
   y.dispose();
   return out;

@@ -4,10 +4,9 @@
  * what its shapes cannot): a SAM 2 checkpoint given as --weights is recognised by its keys, the
  * masks equal the library's, and `--model` errors are one line.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PNG } from 'pngjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readImage } from '../../src/io/decode.js';
 import { SamAutomaticMaskGenerator } from '../../src/pipelines/automatic-mask-generator.js';
@@ -16,7 +15,7 @@ import { SafetensorsFile } from '../../src/weights/safetensors.js';
 import { useGpu } from '../helpers/gpu.js';
 import { bytesOf, buildSafetensors } from '../helpers/safetensors-build.js';
 import { SAM2_WEIGHTS, tinyOverrides } from '../model/sam2-fixture.js';
-import { CLI_TIMEOUT, DOG, expectOk, expectOneLineError, expectSame, samclip } from './helpers.js';
+import { CLI_TIMEOUT, DOG, expectOk, expectOneLineError, expectSame, readMask as readMaskOf, samclip } from './helpers.js';
 
 const gpu = useGpu();
 const tmp = mkdtempSync(join(tmpdir(), 'samclip-sam2-'));
@@ -31,11 +30,7 @@ beforeAll(async () => {
   writeFileSync(WEIGHTS, buildSafetensors(tensors, { metadata: { sam2 } }));
 });
 
-function readMask(path: string): Uint8Array {
-  const png = PNG.sync.read(readFileSync(path));
-  expect([png.width, png.height]).toEqual([800, 534]);
-  return Uint8Array.from({ length: png.width * png.height }, (_, i) => (png.data[4 * i] ? 1 : 0));
-}
+const readMask = (path: string) => readMaskOf(path, [800, 534]);
 
 describe('segment / everything with SAM 2', { timeout: CLI_TIMEOUT }, () => {
   it('segment: a SAM 2 checkpoint as --weights runs SAM 2; the mask equals the library result', async () => {
