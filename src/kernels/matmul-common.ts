@@ -12,6 +12,7 @@ export type MatmulVariant =
   | 'tiled'
   | 'tiled_nt'
   | 'direct_nt'
+  | 'direct_sg_nt'
   | 'rows'
   | 'tiled8_nt'
   | 'rows_sg'
@@ -19,7 +20,7 @@ export type MatmulVariant =
   | 'subgroup_matrix';
 
 /** Variants that read both operands as vec4 along K (the nn.Linear layout). */
-export const NT_VARIANTS: readonly MatmulVariant[] = ['tiled_nt', 'direct_nt', 'tiled8_nt', 'rows_sg', 'splitk'];
+export const NT_VARIANTS: readonly MatmulVariant[] = ['tiled_nt', 'direct_nt', 'direct_sg_nt', 'tiled8_nt', 'rows_sg', 'splitk'];
 
 export const uniforms = defineUniforms({
   M: 'u32',
@@ -148,12 +149,16 @@ export function storeBlock(
   }`;
 }
 
-/** A matmul kernel over the common bindings: `body` is its WGSL after the activation and batch helpers. */
-export function matmulKernel<C extends MatmulConfig>(body: (c: C) => string) {
+/**
+ * A matmul kernel over the common bindings: `body` is its WGSL after the activation and batch
+ * helpers; `enables` names WGSL extensions it needs beyond f16 (e.g. subgroups).
+ */
+export function matmulKernel<C extends MatmulConfig>(body: (c: C) => string, enables: readonly string[] = []) {
   return defineKernel({
     name: 'matmul',
     uniforms,
     bindings: commonBindings,
+    enables: () => enables,
     source: (c: C) => `${EPILOGUE_WGSL}\n${BATCH_BASE}\n${body(c)}`,
   });
 }

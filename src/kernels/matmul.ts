@@ -11,10 +11,9 @@
  *  - `tiled_nt`: the same tiling when both operands are contiguous along K (activations x nn.Linear
  *    weights, the common case): tiles are filled with vec4 loads along K and the inner loop is
  *    vec4 dot products. Needs K % 4 == 0 and 16-byte aligned rows.
- *  - `direct_nt`: the same layout with no workgroup memory and no barrier: each invocation reads
- *    its operands from the buffers (8 rows shared by the workgroup, 4 columns per invocation).
- *    The choice on CPU adapters (lavapipe, SwiftShader), where workgroup memory is ordinary memory
- *    and each barrier is a pass over every invocation of the workgroup: 1.5-2x faster there.
+ *  - CPU-adapter variants in matmul-cpu.ts (lavapipe, SwiftShader: workgroup memory is ordinary
+ *    memory, each barrier a pass over every invocation): `direct_nt` and `direct_sg_nt`, the same
+ *    layout with no workgroup memory and no barrier (the latter fetching A through subgroup shuffles).
  *  - `rows`: one invocation per output element group along N, no workgroup memory; small M
  *    (decoder tokens, pooled vectors) where a 64-row tile would mostly idle.
  *  - GPU variants in matmul-gpu.ts: `tiled8_nt` (8x8 register blocks, double-buffered K tiles),
@@ -28,7 +27,8 @@ import { ShapeError, check, fmtShape } from '../gpu/errors.js';
 import type { Tensor } from '../gpu/tensor.js';
 import type { KernelTuning } from '../gpu/tuning.js';
 import { type Activation, activationCode } from './activation.js';
-import { type MatmulConfig, type MatmulVariant, NT_VARIANTS, epilogue, matmulKernel, seq, span, storeBlock } from './matmul-common.js';
+import { type MatmulConfig, type MatmulVariant, NT_VARIANTS, epilogue, matmulKernel, storeBlock } from './matmul-common.js';
+import { runCpuMatmul } from './matmul-cpu.js';
 import { runGpuMatmul, subgroupMatrixEligible } from './matmul-gpu.js';
 
 export type { MatmulVariant } from './matmul-common.js';
@@ -195,34 +195,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 }
 `);
 
-// direct_nt geometry, measured on lavapipe (1024x768 @ 768x2304): 8 rows x 4 columns x 16
-// invocations ran 1.5-2.2x faster than tiled_nt; 4 rows 1.8x; 16 rows or 32 invocations slower.
-const DR = 8; // rows per direct_nt workgroup (shared by its invocations)
-const DC = 4; // columns per direct_nt invocation
-const DWG = 16; // invocations per direct_nt workgroup
-
-const directNtKernel = matmulKernel((c: MatmulConfig) => /* wgsl */ `
-// No workgroup memory and no barrier: every invocation reads its operands straight from the
-// buffers. The ${DR} rows of A belong to the whole workgroup (the same address in every lane: one
-// load broadcast), each invocation owns ${DC} columns interleaved by ${DWG}. Row and column indices
-// are clamped so loads stay unconditional; the clamped results are never written.
-@compute @workgroup_size(${DWG}, 1, 1)
-fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-  let bases = batch_bases(wid.z);
-  let row0 = wid.y * ${DR}u;
-  let col0 = wid.x * ${DWG * DC}u + lid.x;
-  let kv_n = u.K / 4u;
-${seq(DR, (i) => `  let ar${i} = (bases.x + min(row0 + ${i}u, u.M - 1u) * u.a_strides.z) / 4u;`)}
-${seq(DC, (j) => `  let bc${j} = (bases.y + min(col0 + ${DWG * j}u, u.N - 1u) * u.b_strides.w) / 4u;`)}
-${seq(DR, (i) => `  var acc${i} = vec4<f32>(0.0);`)}
-  for (var kv = 0u; kv < kv_n; kv++) {
-${seq(DC, (j) => `    let w${j} = vec4<f32>(b[bc${j} + kv]);`)}
-${seq(DR, (i) => `    { let av = vec4<f32>(a[ar${i} + kv]); acc${i} += vec4<f32>(${seq(DC, (j) => `dot(av, w${j})`, ', ')}); }`)}
-  }
-${storeBlock(c, { rows: DR, cols: DC, row: 'row0 + i', col: `col0 + ${DWG}u * j`, accs: span(DR, (i) => `acc${i}`) })}
-}
-`);
-
 /** Whether both operands are contiguous along K in 16-byte units (the `tiled_nt` layout). */
 export function ntEligible(a: Tensor, b: Tensor, aBatch: number[], bBatch: number[]): boolean {
   const K = a.dim(-1);
@@ -254,12 +226,14 @@ export function selectMatmul(
     const s = tuning.matmulSmall;
     if ((s === 'rows_sg' || s === 'splitk') && SMALL_M_BLOCKS(M, N) > 65535) return 'rows';
     if (s === 'rows_sg' && !can.subgroups) return 'rows';
+    if (s === 'direct_sg_nt' && !can.subgroups) return 'direct_nt';
     return s;
   }
   const c = tuning.matmulNt;
   if (c === 'subgroup_matrix') return can.subgroupMatrix ? c : 'tiled8_nt';
   // 128-row tiles idle for short problems: the 64-row tile does better there.
   if (c === 'tiled8_nt' && M < 64) return 'tiled_nt';
+  if (c === 'direct_sg_nt' && !can.subgroups) return 'direct_nt';
   return c;
 }
 
@@ -311,6 +285,7 @@ export function matmul(ctx: GpuContext, a: Tensor, b: Tensor, opts: MatmulOption
   const sgMatrix = subgroupMatrixEligible(ctx, a, b, nt);
   const variant = opts.variant ?? selectMatmul(M, N, nt, ctx.tuning, { subgroups: ctx.features.subgroups, subgroupMatrix: sgMatrix });
   check(!(NT_VARIANTS.includes(variant) || variant === 'subgroup_matrix') || nt, () => `matmul: ${variant} needs both operands contiguous along K (K % 4 == 0, aligned), got A ${a} strides ${fmtShape(a.strides)}, B ${b} strides ${fmtShape(b.strides)}`);
+  check(variant !== 'direct_sg_nt' || ctx.features.subgroups, () => `matmul: direct_sg_nt needs the 'subgroups' feature, which ${ctx.description} does not offer`);
   check(variant !== 'rows_sg' || ctx.features.subgroups, () => `matmul: rows_sg needs the 'subgroups' feature (and the subgroup_id builtin), which ${ctx.description} does not offer`);
   check(variant !== 'subgroup_matrix' || sgMatrix, () => `matmul: subgroup_matrix needs f16 operands and the '${'chromium-experimental-subgroup-matrix'}' feature, got A ${a}, B ${b} on ${ctx.description}`);
   check(!(variant === 'rows_sg' || variant === 'splitk') || SMALL_M_BLOCKS(M, N) <= 65535, () => `matmul: ${variant} covers at most 65535 blocks of 4x4 outputs, got ${M}x${N}`);
@@ -344,8 +319,8 @@ export function matmul(ctx: GpuContext, a: Tensor, b: Tensor, opts: MatmulOption
   };
   const batch = dims[0]! * dims[1]!;
   const cost = { flops: 2 * M * N * K * batch, bytes: (a.byteSize + b.byteSize + out.byteSize) };
-  if (variant === 'direct_nt') {
-    ctx.run(directNtKernel, config, bindings, values, [Math.ceil(N / (DWG * DC)), Math.ceil(M / DR), batch], cost);
+  if (variant === 'direct_nt' || variant === 'direct_sg_nt') {
+    runCpuMatmul(ctx, config, bindings, values, { M, N, batch }, cost);
   } else if (variant === 'tiled8_nt' || variant === 'rows_sg' || variant === 'splitk' || variant === 'subgroup_matrix') {
     runGpuMatmul(ctx, config, bindings, values, { M, N, K, batch }, cost);
   } else if (variant === 'tiled' || variant === 'tiled_nt') {

@@ -50,7 +50,7 @@ export interface TuneReport {
 }
 
 /** Bump when kernels change enough that cached choices should be re-measured. */
-const TUNING_VERSION = 2;
+const TUNING_VERSION = 3;
 const KEYS: TunableKey[] = ['rowReduce', 'matmulNt', 'matmulSmall', 'attention'];
 
 /** Cache key: the adapter as it describes itself (not how it was reached), the host, the version. */

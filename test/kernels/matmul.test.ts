@@ -93,7 +93,9 @@ async function reference(c: Case, a: Float32Array, b: Float32Array, bias: Float3
 }
 
 /** Every variant that runs f32 operands (subgroup_matrix takes f16 only: tested below). */
-const ALL_VARIANTS: MatmulVariant[] = ['tiled', 'tiled_nt', 'direct_nt', 'rows', 'tiled8_nt', 'rows_sg', 'splitk'];
+const ALL_VARIANTS: MatmulVariant[] = ['tiled', 'tiled_nt', 'direct_nt', 'direct_sg_nt', 'rows', 'tiled8_nt', 'rows_sg', 'splitk'];
+/** Variants that need the `subgroups` feature. */
+const SUBGROUP_VARIANTS: MatmulVariant[] = ['rows_sg', 'direct_sg_nt'];
 const GPU_VARIANTS: MatmulVariant[] = ['tiled8_nt', 'rows_sg', 'splitk', 'subgroup_matrix'];
 
 /** One case on one variant against the ONNX composition. */
@@ -133,7 +135,7 @@ describe('matmul vs onnxruntime', () => {
     for (const c of cases.filter(eligible)) {
       it(`${variant}: ${c.name}`, async (t) => {
         const ctx = gpu();
-        if (!requires(t, variant !== 'rows_sg' || ctx.features.subgroups, 'subgroups')) return;
+        if (!requires(t, !SUBGROUP_VARIANTS.includes(variant) || ctx.features.subgroups, 'subgroups')) return;
         await checkCase(ctx, variant, c);
       });
     }
@@ -143,9 +145,10 @@ describe('matmul vs onnxruntime', () => {
   // cannot unroll on CPU adapters, unrolled on GPUs. The adapter's own form runs above; here the
   // other one, by flipping the adapter class the config is derived from.
   const edges = cases.find((c) => c.name === 'linear layout, 200x260 across 128-wide tiles, odd K steps')!;
-  for (const variant of ['tiled', 'tiled_nt', 'direct_nt', 'tiled8_nt'] as MatmulVariant[]) {
-    it(`${variant}: the other store form (unrolled on CPU adapters, a loop on GPUs), ${edges.name}`, async () => {
+  for (const variant of ['tiled', 'tiled_nt', 'direct_nt', 'direct_sg_nt', 'tiled8_nt'] as MatmulVariant[]) {
+    it(`${variant}: the other store form (unrolled on CPU adapters, a loop on GPUs), ${edges.name}`, async (t) => {
       const ctx = gpu();
+      if (!requires(t, !SUBGROUP_VARIANTS.includes(variant) || ctx.features.subgroups, 'subgroups')) return;
       const was = ctx.tuning.cpuAdapter;
       ctx.tuning.cpuAdapter = !was;
       try {
@@ -176,7 +179,7 @@ describe('matmul vs onnxruntime', () => {
     it(`${variant}: f16 weights and f16 activations, f32 accumulation`, async (t) => {
       const ctx = gpu();
       if (!requires(t, ctx.features.f16, 'shader-f16')) return;
-      if (!requires(t, variant !== 'rows_sg' || ctx.features.subgroups, 'subgroups')) return;
+      if (!requires(t, !SUBGROUP_VARIANTS.includes(variant) || ctx.features.subgroups, 'subgroups')) return;
       // Tensor cores: only where the adapter offers chromium-experimental-subgroup-matrix (never on lavapipe).
       if (!requires(t, variant !== 'subgroup_matrix' || !!ctx.features.subgroupMatrix, 'chromium-experimental-subgroup-matrix')) return;
       const rng = new Rng(99);
