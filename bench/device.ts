@@ -20,8 +20,8 @@
  *
  * `--quick` (CPU adapters; ~10 minutes on a quiet 2-core lavapipe host with the artefacts cached):
  * one timed run per kernel variant, no end-to-end or ORT Web CPU-io columns; SAM encoder f32 and f16
- * first run only; ORT Web skipped on the SAM encoder (minutes on a CPU adapter) and on the 80-prompt
- * text tower; SAM-CLIP first run only. Full mode: 3 runs and every competitor (<= 8 minutes on a GPU).
+ * first run only; ORT Web skipped on the SAM encoder (minutes on a CPU adapter), on the decoder's
+ * B = 16 (80 s there) and on the 80-prompt text tower; SAM-CLIP first run only. Full mode: 3 runs and every competitor (<= 8 minutes on a GPU).
  *
  * SAM 2.1 hook: when `bench/sam2.ts` exists it is called in this process: its
  *   `sam2DeviceRows(opts: { quick: boolean; dir: string }): Promise<BenchRow[]>`
@@ -69,7 +69,7 @@ function steps(): Step[] {
     list.push({ name: 'sam-encoder-f16', script: 'sam-encoder.ts', args: [...enc, '--f16', '--no-ort-web', '--dir', dir] });
   }
   if (only.includes('sam-decoder')) {
-    list.push({ name: 'sam-decoder', script: 'sam-decoder.ts', args: [...(quick ? ['--runs', '1', '--warmup', '0'] : ['--runs', '5', '--warmup', '1']), '--batches', '1,16', '--no-ort-node', '--no-profile', '--dir', dir] });
+    list.push({ name: 'sam-decoder', script: 'sam-decoder.ts', args: [...(quick ? ['--runs', '1', '--warmup', '0', '--ort-web-batches', '1'] : ['--runs', '5', '--warmup', '1']), '--batches', '1,16', '--no-ort-node', '--no-profile', '--dir', dir] });
   }
   if (only.includes('clip')) {
     list.push({ name: 'clip', script: 'clip.ts', args: [...(quick ? ['--runs', '1', '--no-ort-web-text', '--no-full-text'] : ['--runs', '3', '--warmup', '1']), '--ort-web-io', 'gpu'] });

@@ -4,7 +4,7 @@
  * adapter running the same graph's ONNX export, and onnxruntime-node (CPU) as a second reference.
  *
  *   node --import tsx bench/sam-decoder.ts [--runs 5] [--warmup 1] [--batches 1,16]
- *       [--dir /tmp/samclip-bench] [--f16] [--no-ort-web] [--no-ort-node] [--trace trace.json]
+ *       [--dir /tmp/samclip-bench] [--f16] [--no-ort-web] [--ort-web-batches 1] [--no-ort-node] [--trace trace.json]
  *       [--no-profile] [--json rows.json]
  *
  * Files (made once, kept in --dir): `sam_vit_b_random.safetensors` (tools/random-weights.ts
@@ -58,6 +58,8 @@ import { type BenchRow, checkFields, hostCost, timingFields, writeRows } from '.
 const runs = Number(flag('--runs', '5'));
 const warmup = Number(flag('--warmup', '1'));
 const batches = flag('--batches', '1,16').split(',').map(Number);
+// The batch sizes ORT Web also runs (bench:device --quick: 1 only; its B = 16 run takes 80 s on lavapipe).
+const ortWebBatches = flag('--ort-web-batches', batches.join(',')).split(',').map(Number);
 const dir = flag('--dir', '/tmp/samclip-bench');
 const f16 = has('--f16');
 const tracePath = has('--trace') ? flag('--trace', 'sam-decoder-trace.json') : null;
@@ -210,7 +212,7 @@ async function main(): Promise<void> {
 
     // ORT Web session (validated once) before the timed rounds.
     let ortWeb: { bound: ReturnType<Awaited<ReturnType<typeof createOrtWebSession>>['bindGpu']>; session: Awaited<ReturnType<typeof createOrtWebSession>>; check?: Check; note?: string } | null = null;
-    if (model && !has('--no-ort-web')) {
+    if (model && !has('--no-ort-web') && ortWebBatches.includes(B)) {
       try {
         console.log(`ORT Web adapter: ${await ortWebAdapter()}`);
         const session = await createOrtWebSession(model, { io: 'gpu' });

@@ -22,8 +22,9 @@
  * a small separate kernel (attention-relpos.ts) into a [.., Nq, Kh + Kw] buffer (linear in N, not
  * N x N) that the main kernel reads.
  *
- * On CPU adapters, long global self-attention goes to attention-chunked.ts instead (matmuls over
- * query chunks: ~2.3x faster on lavapipe at 4096 tokens), and head dims above 64 to the flash
+ * On CPU adapters, self-attention of 128 tokens or more (globally or per window) goes to
+ * attention-chunked.ts instead (matmuls over query chunks: ~2.3x faster on lavapipe at 4096
+ * tokens, ~4x with the subgroup matmul), and head dims above 64 to the flash
  * kernel where subgroups allow (its compile is 8-13x shorter there). On GPUs with subgroups the `flash`
  * kernel below splits each query's head dim over four lanes; `algorithm` forces any of the three.
  */
@@ -382,7 +383,7 @@ const CHUNKED_MIN_TOKENS = 128;
 // 64 the fused kernel stays.
 const CPU_FUSED_MAX_HEAD_DIM = 64;
 
-/** The tuning's choice where this problem allows it: chunked needs long global self-attention, flash subgroups. */
+/** The tuning's choice where this problem allows it: chunked needs self-attention of many tokens (per window), flash subgroups. */
 function selectAttention(ctx: GpuContext, s: AttentionSpec): AttentionAlgorithm {
   if (s.algorithm) return s.algorithm;
   const choice = ctx.tuning.attention;

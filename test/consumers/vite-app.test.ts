@@ -34,11 +34,13 @@ const MIN_AGREEMENT = 0.999;
 /**
  * A regression guard on what an app that only segments with SAM loads at start. The goal (DESIGN.md
  * section 9, issue 11) is 60 kB gzip; it is not met since the per-adapter kernel variants (tiled and
- * subgroup matmuls, flash attention) landed: 64.3 kB at that point (see the test's printed sizes).
+ * subgroup matmuls, flash attention) landed: 64.3 kB at that point (see the test's printed sizes),
+ * 66.6 kB once the CPU-adapter paths of issue 13 (the subgroup-shuffle matmul, windowed attention
+ * as matmuls, conv2d as im2col + matmul: 2.7x the speed of a SAM encode on lavapipe) joined them.
  * This guard catches growth beyond that, it does not claim the goal.
  */
 const SAM_ONLY_GZIP_GOAL = 60_000;
-const SAM_ONLY_GZIP_BUDGET = 66_000;
+const SAM_ONLY_GZIP_BUDGET = 67_000;
 
 if (!HAVE_CHROMIUM) console.warn(`test/consumers/vite-app.test.ts: the Chromium parts skip, ${CHROMIUM} not found (tools/setup.sh installs it)`);
 

@@ -129,6 +129,56 @@ async function withKeys(ctx: GpuContext, fn: () => Tensor): Promise<{ out: Tenso
 
 // The one-query-per-invocation kernel and the GPU flash kernel (four subgroup lanes per query),
 // each forced, on the same cases; flash runs where the device has subgroups and D % 16 == 0.
+/**
+ * SAM's windowed grid attention (2 images, a 14x21 grid of 7x7 windows, rel-pos) on the engine,
+ * and the reference: the grid partitioned into windows on the CPU, the ONNX composition per window.
+ */
+async function windowedCase(ctx: GpuContext, opts: { algorithm: AttentionAlgorithm; chunkRows?: number; dtype?: 'f32' | 'f16' }) {
+  const rng = new Rng(13);
+  const [B, Hg, Wg, heads, D, win] = [2, 14, 21, 2, 16, 7];
+  const C = heads * D;
+  const qkv = rng.randn(B * Hg * Wg * 3 * C);
+  const rh = rng.randn((2 * win - 1) * D, 0.5);
+  const rw = rng.randn((2 * win - 1) * D, 0.5);
+  const dt = opts.dtype ?? 'f32';
+  const out = gridSelfAttention(ctx, ctx.upload(qkv, [B, Hg, Wg, 3 * C], dt), heads, {
+    window: win,
+    algorithm: opts.algorithm,
+    chunkRows: opts.chunkRows,
+    relPos: { h: ctx.upload(rh, [2 * win - 1, D], dt), w: ctx.upload(rw, [2 * win - 1, D], dt) },
+  });
+  expect(out.dtype).toBe(dt);
+  const got = await ctx.read(out);
+  const nW = (Hg / win) * (Wg / win);
+  const N = win * win;
+  const part = (i: number) => {
+    const a = new Float32Array(B * nW * heads * N * D);
+    for (let b = 0; b < B; b++) for (let wy = 0; wy < Hg / win; wy++) for (let wx = 0; wx < Wg / win; wx++) {
+      const z = (b * (Hg / win) + wy) * (Wg / win) + wx;
+      for (let h = 0; h < heads; h++) for (let n = 0; n < N; n++) for (let d = 0; d < D; d++) {
+        const y = wy * win + Math.floor(n / win);
+        const x = wx * win + (n % win);
+        a[((z * heads + h) * N + n) * D + d] = qkv[((b * Hg + y) * Wg + x) * 3 * C + i * C + h * D + d]!;
+      }
+    }
+    return a;
+  };
+  const ref = await onnxAttention(
+    { B: B * nW, H: heads, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D), relPos: { h: rh, w: rw, grid: [win, win] } },
+    part(0), part(1), part(2),
+  );
+  const want = new Float32Array(B * Hg * Wg * C);
+  for (let b = 0; b < B; b++) for (let wy = 0; wy < Hg / win; wy++) for (let wx = 0; wx < Wg / win; wx++) {
+    const z = (b * (Hg / win) + wy) * (Wg / win) + wx;
+    for (let n = 0; n < N; n++) for (let h = 0; h < heads; h++) for (let d = 0; d < D; d++) {
+      const y = wy * win + Math.floor(n / win);
+      const x = wx * win + (n % win);
+      want[((b * Hg + y) * Wg + x) * C + h * D + d] = ref[((z * N + n) * heads + h) * D + d]!;
+    }
+  }
+  return { got, want, shape: out.shape };
+}
+
 for (const algorithm of ['fused', 'flash'] as const) describe(`${algorithm} attention vs onnxruntime`, () => {
   const ready = (t: { skip: (note?: string) => void }, ctx: GpuContext, D: number) =>
     algorithm === 'fused' || requires(t, flashEligible(ctx, D), 'subgroups (>= 4 lanes) and a head dim multiple of 16');
@@ -258,47 +308,8 @@ for (const algorithm of ['fused', 'flash'] as const) describe(`${algorithm} atte
   it('windowed grid attention (SAM window blocks) equals per-window attention', async (tc) => {
     const ctx = gpu();
     if (!ready(tc, ctx, 16)) return;
-    const rng = new Rng(13);
-    const [B, Hg, Wg, heads, D, win] = [2, 14, 21, 2, 16, 7];
-    const C = heads * D;
-    const qkv = rng.randn(B * Hg * Wg * 3 * C);
-    const rh = rng.randn((2 * win - 1) * D, 0.5);
-    const rw = rng.randn((2 * win - 1) * D, 0.5);
-    const out = gridSelfAttention(ctx, ctx.upload(qkv, [B, Hg, Wg, 3 * C]), heads, {
-      window: win,
-      algorithm,
-      relPos: { h: ctx.upload(rh, [2 * win - 1, D]), w: ctx.upload(rw, [2 * win - 1, D]) },
-    });
-    const got = await ctx.read(out);
-    // Reference: partition into windows on the CPU and run the ONNX composition per batch of windows.
-    const nW = (Hg / win) * (Wg / win);
-    const N = win * win;
-    const part = (i: number) => {
-      const a = new Float32Array(B * nW * heads * N * D);
-      for (let b = 0; b < B; b++) for (let wy = 0; wy < Hg / win; wy++) for (let wx = 0; wx < Wg / win; wx++) {
-        const z = (b * (Hg / win) + wy) * (Wg / win) + wx;
-        for (let h = 0; h < heads; h++) for (let n = 0; n < N; n++) for (let d = 0; d < D; d++) {
-          const y = wy * win + Math.floor(n / win);
-          const x = wx * win + (n % win);
-          a[((z * heads + h) * N + n) * D + d] = qkv[((b * Hg + y) * Wg + x) * 3 * C + i * C + h * D + d]!;
-        }
-      }
-      return a;
-    };
-    const ref = await onnxAttention(
-      { B: B * nW, H: heads, Nq: N, Nk: N, D, scale: 1 / Math.sqrt(D), relPos: { h: rh, w: rw, grid: [win, win] } },
-      part(0), part(1), part(2),
-    );
-    const want = new Float32Array(B * Hg * Wg * C);
-    for (let b = 0; b < B; b++) for (let wy = 0; wy < Hg / win; wy++) for (let wx = 0; wx < Wg / win; wx++) {
-      const z = (b * (Hg / win) + wy) * (Wg / win) + wx;
-      for (let n = 0; n < N; n++) for (let h = 0; h < heads; h++) for (let d = 0; d < D; d++) {
-        const y = wy * win + Math.floor(n / win);
-        const x = wx * win + (n % win);
-        want[((b * Hg + y) * Wg + x) * C + h * D + d] = ref[((z * N + n) * heads + h) * D + d]!;
-      }
-    }
-    expectClose(got, want, TOL, 'windowed', out.shape);
+    const { got, want, shape } = await windowedCase(ctx, { algorithm });
+    expectClose(got, want, TOL, 'windowed', shape);
   });
 
   it('f16 storage stays within the f16 tolerance', async (tc) => {
@@ -418,10 +429,26 @@ describe('chunked attention (CPU adapters) vs onnxruntime', () => {
     expectClose(await ctx.read(out), await onnxAttention(c, split(0), split(1), split(2)), { relL2: 1e-2, atol: 5e-2, rtol: 5e-2 }, 'chunked f16 rel-pos', out.shape);
   });
 
+  // Windows become one global attention over heads x images x windows blocks (attention-chunked.ts
+  // windowedAttention); chunkRows 16 splits each 49-token window's queries into 4 chunks.
+  for (const chunkRows of [undefined, 16]) {
+    it(`SAM windowed grid attention with rel-pos, 2 images${chunkRows ? `, ${chunkRows}-row chunks` : ''}: equals per-window attention`, async () => {
+      const { got, want, shape } = await windowedCase(gpu(), { ...chunked, chunkRows });
+      expectClose(got, want, TOL, 'chunked windowed', shape);
+    });
+  }
+
+  it('windowed, f16 storage: within the f16 tolerance', async (tc) => {
+    const ctx = gpu();
+    if (!requires(tc, ctx.features.f16, 'shader-f16')) return;
+    const { got, want, shape } = await windowedCase(ctx, { ...chunked, dtype: 'f16' });
+    expectClose(got, want, { relL2: 1e-2, atol: 5e-2, rtol: 5e-2 }, 'chunked windowed f16', shape);
+  });
+
   it('refuses what it does not implement (causal mask) with a clear message', () => {
     const ctx = gpu();
     const t = ctx.empty([1, 1, 8, 8]);
-    expect(() => attention(ctx, t, t, t, { ...chunked, causal: true })).toThrow(/chunked algorithm takes f32 or f16 global self-attention without bias or causal mask/);
+    expect(() => attention(ctx, t, t, t, { ...chunked, causal: true })).toThrow(/chunked algorithm takes f32 or f16 self-attention without bias or causal mask/);
   });
 });
 

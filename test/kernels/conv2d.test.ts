@@ -42,7 +42,7 @@ const f16: Tolerance = { relL2: 1e-3, atol: 2e-3, rtol: 2e-3 };
 const cases: Case[] = [
   { name: 'patch embed 16x16/16, bias, NHWC out', x: [2, 3, 48, 80], w: [96, 3, 16, 16], stride: [16, 16], bias: true, outLayout: 'nhwc', tol: f32Long },
   // CLIP ViT-B/16 conv1 at 224 px (no bias): the real shape, 0.23 GFLOP.
-  { name: 'CLIP ViT-B/16 patch embed 224px', x: [1, 3, 224, 224], w: [768, 3, 16, 16], stride: [16, 16], outLayout: 'nhwc', variants: ['tiled'], tol: f32Long },
+  { name: 'CLIP ViT-B/16 patch embed 224px', x: [1, 3, 224, 224], w: [768, 3, 16, 16], stride: [16, 16], outLayout: 'nhwc', variants: ['tiled', 'gemm'], tol: f32Long },
   { name: '1x1 NHWC in, no bias (SAM neck 0)', x: [1, 33, 7, 9], w: [45, 33, 1, 1], inLayout: 'nhwc', tol: f32 },
   { name: '3x3 pad 1 NHWC in and out (SAM neck 2)', x: [1, 40, 13, 11], w: [36, 40, 3, 3], pads: [1, 1, 1, 1], inLayout: 'nhwc', outLayout: 'nhwc', tol: f32Long },
   { name: '2x2/2 1->4 (mask downscaling)', x: [1, 1, 30, 26], w: [4, 1, 2, 2], stride: [2, 2], bias: true, tol: f32 },
@@ -95,7 +95,8 @@ function toNhwc(a: Float32Array, [N, C, H, W]: readonly number[]): Float32Array 
 
 describe('conv2d vs onnxruntime', () => {
   for (const c of cases) {
-    for (const variant of c.variants ?? (['tiled', 'direct'] as Conv2dVariant[])) {
+    // gemm (im2col + matmul) takes groups 1 only.
+    for (const variant of c.variants ?? (['tiled', 'direct', ...((c.groups ?? 1) === 1 ? ['gemm'] : [])] as Conv2dVariant[])) {
       it(`${variant}: ${c.name}`, async () => {
         const ctx = gpu();
         const rng = new Rng(c.x.reduce((p, d) => p * 31 + d, 7) + c.w[0]);
@@ -177,6 +178,7 @@ describe('conv2d vs onnxruntime', () => {
     expect(() => conv2d(ctx, x, ctx.empty([4, 1, 3, 3]), undefined, { groups: 2 })).toThrow(/groups 2 must divide input channels 3/);
     expect(() => conv2d(ctx, x, ctx.empty([4, 3, 3, 3]), ctx.empty([5]))).toThrow(/bias must be \[4\]/);
     expect(() => conv2d(ctx, x, ctx.empty([4, 3, 3, 3]), undefined, { stride: 0 })).toThrow(/stride and dilation must be >= 1/);
+    expect(() => conv2d(ctx, ctx.empty([1, 4, 8, 8]), ctx.empty([4, 2, 3, 3]), undefined, { groups: 2, variant: 'gemm' })).toThrow(/gemm variant takes groups 1, got 2/);
     expect(() => conv2d(ctx, x, ctx.empty([4, 3, 3, 3]), undefined, { padding: [1, 2, 3] as never })).toThrow(/padding must be a number/);
     expect(() => conv2d(ctx, ctx.empty([3, 8, 8]), ctx.empty([4, 3, 3, 3]), undefined)).toThrow(/input must be 4-D \(NCHW\), got \[3, 8, 8\]/);
   });

@@ -175,7 +175,7 @@ export class MaskDecoder {
   /**
    * A ConvTranspose2d weight [C_in, C_out, 2, 2] as the GEMM operand [C_in, C_out * 4], stored
    * transposed (contiguous along C_in, made once): the nn.Linear layout the vec4 matmul variants
-   * take (tiled_nt, direct_nt). Straight from the checkpoint it is contiguous along C_out * 4 and
+   * take (tiled_nt, direct_nt, direct_sg_nt). Straight from the checkpoint it is contiguous along C_out * 4 and
    * would get the general tiled kernel: 2.8 GFLOP/s against ~8 on lavapipe.
    */
   private gemmWeight(ctx: GpuContext, which: 0 | 1): Tensor {
