@@ -26,7 +26,7 @@
  * SAM 2.1 hook: when `bench/sam2.ts` exists it is called in this process: its
  *   `sam2DeviceRows(opts: { quick: boolean; dir: string }): Promise<BenchRow[]>`
  * (bench/harness/record.ts's row shape) if it exports one, else its `benchSam2(ctx, options)`
- * (Hiera-T only and one run in --quick; T, S, B+, L otherwise), whose rows are mapped here.
+ * (Hiera-T only and first calls only in --quick; T, S, B+, L otherwise), whose rows are mapped here.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -137,7 +137,7 @@ async function doctor(): Promise<DeviceReport['doctor']> {
 type Sam2Module = {
   sam2DeviceRows?: (o: { quick: boolean; dir: string }) => Promise<BenchRow[]>;
   benchSam2?: (ctx: GpuContext, o: { models: string[]; runs: number; warmup: number; batches: number[]; dir: string }) => Promise<
-    { model: string; what: string; timing?: { median: number; min: number; runs: number }; cpuS?: number; verified: string }[]
+    { model: string; what: string; timing?: { median: number; min: number; runs: number }; firstMs?: number; cpuS?: number; verified: string }[]
   >;
 };
 
@@ -149,11 +149,13 @@ async function sam2Rows(file: string): Promise<BenchRow[]> {
   const ctx = await GpuContext.create({ gpu: await sharedDawn() });
   try {
     const models = quick ? ['hiera-t'] : ['hiera-t', 'hiera-s', 'hiera-b+', 'hiera-l'];
-    const rows = await mod.benchSam2(ctx, { models, runs: quick ? 1 : 3, warmup: quick ? 0 : 1, batches: quick ? [1] : [1, 16], dir });
+    // --quick: first calls only (shader compiles included), as the SAM encoder rows.
+    const rows = await mod.benchSam2(ctx, { models, runs: quick ? 0 : 3, warmup: quick ? 0 : 1, batches: quick ? [1] : [1, 16], dir });
     return rows.map((r) => ({
       model: `SAM 2.1 ${r.model} ${r.what}`,
       variant: 'ours f32, GPU-resident',
       ...(r.timing ? { medianMs: r.timing.median, minMs: r.timing.min, runs: r.timing.runs } : {}),
+      firstMs: r.firstMs,
       cpuS: r.cpuS,
       note: `no reference at full size; outputs checked for shape and finiteness: ${r.verified}`,
     }));

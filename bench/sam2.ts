@@ -64,6 +64,8 @@ export interface Sam2BenchRow {
   /** 'encode' or `decode x B`. */
   what: string;
   timing?: Timing;
+  /** The first call (shader compiles included), ms. */
+  firstMs?: number;
   /** Median process CPU seconds per run. */
   cpuS?: number;
   /** Shapes and finiteness of the outputs (check mode, and after timing). */
@@ -172,15 +174,20 @@ export async function benchSam2(ctx: GpuContext, o: Sam2BenchOptions): Promise<S
       feats.set(m.name, f);
       const verified = await verify(ctx, `${m.name} encode`, f.out);
       log(`${m.name}: encode ${((performance.now() - t0) / 1000).toFixed(1)} s (first run, incl. shader compiles), ${verified}; peak GPU pool ${(ctx.poolStats().peakLiveBytes / 2 ** 20).toFixed(0)} MiB`);
-      rows.push({ model: m.name, what: 'encode', verified });
+      rows.push({ model: m.name, what: 'encode', verified, firstMs: performance.now() - t0 });
       for (const B of o.batches) {
+        const t1 = performance.now();
         const out = await ctx.scopeAsync(async () => m.decode(f.out, B));
         const v = await verify(ctx, `${m.name} decode x${B}`, out);
         out.forEach((t) => t.dispose());
-        rows.push({ model: m.name, what: `decode x ${B}`, verified: v });
+        rows.push({ model: m.name, what: `decode x ${B}`, verified: v, firstMs: performance.now() - t1 });
       }
     }
-    if (o.check) return rows;
+    // runs 0 (bench:device --quick): first calls only.
+    if (o.check || o.runs === 0) {
+      for (const f of feats.values()) f.dispose();
+      return rows;
+    }
     // Timed, interleaved: encodes first, then each batch size.
     const stage = async (what: string, make: (m: Loaded) => () => Promise<void>) => {
       const wrapped = new Map(models.map((m) => [m, withCpu(make(m))]));
