@@ -12,6 +12,9 @@
  *    thread's for the same bundle and pixels; errors keep their name and message; cancellation;
  *    ImageBitmap transfer; and the page's long tasks during an encode on each side (printed, not
  *    asserted: timings depend on the machine).
+ *  - Every kernel variant forced (test/web/pages/kernel-variants.ts: matmul, row reductions,
+ *    attention algorithms global and windowed, conv2d) against double-precision CPU references, on a
+ *    second CPU adapter with its own subgroup size and shader compiler.
  *
  * One page does both (test/web/pages/main.ts, so the page thread compiles its kernels once), built
  * with Vite (test/web/pages/vite.config.ts) and served on 127.0.0.1 by tools/serve-demo.ts. Most of
@@ -27,6 +30,7 @@ import { encodePng } from '../../src/io/encode.js';
 import { type StaticServer, startStaticServer } from '../../tools/serve-demo.js';
 import { readSafetensorsSimple } from '../helpers/read-safetensors-simple.js';
 import type { PipelineReport, PixelReport } from './pages/image-inputs.js';
+import type { KernelVariantsReport } from './pages/kernel-variants.js';
 import type { LongTasks } from './pages/worker-page.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -68,7 +72,7 @@ describe.skipIf(!HAVE_CHROMIUM)(`browser API in Chromium (skipped without ${CHRO
   let server: StaticServer;
   let browser: Browser;
   const pageErrors: string[] = [];
-  let results: { imageInputs: any; worker: any };
+  let results: { imageInputs: any; worker: any; kernels: KernelVariantsReport };
 
   async function open(path: string): Promise<Page> {
     const page = await browser.newPage();
@@ -247,6 +251,30 @@ describe.skipIf(!HAVE_CHROMIUM)(`browser API in Chromium (skipped without ${CHRO
     it('a terminated worker says so', () => {
       expect(r.afterTerminate).toMatchObject({ name: 'SamWorkerError', message: 'the worker was terminated' });
       expect(pageErrors).toEqual([]);
+    });
+  });
+
+  describe('kernel variants, forced, on the browser adapter', () => {
+    let r: KernelVariantsReport;
+    beforeAll(() => {
+      r = results.kernels;
+      const rows = r.reports.map((v) => ({ op: v.op, variant: v.variant, 'rel L2': v.relL2?.toExponential(1) ?? '-', 'max abs': v.maxAbs?.toExponential(1) ?? '-', note: v.skipped ? `skipped: needs ${v.skipped}` : (v.error ?? '') }));
+      console.log(`[kernel variants] ${r.adapter}; subgroups ${r.subgroups} (sizes ${JSON.stringify(r.subgroupSizes)})\n${table(rows)}`);
+    });
+
+    it('every variant the adapter can run matches the double-precision reference (rel L2 <= 1e-5)', () => {
+      expect(r.reports.length).toBe(8 + 6 + 6 + 3);
+      for (const v of r.reports) {
+        const name = `${v.op} ${v.variant}`;
+        expect(v.error, name).toBeUndefined();
+        if (v.skipped) {
+          // Only the subgroup variants may be missing, and only where the adapter lacks the feature.
+          expect(v.skipped, name).toBe('subgroups');
+          expect(r.subgroups, name).toBe(false);
+          continue;
+        }
+        expect(v.relL2, name).toBeLessThanOrEqual(1e-5);
+      }
     });
   });
 });

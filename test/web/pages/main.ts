@@ -1,9 +1,10 @@
 /**
- * The test page driven by test/web/browser-api.test.ts: image inputs, then the web-worker wrapper,
- * on one page so the page-thread kernels are compiled once. The page measures and reports; the
+ * The test page driven by test/web/browser-api.test.ts: image inputs, the web-worker wrapper, then
+ * every kernel variant forced, on one page so the page-thread kernels are compiled once. The page measures and reports; the
  * test asserts.
  */
 import { imageInputs } from './image-inputs.js';
+import { kernelVariants } from './kernel-variants.js';
 import { loadPageModels, stamp } from './shared.js';
 import { workerChecks } from './worker-page.js';
 
@@ -11,7 +12,7 @@ async function run() {
   const m = await loadPageModels();
   stamp('page models loaded');
   try {
-    return { imageInputs: await imageInputs(m), worker: await workerChecks(m) };
+    return { imageInputs: await imageInputs(m), worker: await workerChecks(m), kernels: await kernelVariants(m.ctx) };
   } finally {
     m.samclip.dispose();
     m.ctx.destroy();
