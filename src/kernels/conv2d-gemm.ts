@@ -57,7 +57,7 @@ export function conv2dGemm(
     const [dh, dw] = g.dilation;
     const patches = xp.asStrided([g.N, g.OH, g.OW, g.C, g.kh, g.kw], [s0, sh * s2, sw * s3, s1, dh * s2, dw * s3], xp.offset);
     owned.push(patches);
-    const cols = copy(ctx, patches);
+    const cols = contiguous(ctx, patches); // no copy for a 1x1 conv on a contiguous NHWC input
     owned.push(cols);
     const a = cols.reshape([M, K]);
     const wc = contiguous(ctx, w);
