@@ -5,7 +5,7 @@
  */
 import type { DType } from '../gpu/dtype.js';
 import { type BindingDecl, defineKernel } from '../gpu/kernel.js';
-import { defineUniforms } from '../gpu/uniforms.js';
+import { type UniformValues, defineUniforms } from '../gpu/uniforms.js';
 import { ACTIVATION_BY_CODE_WGSL, ACTIVATION_WGSL } from './activation.js';
 
 export type MatmulVariant =
@@ -41,6 +41,9 @@ export const uniforms = defineUniforms({
   has_bias: 'u32',
   has_res: 'u32',
 });
+
+/** The uniform values of one matmul dispatch (matmul.ts fills them, the variant modules dispatch). */
+export type MatmulValues = UniformValues<typeof uniforms.decl>;
 
 export interface MatmulConfig {
   [k: string]: string | number | boolean;

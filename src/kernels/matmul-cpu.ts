@@ -16,8 +16,7 @@
 import type { GpuContext } from '../gpu/context.js';
 import type { KernelCost } from '../gpu/profiler.js';
 import type { Tensor } from '../gpu/tensor.js';
-import type { UniformValues } from '../gpu/uniforms.js';
-import { type MatmulConfig, matmulKernel, seq, span, storeBlock, type uniforms } from './matmul-common.js';
+import { type MatmulConfig, type MatmulValues, matmulKernel, seq, span, storeBlock } from './matmul-common.js';
 
 // direct_nt geometry, measured on lavapipe (1024x768 @ 768x2304): 8 rows x 4 columns x 16
 // invocations ran 1.5-2.2x faster than tiled_nt; 4 rows 1.8x; 16 rows or 32 invocations slower.
@@ -80,13 +79,11 @@ ${storeBlock(c, { rows: SR, cols: DC, row: 'row0 + i', col: `col0 + ${DWG}u * j`
 }
 `, ['subgroups']);
 
-type Values = UniformValues<typeof uniforms.decl>;
-
 export function runCpuMatmul(
   ctx: GpuContext,
   config: MatmulConfig,
   bindings: Record<string, Tensor>,
-  values: Values,
+  values: MatmulValues,
   dims: { M: number; N: number; batch: number },
   cost: KernelCost,
 ): void {

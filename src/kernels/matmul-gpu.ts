@@ -24,8 +24,7 @@ import type { GpuContext } from '../gpu/context.js';
 import { defineKernel } from '../gpu/kernel.js';
 import type { Tensor } from '../gpu/tensor.js';
 import type { KernelCost } from '../gpu/profiler.js';
-import type { UniformValues } from '../gpu/uniforms.js';
-import { BATCH_BASE, EPILOGUE_WGSL, type MatmulConfig, commonBindings, epilogue, epilogueBindings, matmulKernel, seq, span, storeBlock, uniforms } from './matmul-common.js';
+import { BATCH_BASE, EPILOGUE_WGSL, type MatmulConfig, type MatmulValues, commonBindings, epilogue, epilogueBindings, matmulKernel, seq, span, storeBlock, uniforms } from './matmul-common.js';
 
 // ------------------------------------------------------------------ tiled8_nt
 
@@ -293,14 +292,12 @@ function kSplit(M: number, N: number, K: number, batch: number): number {
   return Math.ceil(K / splits / 4) * 4;
 }
 
-type Values = UniformValues<typeof uniforms.decl>;
-
 /** Dispatch one of this module's variants (matmul.ts has validated shapes and layouts). */
 export function runGpuMatmul(
   ctx: GpuContext,
   config: MatmulConfig,
   bindings: Record<string, Tensor>,
-  values: Values,
+  values: MatmulValues,
   dims: { M: number; N: number; K: number; batch: number },
   cost: KernelCost,
 ): void {

@@ -16,6 +16,8 @@ import { matmulCpu } from '../../../src/kernels/cpu/matmul.js';
 import { layerNorm } from '../../../src/kernels/layernorm.js';
 import { type MatmulVariant, linear } from '../../../src/kernels/matmul.js';
 import type { Tensor } from '../../../src/gpu/tensor.js';
+import { compare } from '../../helpers/comparison.js';
+import { Rng } from '../../helpers/random.js';
 import { stamp } from './shared.js';
 
 export interface VariantReport {
@@ -35,27 +37,8 @@ export interface KernelVariantsReport {
   reports: VariantReport[];
 }
 
-/** Deterministic values in [-1, 1). */
-function values(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 31 - 1;
-  });
-}
-
-function compare(got: ArrayLike<number>, want: ArrayLike<number>): { relL2: number; maxAbs: number } {
-  let num = 0;
-  let den = 0;
-  let maxAbs = 0;
-  for (let i = 0; i < want.length; i++) {
-    const d = got[i]! - want[i]!;
-    num += d * d;
-    den += want[i]! * want[i]!;
-    maxAbs = Math.max(maxAbs, Math.abs(d));
-  }
-  return { relL2: got.length === want.length ? Math.sqrt(num / Math.max(den, 1e-30)) : Infinity, maxAbs };
-}
+/** Seeded values in [-1, 1). */
+const values = (n: number, seed: number) => Float32Array.from({ length: n }, ((r) => () => r.uniform(-1, 1))(new Rng(seed)));
 
 export async function kernelVariants(ctx: GpuContext): Promise<KernelVariantsReport> {
   const reports: VariantReport[] = [];
@@ -69,7 +52,8 @@ export async function kernelVariants(ctx: GpuContext): Promise<KernelVariantsRep
       const t = run();
       const got = await ctx.read(t);
       t.dispose();
-      reports.push({ op, variant, ...compare(got, want) });
+      const { relL2, maxAbs } = compare(got, want);
+      reports.push({ op, variant, relL2, maxAbs });
     } catch (e) {
       reports.push({ op, variant, error: (e as Error).message });
     }
