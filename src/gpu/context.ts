@@ -10,6 +10,7 @@ import { BYTES, type DType, fromF16Array, toF16Array } from './dtype.js';
 import { DeviceLostError, GpuError, ShapeError, fmtShape } from './errors.js';
 import type { KernelConfig, KernelDef } from './kernel.js';
 import { PipelineCache } from './pipeline-cache.js';
+import type { HostPolling } from './host-wait.js';
 import { type KernelTuning, defaultTuning } from './tuning.js';
 import { type KernelCost, Profiler } from './profiler.js';
 import { Storage, type StorageOwner, Tensor, numel } from './tensor.js';
@@ -37,6 +38,13 @@ export interface ContextOptions extends DeviceOptions {
    * Default `f32`. See docs/api.md for the accuracy rule it is held to.
    */
   activations?: 'f32' | 'f16';
+  /**
+   * Node (Dawn) only: how the host waits for the GPU. `spin` is Dawn's busy poll (lowest latency,
+   * one host core busy while waiting); `timer` spins 1 ms, then polls every millisecond, leaving the
+   * cores to a CPU adapter's driver threads. Default: `timer` on CPU adapters, `spin` on GPUs
+   * (env SAMCLIP_POLLING overrides the default). See src/gpu/host-wait.ts.
+   */
+  polling?: HostPolling;
 }
 
 const UNIFORM_CHUNK = 64 * 1024;
@@ -84,6 +92,9 @@ export class GpuContext implements StorageOwner {
   private nextBufferId = 1;
   /** Kernel choices for this adapter (src/gpu/tuning.ts; tests flip fields to force variants). */
   readonly tuning: KernelTuning;
+  /** How this context has the host wait for Dawn (ContextOptions.polling); null where there is no such choice (browsers). */
+  polling: HostPolling | null = null;
+  private releasePolling: () => void = () => {};
 
   constructor(
     /** Kept referenced for the device's lifetime (see AcquiredDevice.gpu). */
@@ -110,6 +121,7 @@ export class GpuContext implements StorageOwner {
       this.asyncErrors.push(new GpuError(`GPU error: ${ev.error.message}`));
     };
     this.lost = device.lost.then((info) => {
+      this.releasePolling();
       if (!this.lostError) {
         const reason = info.reason === 'destroyed' ? 'destroyed' : 'unknown';
         this.lostError = new DeviceLostError(`the GPU device was lost (${info.reason}${info.message ? `: ${info.message}` : ''}); create a new GpuContext and load the models again`, reason);
@@ -121,7 +133,21 @@ export class GpuContext implements StorageOwner {
 
   static async create(options: ContextOptions = {}): Promise<GpuContext> {
     const acq = await acquireDevice(options);
-    return new GpuContext(acq.gpu, acq.device, acq.info, acq.features, options);
+    const ctx = new GpuContext(acq.gpu, acq.device, acq.info, acq.features, options);
+    await ctx.setUpPolling();
+    return ctx;
+  }
+
+  /**
+   * Node: have the waits on Dawn follow ContextOptions.polling. The module is imported here, not
+   * statically, so that browser bundles (which have no setImmediate and need none of it) leave it
+   * in a chunk they never load.
+   */
+  private async setUpPolling(): Promise<void> {
+    if (typeof (globalThis as { setImmediate?: unknown }).setImmediate !== 'function') return;
+    const { adoptPolling, defaultPolling } = await import('./host-wait.js');
+    this.polling = this.options.polling ?? defaultPolling(this.tuning.cpuAdapter);
+    this.releasePolling = adoptPolling(this.polling);
   }
 
   get description(): string {
@@ -464,6 +490,7 @@ export class GpuContext implements StorageOwner {
     this.profiler?.destroy();
     this.pool.trim();
     this.device.destroy();
+    this.releasePolling();
   }
 
   // ---------------------------------------------------------------- internals

@@ -42,6 +42,9 @@ describe('doctor', { timeout: CLI_TIMEOUT }, () => {
     expect(d.limits.maxStorageBufferBindingSize).toBeGreaterThan(0);
     expect(d.smokeTest.ok).toBe(true);
     expect(Array.isArray(d.features)).toBe(true);
+    // CPU adapters wait on timers (Dawn's busy poll would take a core from the driver), GPUs spin.
+    const cpu = /llvmpipe|lavapipe|swiftshader/i.test(`${d.adapter.device} ${d.adapter.description}`);
+    expect(d.polling).toBe(process.env.SAMCLIP_POLLING ?? (cpu ? 'timer' : 'spin'));
   });
 
   it('without an adapter: the Mesa / driver advice and exit 1', async () => {

@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import type { GpuContext } from '../../gpu/context.js';
 import { NO_ADAPTER_HELP, REPORTED_LIMITS, acquireDevice, describeAdapter, loadDawn, type AdapterDescription } from '../../gpu/device.js';
+import { defaultPolling } from '../../gpu/host-wait.js';
 import { hostCpu } from '../../node/host-cpu.js';
 import { withCommon } from '../common.js';
 import { type CliEnv, type CommonOptions, tuneForCli } from '../env.js';
@@ -27,6 +28,8 @@ export interface DoctorReport {
   limits: Record<string, number>;
   smokeTest: { ok: boolean; maxAbsError: number | null; error: string | null } | null;
   /** Kernel choices for this adapter and host (measured once, then cached; SAMCLIP_TUNING overrides). */
+  /** How the host waits for Dawn on this adapter by default (src/gpu/host-wait.ts). */
+  polling: string | null;
   tuning: { source: string; choices: Record<string, string>; key: string; timings: Record<string, Record<string, number>> } | null;
   host: string;
   vulkanDrivers: string[];
@@ -93,6 +96,7 @@ export async function runDoctor(): Promise<DoctorReport> {
     smokeTest: null,
     vulkanDrivers: process.platform === 'linux' ? vulkanIcds() : [],
     advice: [],
+    polling: null,
     tuning: null,
     host: hostCpu().summary,
   };
@@ -118,6 +122,7 @@ export async function runDoctor(): Promise<DoctorReport> {
     }
     const { GpuContext } = await import('../../gpu/context.js');
     ctx = new GpuContext(acq.gpu, acq.device, acq.info, acq.features);
+    report.polling = defaultPolling(ctx.tuning.cpuAdapter);
   } catch (e) {
     report.adapterError = (e as Error).message.split('\n')[0]!;
     advice.push(NO_ADAPTER_HELP);
@@ -184,6 +189,7 @@ function formatReport(r: DoctorReport): string {
     };
     lines.push(`kernels     ${r.tuning.source} choices (SAMCLIP_TUNING overrides):`, ...Object.entries(r.tuning.choices).map(([k, v]) => `  ${k.padEnd(12)} ${v}${ms(k)}`));
   }
+  if (r.polling) lines.push(`host wait   ${r.polling} (${r.polling === 'timer' ? "Dawn's poll on a 1 ms timer, leaving the cores to the CPU adapter" : "Dawn's busy poll, lowest latency"}; SAMCLIP_POLLING overrides)`);
   if (r.smokeTest) {
     lines.push(`smoke test  ${r.smokeTest.ok ? `ok (5x12 @ 12x7 on the GPU, max |error| ${r.smokeTest.maxAbsError!.toExponential(1)})` : `FAILED: ${r.smokeTest.error ?? `max |error| ${r.smokeTest.maxAbsError}`}`}`);
   }

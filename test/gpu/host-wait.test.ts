@@ -1,0 +1,121 @@
+/**
+ * Waiting for Dawn without a busy loop on CPU adapters (src/gpu/host-wait.ts): Dawn's poll callbacks
+ * are recognised, moved onto 1 ms timers once a wait has spun its first millisecond, and nothing
+ * else that goes through the global setImmediate changes.
+ */
+import { promisify } from 'node:util';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { GpuContext, isCpuAdapter } from '../../src/gpu/context.js';
+import { isDawnPoll, timerPollingActive } from '../../src/gpu/host-wait.js';
+import { linear } from '../../src/kernels/matmul.js';
+import { useGpu } from '../helpers/gpu.js';
+import { Rng } from '../helpers/random.js';
+
+const gpu = useGpu({ polling: 'timer' });
+
+/** The callbacks handed to the global setImmediate while `fn` runs. */
+async function immediatesDuring(fn: () => Promise<unknown>): Promise<unknown[]> {
+  const seen: unknown[] = [];
+  const current = globalThis.setImmediate;
+  const spy = vi.spyOn(globalThis, 'setImmediate').mockImplementation(((cb: unknown, ...args: unknown[]) => {
+    seen.push(cb);
+    return (current as unknown as (...a: unknown[]) => NodeJS.Immediate)(cb, ...args);
+  }) as typeof setImmediate);
+  try {
+    await fn();
+  } finally {
+    spy.mockRestore();
+  }
+  return seen;
+}
+
+/** A matmul that keeps the adapter busy for some milliseconds (tens on lavapipe). */
+function busyWork(ctx: GpuContext) {
+  const rng = new Rng(3);
+  const a = ctx.upload(rng.randn(256 * 512), [256, 512]);
+  const w = ctx.upload(rng.randn(512 * 512), [512, 512]);
+  return { a, w, run: () => linear(ctx, a, w) };
+}
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe('host polling while waiting for Dawn', () => {
+  it('recognises Dawn poll callbacks and nothing else', async () => {
+    const ctx = gpu();
+    const { a, w, run } = busyWork(ctx);
+    const out = run();
+    const seen = await immediatesDuring(() => ctx.read(out));
+    for (const t of [a, w, out]) t.dispose();
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.filter(isDawnPoll).length).toBe(seen.length);
+
+    let resolver: unknown;
+    void new Promise((r) => {
+      resolver = r;
+    });
+    function plain() {}
+    const notPolls: unknown[] = [resolver, plain, () => {}, plain.bind(null), Date.now, Math.max, class {}, async () => {}, 'text', null];
+    for (const f of notPolls) expect(isDawnPoll(f), String(f)).toBe(false);
+  });
+
+  it('defaults to timer polling on CPU adapters, spin on GPUs, and follows the option', async () => {
+    const ctx = gpu();
+    expect(ctx.polling).toBe('timer');
+    expect(timerPollingActive()).toBe(true);
+    const other = await GpuContext.create({ gpu: ctx.gpu, polling: 'spin' });
+    expect(other.polling).toBe('spin');
+    other.destroy();
+    const env = process.env.SAMCLIP_POLLING;
+    delete process.env.SAMCLIP_POLLING;
+    try {
+      const auto = await GpuContext.create({ gpu: ctx.gpu });
+      expect(auto.polling).toBe(isCpuAdapter(auto.adapterInfo) ? 'timer' : 'spin');
+      auto.destroy();
+    } finally {
+      if (env !== undefined) process.env.SAMCLIP_POLLING = env;
+    }
+    // The test context still holds timer polling after the others are gone.
+    expect(timerPollingActive()).toBe(true);
+  });
+
+  it('a long wait polls on 1 ms timers, and the result is right', async () => {
+    const ctx = gpu();
+    const { a, w, run } = busyWork(ctx);
+    const expected = await ctx.read(run()); // also compiles the pipeline
+    const timers = vi.spyOn(globalThis, 'setTimeout');
+    const t0 = performance.now();
+    const out = run();
+    await ctx.sync();
+    const waited = performance.now() - t0;
+    const polls = timers.mock.calls.filter(([cb, ms]) => typeof cb === 'function' && ms === 1);
+    timers.mockRestore();
+    expect(waited).toBeGreaterThan(2);
+    expect(polls.length).toBeGreaterThan(0);
+    // A poll a millisecond at most, plus slack for timers that fire late: no busy loop.
+    expect(polls.length).toBeLessThan(waited + 10);
+    expect(await ctx.read(out)).toEqual(expected);
+    for (const t of [a, w, out]) t.dispose();
+  });
+
+  it('leaves other setImmediate users alone: order, arguments and promisify', async () => {
+    const ctx = gpu();
+    const order: string[] = [];
+    const { run } = busyWork(ctx);
+    const pending = run();
+    ctx.flush();
+    const wait = ctx.sync(); // Dawn polls on timers during this wait
+    await new Promise<void>((done) => {
+      setTimeout(() => {
+        order.push('timer');
+        done();
+      }, 5);
+      setImmediate((tag: string) => order.push(tag), 'immediate');
+    });
+    expect(order).toEqual(['immediate', 'timer']);
+    expect(await promisify(setImmediate)('value')).toBe('value');
+    await wait;
+    pending.dispose();
+  });
+});
