@@ -30,7 +30,15 @@ export function sizeClass(bytes: number): number {
 }
 
 export class BufferPool {
+  /**
+   * Free buffers per size class, highest creation number first, so that `pop` hands out the oldest.
+   * Handing out by age rather than last-released makes a repeated computation meet the same buffers
+   * in the same roles call after call, whatever order its scopes released them in: its bind groups
+   * (cached by buffer identity in the context) are then reused instead of created again.
+   */
   private readonly free = new Map<number, GPUBuffer[]>();
+  private readonly born = new WeakMap<GPUBuffer, number>();
+  private created = 0;
   private readonly stats: PoolStats = {
     liveBytes: 0,
     peakLiveBytes: 0,
@@ -57,6 +65,7 @@ export class BufferPool {
       this.stats.reuses++;
     } else {
       buf = this.device.createBuffer({ size, usage: STORAGE_USAGE, label: label ?? `pool-${size}` });
+      this.born.set(buf, this.created++);
       this.stats.allocations++;
       this.stats.reservedBytes += size;
     }
@@ -70,7 +79,16 @@ export class BufferPool {
     this.stats.liveBytes -= size;
     let list = this.free.get(size);
     if (!list) this.free.set(size, (list = []));
-    list.push(buf);
+    // Insert keeping the list ordered from youngest to oldest (binary search; lists are short).
+    const age = this.born.get(buf) ?? -1;
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((this.born.get(list[mid]!) ?? -1) > age) lo = mid + 1;
+      else hi = mid;
+    }
+    list.splice(lo, 0, buf);
   }
 
   /** Destroy every free buffer. The caller must have flushed work that may still use them. */

@@ -54,6 +54,14 @@ const BIND_GROUP_CACHE = 4096;
 
 type TypedData = Float32Array | Uint16Array | Int32Array | Uint32Array;
 
+/** A block of the uniform arena: a GPU buffer and its host staging, filled dispatch by dispatch. */
+interface UniformChunk {
+  buffer: GPUBuffer;
+  data: ArrayBuffer;
+  view: DataView;
+  used: number;
+}
+
 export class GpuContext implements StorageOwner {
   readonly pool: BufferPool;
   readonly pipelines: PipelineCache;
@@ -76,8 +84,9 @@ export class GpuContext implements StorageOwner {
   readonly lost: Promise<{ reason: DeviceLostError['reason']; message: string }>;
   private readonly scopes: Tensor[][] = [];
   private readonly stagePath: string[] = [];
-  private uniformChunks: { buffer: GPUBuffer; data: ArrayBuffer; used: number }[] = [];
-  private readonly freeUniformBuffers: GPUBuffer[] = [];
+  private uniformChunks: UniformChunk[] = [];
+  /** Chunks whose contents were handed to writeBuffer (which copies them): buffer and host staging reused. */
+  private readonly freeUniformChunks: UniformChunk[] = [];
   dispatchCount = 0;
   /** Bind groups created, and reused from the cache (host-overhead reports). */
   readonly bindGroupStats = { created: 0, reused: 0 };
@@ -357,8 +366,8 @@ export class GpuContext implements StorageOwner {
     cost: KernelCost = {},
   ): void {
     this.assertUsable();
-    const decls = def.bindings(config);
     const cached = this.pipelines.get(def, config);
+    const decls = cached.bindings;
     for (const w of workgroups) {
       if (!Number.isInteger(w) || w < 0 || w > this.limits.maxWorkgroupsPerDim) {
         throw new ShapeError(`${def.name}: workgroup count ${fmtShape(workgroups)} outside [0, ${this.limits.maxWorkgroupsPerDim}]`);
@@ -367,45 +376,43 @@ export class GpuContext implements StorageOwner {
     if (workgroups[0] * workgroups[1] * workgroups[2] === 0) return;
 
     let key = cached.key;
-    const entries: GPUBindGroupEntry[] = decls.map((d, i) => {
+    const resources: GPUBufferBinding[] = [];
+    for (const d of decls) {
       const b = bindings[d.name];
       if (!b) throw new ShapeError(`${def.name}: binding '${d.name}' not supplied`);
-      const t = b instanceof Tensor ? b : b.tensor;
-      const scalar = d.type.replace(/^vec[234]<(\w+)>$/, '$1');
-      if (scalar !== t.dtype) {
-        throw new ShapeError(`${def.name}: binding '${d.name}' expects ${scalar}, got ${t}`);
+      const whole = b instanceof Tensor;
+      const t = whole ? b : b.tensor;
+      if (d.scalar !== t.dtype) {
+        throw new ShapeError(`${def.name}: binding '${d.name}' expects ${d.scalar}, got ${t}`);
       }
-      const offset = b instanceof Tensor ? 0 : b.byteOffset;
-      const size = b instanceof Tensor ? Math.ceil(t.storage.byteLength / 16) * 16 : b.byteSize;
+      const offset = whole ? 0 : b.byteOffset;
+      const size = whole ? Math.ceil(t.storage.byteLength / 16) * 16 : b.byteSize;
       if (size > this.limits.maxStorageBufferBindingSize) {
         throw new ShapeError(
           `${def.name}: binding '${d.name}' (${t}) spans ${size} bytes, over the adapter's ` +
             `maxStorageBufferBindingSize ${this.limits.maxStorageBufferBindingSize}; split it`,
         );
       }
-      const bound = Math.min(size, t.buffer.size - offset);
-      key += `|${this.bufferId(t.buffer)}:${offset}:${bound}`;
-      return { binding: i, resource: { buffer: t.buffer, offset, size: bound } };
-    });
+      const buffer = t.buffer;
+      const bound = Math.min(size, buffer.size - offset);
+      key += `|${this.bufferId(buffer)}:${offset}:${bound}`;
+      resources.push({ buffer, offset, size: bound });
+    }
     const u = this.allocUniform(def.uniforms.byteSize);
-    def.uniforms.pack(uniforms, new DataView(u.chunk.data), u.offset);
-    entries.push({
-      binding: decls.length,
-      resource: { buffer: u.chunk.buffer, offset: 0, size: def.uniforms.byteSize },
-    });
+    def.uniforms.pack(uniforms, u.chunk.view, u.offset);
+    resources.push({ buffer: u.chunk.buffer, offset: 0, size: def.uniforms.byteSize });
     key += `|u${this.bufferId(u.chunk.buffer)}`;
 
     if (debugFlags.sync) this.flush();
     if (this.profiler?.full) this.flush();
     this.openBatch();
-    const bindGroup = this.bindGroup(key, cached.layout, entries, cached.key);
-    const stage = this.stagePath.join('/');
+    const bindGroup = this.bindGroup(key, cached.layout, resources, cached.key);
     let pass: GPUComputePassEncoder;
     if (this.profiler) {
       this.endPass();
       pass = this.ensureEncoder().beginComputePass({
         label: cached.key,
-        timestampWrites: this.profiler.passTimestamps(def.name, cached.key, stage, cost),
+        timestampWrites: this.profiler.passTimestamps(def.name, cached.key, this.stagePath.join('/'), cost),
       });
     } else {
       pass = this.pass ??= this.ensureEncoder().beginComputePass({ label: 'samclip' });
@@ -416,7 +423,7 @@ export class GpuContext implements StorageOwner {
     if (this.profiler) pass.end();
     this.dispatchCount++;
     this.batchKernels.push(def.name);
-    if (debugFlags.level >= 2) console.error(`[samclip] dispatch ${cached.key} ${fmtShape(workgroups)} ${stage}`);
+    if (debugFlags.level >= 2) console.error(`[samclip] dispatch ${cached.key} ${fmtShape(workgroups)} ${this.stagePath.join('/')}`);
     if (++this.pendingDispatches >= MAX_PENDING_DISPATCHES || debugFlags.sync) this.flush();
   }
 
@@ -431,7 +438,10 @@ export class GpuContext implements StorageOwner {
       if (c.used > 0) this.device.queue.writeBuffer(c.buffer, 0, c.data, 0, c.used);
     }
     this.device.queue.submit([enc.finish()]);
-    for (const c of this.uniformChunks) this.freeUniformBuffers.push(c.buffer);
+    for (const c of this.uniformChunks) {
+      c.used = 0;
+      this.freeUniformChunks.push(c);
+    }
     this.uniformChunks = [];
     this.pendingDispatches = 0;
     const kernels = this.batchKernels;
@@ -529,7 +539,7 @@ export class GpuContext implements StorageOwner {
   }
 
   /** A cached bind group for exactly these resources, or a new one (kept, LRU-bounded). */
-  private bindGroup(key: string, layout: GPUBindGroupLayout, entries: GPUBindGroupEntry[], label: string): GPUBindGroup {
+  private bindGroup(key: string, layout: GPUBindGroupLayout, resources: GPUBufferBinding[], label: string): GPUBindGroup {
     const hit = this.bindGroups.get(key);
     if (hit) {
       this.bindGroups.delete(key);
@@ -537,6 +547,7 @@ export class GpuContext implements StorageOwner {
       this.bindGroupStats.reused++;
       return hit;
     }
+    const entries = resources.map((resource, binding) => ({ binding, resource }));
     const bg = this.device.createBindGroup({ layout, entries, label });
     this.bindGroupStats.created++;
     this.bindGroups.set(key, bg);
@@ -544,18 +555,17 @@ export class GpuContext implements StorageOwner {
     return bg;
   }
 
-  private allocUniform(byteSize: number): { chunk: { buffer: GPUBuffer; data: ArrayBuffer; used: number }; offset: number } {
+  private newUniformChunk(): UniformChunk {
+    const data = new ArrayBuffer(UNIFORM_CHUNK);
+    const buffer = this.device.createBuffer({ size: UNIFORM_CHUNK, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST, label: 'uniforms' });
+    return { buffer, data, view: new DataView(data), used: 0 };
+  }
+
+  private allocUniform(byteSize: number): { chunk: UniformChunk; offset: number } {
     const size = Math.ceil(byteSize / 256) * 256;
     let chunk = this.uniformChunks[this.uniformChunks.length - 1];
     if (!chunk || chunk.used + size > UNIFORM_CHUNK) {
-      const buffer =
-        this.freeUniformBuffers.pop() ??
-        this.device.createBuffer({
-          size: UNIFORM_CHUNK,
-          usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST,
-          label: 'uniforms',
-        });
-      chunk = { buffer, data: new ArrayBuffer(UNIFORM_CHUNK), used: 0 };
+      chunk = this.freeUniformChunks.pop() ?? this.newUniformChunk();
       this.uniformChunks.push(chunk);
     }
     const offset = chunk.used;

@@ -15,10 +15,18 @@ export interface CachedPipeline {
   readonly pipeline: GPUComputePipeline;
   readonly layout: GPUBindGroupLayout;
   readonly bindingCount: number;
+  /** The kernel's storage bindings for this config, and the scalar type each holds (checked per dispatch). */
+  readonly bindings: readonly { readonly name: string; readonly scalar: string }[];
 }
 
 export class PipelineCache {
   private readonly cache = new Map<string, CachedPipeline>();
+  /**
+   * Dispatch-time lookup: per kernel, by the config's plain JSON (its keys in the caller's order,
+   * which a call site keeps from call to call). A miss falls back to the order-independent key, so
+   * two orders of one config still share a pipeline; the hit skips sorting keys on every dispatch.
+   */
+  private readonly byJson = new WeakMap<object, Map<string, CachedPipeline>>();
   private readonly inflight = new Map<string, Promise<CachedPipeline>>();
   private readonly checks: Promise<WgslCompileError | null>[] = [];
   compiled = 0;
@@ -28,6 +36,17 @@ export class PipelineCache {
   constructor(private readonly device: GPUDevice) {}
 
   get<C extends KernelConfig, U extends UniformDecl>(def: KernelDef<C, U>, config: C): CachedPipeline {
+    let perKernel = this.byJson.get(def);
+    if (!perKernel) this.byJson.set(def, (perKernel = new Map()));
+    const json = JSON.stringify(config);
+    const fast = perKernel.get(json);
+    if (fast) return fast;
+    const entry = this.getByKey(def, config);
+    perKernel.set(json, entry);
+    return entry;
+  }
+
+  private getByKey<C extends KernelConfig, U extends UniformDecl>(def: KernelDef<C, U>, config: C): CachedPipeline {
     const key = pipelineKey(def.name, config);
     const hit = this.cache.get(key);
     if (hit) return hit;
@@ -35,7 +54,7 @@ export class PipelineCache {
     // whatever batch happens to be open, or to the device's uncaptured-error handler.
     const t0 = performance.now();
     this.device.pushErrorScope('validation');
-    const { module, layout, count, code } = this.prepare(def, config, key);
+    const { module, layout, count, code, bindings } = this.prepare(def, config, key);
     const pipeline = this.device.createComputePipeline({
       label: key,
       layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout], label: key }),
@@ -45,7 +64,7 @@ export class PipelineCache {
     this.checks.push(
       scope.then((e) => (e && !/parsing WGSL|WGSL/.test(e.message) ? new WgslCompileError(key, [e.message], code) : null)),
     );
-    const entry: CachedPipeline = { key, pipeline, layout, bindingCount: count };
+    const entry: CachedPipeline = { key, pipeline, layout, bindingCount: count, bindings };
     this.cache.set(key, entry);
     this.compileMs += performance.now() - t0;
     return entry;
@@ -61,7 +80,7 @@ export class PipelineCache {
     if (hit) return hit;
     let p = this.inflight.get(key);
     if (!p) {
-      const { module, layout, count } = this.prepare(def, config, key);
+      const { module, layout, count, bindings } = this.prepare(def, config, key);
       p = this.device
         .createComputePipelineAsync({
           label: key,
@@ -69,7 +88,7 @@ export class PipelineCache {
           compute: { module, entryPoint: 'main' },
         })
         .then((pipeline) => {
-          const entry: CachedPipeline = { key, pipeline, layout, bindingCount: count };
+          const entry: CachedPipeline = { key, pipeline, layout, bindingCount: count, bindings };
           this.cache.set(key, entry);
           this.inflight.delete(key);
           return entry;
@@ -126,6 +145,7 @@ export class PipelineCache {
       buffer: { type: 'uniform', hasDynamicOffset: true },
     });
     const layout = this.device.createBindGroupLayout({ entries, label: key });
-    return { module, layout, count: bindings.length, code };
+    const named = bindings.map((b) => ({ name: b.name, scalar: b.type.replace(/^vec[234]<(\w+)>$/, '$1') }));
+    return { module, layout, count: bindings.length, code, bindings: named };
   }
 }
