@@ -14,6 +14,12 @@ export interface BindingDecl {
   /** WGSL element type of the runtime-sized array, e.g. `f32`, `f16`, `vec4<f32>`, `u32`. */
   readonly type: string;
   readonly access: Access;
+  /**
+   * The tensor dtype the array reinterprets, where it differs from the element type: e.g.
+   * `vec2<u32>` over f16 data, four halves per element, unpacked with unpack2x16float (two 32-bit
+   * loads where `vec4<f16>` takes four on CPU adapters). The dispatch-time type check uses it.
+   */
+  readonly holds?: string;
 }
 
 export type KernelConfig = Readonly<Record<string, string | number | boolean | null | readonly (string | number)[]>>;

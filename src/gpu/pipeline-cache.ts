@@ -145,7 +145,7 @@ export class PipelineCache {
       buffer: { type: 'uniform', hasDynamicOffset: true },
     });
     const layout = this.device.createBindGroupLayout({ entries, label: key });
-    const named = bindings.map((b) => ({ name: b.name, scalar: b.type.replace(/^vec[234]<(\w+)>$/, '$1') }));
+    const named = bindings.map((b) => ({ name: b.name, scalar: b.holds ?? b.type.replace(/^vec[234]<(\w+)>$/, '$1') }));
     return { module, layout, count: bindings.length, code, bindings: named };
   }
 }

@@ -93,12 +93,33 @@ export function epilogueBindings(c: MatmulConfig): BindingDecl[] {
 
 export function commonBindings(c: MatmulConfig): BindingDecl[] {
   const vec = NT_VARIANTS.includes(c.variant);
-  return [
-    { name: 'a', type: vec ? `vec4<${c.a}>` : c.a, access: 'read' as const },
-    { name: 'b', type: vec ? `vec4<${c.b}>` : c.b, access: 'read' as const },
-    ...epilogueBindings(c),
-  ];
+  const operand = (name: 'a' | 'b', dtype: DType): BindingDecl =>
+    packedF16(c, dtype)
+      ? { name, type: 'vec2<u32>', access: 'read', holds: 'f16' }
+      : { name, type: vec ? `vec4<${dtype}>` : dtype, access: 'read' };
+  return [operand('a', c.a), operand('b', c.b), ...epilogueBindings(c)];
 }
+
+/**
+ * Whether an f16 operand of this variant is bound as `vec2<u32>` (four halves per element) and
+ * widened with unpack2x16float: `direct_sg_nt` only, whose time on CPU adapters goes to per-lane
+ * scalar loads (two 32-bit ones instead of four 16-bit ones per vec4).
+ */
+export function packedF16(c: MatmulConfig, dtype: DType): boolean {
+  return c.variant === 'direct_sg_nt' && dtype === 'f16';
+}
+
+/** WGSL for one vec4<f32> of an NT operand at vec4 index `idx` (see packedF16). */
+export function loadVec4(c: MatmulConfig, name: 'a' | 'b', dtype: DType, idx: string): string {
+  return packedF16(c, dtype) ? `unpack_f16x4(${name}[${idx}])` : `vec4<f32>(${name}[${idx}])`;
+}
+
+/** Four halves packed in two u32 (little-endian: the lower half first) to vec4<f32>. */
+export const UNPACK_F16X4 = /* wgsl */ `
+fn unpack_f16x4(p: vec2<u32>) -> vec4<f32> {
+  return vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y));
+}
+`;
 
 export const BATCH_BASE = /* wgsl */ `
 fn batch_bases(z: u32) -> vec3<u32> {

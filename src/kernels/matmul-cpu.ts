@@ -12,11 +12,13 @@
  *    4 gathers of B 170 ms, the arithmetic 100 ms). Here each lane of a subgroup loads a different
  *    vec4 of the row at once (one gather), and the K loop takes them from lane s in turn
  *    (subgroupShuffle, a register permute): 2.5-3.5x faster than direct_nt there. Needs `subgroups`.
+ *    f16 operands are bound as vec2<u32> and widened with unpack2x16float (packedF16): two 32-bit
+ *    loads per vec4 instead of four 16-bit ones.
  */
 import type { GpuContext } from '../gpu/context.js';
 import type { KernelCost } from '../gpu/profiler.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { type MatmulConfig, type MatmulValues, matmulKernel, seq, span, storeBlock } from './matmul-common.js';
+import { type MatmulConfig, type MatmulValues, UNPACK_F16X4, loadVec4, matmulKernel, seq, span, storeBlock } from './matmul-common.js';
 
 // direct_nt geometry, measured on lavapipe (1024x768 @ 768x2304): 8 rows x 4 columns x 16
 // invocations ran 1.5-2.2x faster than tiled_nt; 4 rows 1.8x; 16 rows or 32 invocations slower.
@@ -50,7 +52,7 @@ ${storeBlock(c, { rows: DR, cols: DC, row: 'row0 + i', col: `col0 + ${DWG}u * j`
 // columns 14, 8 x 4 12, 16 x 2 11, 4 x 4 9, 4 x 8 7; 8, 16 or 32 invocations alike.
 const SR = 12; // rows per direct_sg_nt workgroup
 
-const directSgNtKernel = matmulKernel((c: MatmulConfig) => /* wgsl */ `
+const directSgNtKernel = matmulKernel((c: MatmulConfig) => /* wgsl */ `${UNPACK_F16X4}
 // As direct_nt, but the K loop runs in blocks of one vec4 per lane of the subgroup (at most the
 // workgroup, so every lane of a block exists): lane l loads vec4 kb + l of each of the ${SR} rows
 // (clamped at the end of K; the clamped copies are never shuffled in), then step s takes lane s's
@@ -68,10 +70,10 @@ ${seq(DC, (j) => `  let bc${j} = (bases.y + min(col0 + ${DWG * j}u, u.N - 1u) * 
 ${seq(SR, (i) => `  var acc${i} = vec4<f32>(0.0);`)}
   for (var kb = 0u; kb < kv_n; kb += block) {
     let mine = min(kb + sl, kv_n - 1u);
-${seq(SR, (i) => `    let ra${i} = vec4<f32>(a[ar${i} + mine]);`)}
+${seq(SR, (i) => `    let ra${i} = ${loadVec4(c, 'a', c.a, `ar${i} + mine`)};`)}
     let steps = min(block, kv_n - kb);
     for (var s = 0u; s < steps; s++) {
-${seq(DC, (j) => `      let w${j} = vec4<f32>(b[bc${j} + kb + s]);`)}
+${seq(DC, (j) => `      let w${j} = ${loadVec4(c, 'b', c.b, `bc${j} + kb + s`)};`)}
 ${seq(SR, (i) => `      { let av = subgroupShuffle(ra${i}, s); acc${i} += vec4<f32>(${seq(DC, (j) => `dot(av, w${j})`, ', ')}); }`)}
     }
   }
