@@ -36,11 +36,13 @@ const MIN_AGREEMENT = 0.999;
  * section 9, issue 11) is 60 kB gzip; it is not met since the per-adapter kernel variants (tiled and
  * subgroup matmuls, flash attention) landed: 64.3 kB at that point (see the test's printed sizes),
  * 66.6 kB once the CPU-adapter paths of issue 13 (the subgroup-shuffle matmul, windowed attention
- * as matmuls, conv2d as im2col + matmul: 2.7x the speed of a SAM encode on lavapipe) joined them.
- * This guard catches growth beyond that, it does not claim the goal.
+ * as matmuls, conv2d as im2col + matmul: 2.7x the speed of a SAM encode on lavapipe) joined them,
+ * 67.1 kB with the host-path work of the next session (timer polling set up through a lazy chunk,
+ * pipeline lookup by config JSON, reused uniform staging, oldest-first buffer reuse, packed f16
+ * loads: decoder host time per call 6.3 -> 5.0 ms, 1.4x faster waits on lavapipe). This guard catches growth beyond that, it does not claim the goal.
  */
 const SAM_ONLY_GZIP_GOAL = 60_000;
-const SAM_ONLY_GZIP_BUDGET = 67_000;
+const SAM_ONLY_GZIP_BUDGET = 67_500;
 
 if (!HAVE_CHROMIUM) console.warn(`test/consumers/vite-app.test.ts: the Chromium parts skip, ${CHROMIUM} not found (tools/setup.sh installs it)`);
 
