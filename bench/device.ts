@@ -67,6 +67,10 @@ function steps(): Step[] {
     const enc = quick ? ['--runs', '0', '--no-ort-web', '--no-ort-node', '--no-profile'] : ['--runs', '3', '--warmup', '1', '--no-ort-node', '--no-profile'];
     list.push({ name: 'sam-encoder-f32', script: 'sam-encoder.ts', args: [...enc, '--dir', dir] });
     list.push({ name: 'sam-encoder-f16', script: 'sam-encoder.ts', args: [...enc, '--f16', '--no-ort-web', '--dir', dir] });
+    // At 512 px ORT Web's global attention (12 x 1024 x 1024 f32, 48 MiB) fits a 128 MiB binding, so
+    // its output is valid even on CPU adapters, where the 1024 px graph binds 768 MiB and returns
+    // garbage. Full mode only: ORT Web takes ~75 s to its first 512 px output on lavapipe.
+    if (!quick) list.push({ name: 'sam-encoder-512', script: 'sam-encoder.ts', args: ['--size', '512', '--runs', '3', '--warmup', '1', '--no-ort-node', '--no-profile', '--dir', dir] });
   }
   if (only.includes('sam-decoder')) {
     list.push({ name: 'sam-decoder', script: 'sam-decoder.ts', args: [...(quick ? ['--runs', '1', '--warmup', '0', '--ort-web-batches', '1'] : ['--runs', '5', '--warmup', '1']), '--batches', '1,16', '--no-ort-node', '--no-profile', '--dir', dir] });
