@@ -61,7 +61,7 @@ function steps(): Step[] {
   const r = quick ? ['--runs', '1', '--warmup', '0'] : ['--runs', '3', '--warmup', '1'];
   const list: Step[] = [];
   if (only.includes('kernels')) {
-    list.push({ name: 'kernels', script: 'kernels.ts', args: ['--only', KERNEL_CASES, '--f16', ...r, ...(quick ? ['--no-e2e', '--ort-web-io', 'gpu'] : ['--ort-web-io', 'gpu'])] });
+    list.push({ name: 'kernels', script: 'kernels.ts', args: ['--only', KERNEL_CASES, '--f16', ...r, ...(quick ? ['--light-runs', '5', '--no-e2e', '--ort-web-io', 'gpu'] : ['--ort-web-io', 'gpu'])] });
   }
   if (only.includes('sam-encoder')) {
     const enc = quick ? ['--runs', '0', '--no-ort-web', '--no-ort-node', '--no-profile'] : ['--runs', '3', '--warmup', '1', '--no-ort-node', '--no-profile'];

@@ -3,7 +3,7 @@
  * ONNX Runtime Web's WebGPU EP on the same Dawn adapter and onnxruntime-node on the CPU.
  *
  *   node --import tsx bench/kernels.ts [--only sam.qkv,clip] [--runs N] [--warmup N] [--no-ort-web]
- *        [--ort-web-io cpu|gpu|both] [--f16] [--no-e2e] [--json out.json] [--list]
+ *        [--ort-web-io cpu|gpu|both] [--f16] [--no-e2e] [--light-runs N] [--json out.json] [--list]
  *
  * `--f16` adds our f16 path (inputs and weights stored as f16, f32 arithmetic; gate rel L2 <= 1e-2);
  * `--no-e2e` drops our end-to-end column (bench/device.ts --quick). Cases whose ONNX graph binds a
@@ -17,7 +17,9 @@
  * once and is validated (relative L2 <= 1e-4 unless the case says otherwise); then `warmup` untimed
  * runs each (default 1; 0 for cases over 5 GFLOP, whose validation run is their warm-up) and `runs`
  * interleaved rounds, one timed call of every variant per round (default 5; 3 over 5 GFLOP):
- * median / min / p90. A variant that runs but fails validation is still timed and marked invalid.
+ * median / min / p90. `--light-runs N` sets the rounds of the cases under 5 GFLOP apart from
+ * `--runs` (bench:device --quick: 1 round of the heavy cases, 5 of the light ones, whose single
+ * samples of tens of ms were too noisy to rank). A variant that runs but fails validation is still timed and marked invalid.
  *
  * Columns:
  *   ours GPU-resident  inputs and weights already on the GPU; encode + submit + wait for the queue.
@@ -43,6 +45,8 @@ interface Args {
   only: string[];
   runs?: number;
   warmup?: number;
+  /** Timed rounds for the cases that are not heavy (under 5 GFLOP), where --runs is meant for the heavy ones. */
+  lightRuns?: number;
   ortWeb: boolean;
   webIo: ('cpu' | 'gpu')[];
   json?: string;
@@ -75,6 +79,7 @@ function parseArgs(argv: string[]): Args {
     if (f === '--only') a.only.push(...value().split(',').filter(Boolean));
     else if (f === '--runs') a.runs = int(1);
     else if (f === '--warmup') a.warmup = int(0);
+    else if (f === '--light-runs') a.lightRuns = int(1);
     else if (f === '--no-ort-web') a.ortWeb = false;
     else if (f === '--ort-web-io') {
       const v = value();
@@ -133,7 +138,7 @@ async function runCase(c: KernelCase, ctx: GpuContext, args: Args): Promise<Case
   }
   const prep = factory(seededRng(c.name));
   const model = buildModel(prep.graph);
-  const runs = args.runs ?? (c.heavy ? 3 : 5);
+  const runs = (c.heavy ? undefined : args.lightRuns) ?? args.runs ?? (c.heavy ? 3 : 5);
   // Every variant's validation run already compiles its pipelines and touches its buffers; heavy
   // cases (seconds per run here) take that as their only warm-up.
   const plan: Plan = { runs, warmup: args.warmup ?? (c.heavy ? 0 : 1) };
