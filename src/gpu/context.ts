@@ -154,9 +154,14 @@ export class GpuContext implements StorageOwner {
    */
   private async setUpPolling(): Promise<void> {
     if (typeof (globalThis as { setImmediate?: unknown }).setImmediate !== 'function') return;
-    const { adoptPolling, defaultPolling } = await import('./host-wait.js');
-    this.polling = this.options.polling ?? defaultPolling(this.tuning.cpuAdapter);
-    this.releasePolling = adoptPolling(this.polling);
+    let hostWait: typeof import('./host-wait.js');
+    try {
+      hostWait = await import('./host-wait.js');
+    } catch {
+      return; // a bundle that lost the chunk: Dawn's own polling, which only costs speed
+    }
+    this.polling = this.options.polling ?? hostWait.defaultPolling(this.tuning.cpuAdapter);
+    this.releasePolling = hostWait.adoptPolling(this.polling);
   }
 
   get description(): string {
