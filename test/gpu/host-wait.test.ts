@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { GpuContext, isCpuAdapter } from '../../src/gpu/context.js';
 import { isDawnPoll, timerPollingActive } from '../../src/gpu/host-wait.js';
 import { linear } from '../../src/kernels/matmul.js';
-import { useGpu } from '../helpers/gpu.js';
+import { requires, useGpu } from '../helpers/gpu.js';
 import { Rng } from '../helpers/random.js';
 
 const gpu = useGpu({ polling: 'timer' });
@@ -80,42 +80,54 @@ describe('host polling while waiting for Dawn', () => {
     expect(timerPollingActive()).toBe(true);
   });
 
-  it('a long wait polls on 1 ms timers, and the result is right', async () => {
+  it('a long wait polls on 1 ms timers, and the result is right', async (t) => {
     const ctx = gpu();
     const { a, w, run } = busyWork(ctx);
     const expected = await ctx.read(run()); // also compiles the pipeline
-    const timers = vi.spyOn(globalThis, 'setTimeout');
-    const t0 = performance.now();
-    const out = run();
-    await ctx.sync();
-    const waited = performance.now() - t0;
-    const polls = timers.mock.calls.filter(([cb, ms]) => typeof cb === 'function' && ms === 1);
-    timers.mockRestore();
-    expect(waited).toBeGreaterThan(2);
-    expect(polls.length).toBeGreaterThan(0);
-    // A poll a millisecond at most, plus slack for timers that fire late: no busy loop.
-    expect(polls.length).toBeLessThan(waited + 10);
-    expect(await ctx.read(out)).toEqual(expected);
-    for (const t of [a, w, out]) t.dispose();
+    // Queue enough copies of the product for a wait of several milliseconds (one is tens of ms on
+    // lavapipe, microseconds on a GPU).
+    for (let copies = 1; copies <= 4096; copies *= 8) {
+      const timers = vi.spyOn(globalThis, 'setTimeout');
+      const t0 = performance.now();
+      const outs = Array.from({ length: copies }, run);
+      ctx.flush();
+      const queued = performance.now();
+      await ctx.sync();
+      const waited = performance.now() - queued;
+      const polls = timers.mock.calls.filter(([cb, ms]) => typeof cb === 'function' && ms === 1);
+      timers.mockRestore();
+      const last = outs[outs.length - 1]!;
+      const got = await ctx.read(last);
+      for (const o of outs) o.dispose();
+      if (waited < 5 && copies < 4096) continue;
+      if (!requires(t, waited >= 5, `a wait of 5 ms (4096 products took ${(performance.now() - t0).toFixed(1)} ms)`)) break;
+      expect(polls.length).toBeGreaterThan(0);
+      // A poll a millisecond at most, plus slack for timers that fire late: no busy loop.
+      expect(polls.length).toBeLessThan(waited + 10);
+      expect(got).toEqual(expected);
+      break;
+    }
+    a.dispose();
+    w.dispose();
   });
 
-  it('leaves other setImmediate users alone: order, arguments and promisify', async () => {
+  it('leaves other setImmediate users alone: arguments, order and promisify, during a timer-polled wait', async () => {
     const ctx = gpu();
-    const order: string[] = [];
-    const { run } = busyWork(ctx);
+    const { a, w, run } = busyWork(ctx);
     const pending = run();
-    ctx.flush();
-    const wait = ctx.sync(); // Dawn polls on timers during this wait
-    await new Promise<void>((done) => {
-      setTimeout(() => {
-        order.push('timer');
-        done();
-      }, 5);
-      setImmediate((tag: string) => order.push(tag), 'immediate');
-    });
-    expect(order).toEqual(['immediate', 'timer']);
+    const wait = ctx.sync(); // Dawn polls during this wait, on timers after its first millisecond
+    await new Promise((r) => setTimeout(r, 3));
+    // Scheduled synchronously here, so any setTimeout call in between would be the wrapper's.
+    const timers = vi.spyOn(globalThis, 'setTimeout');
+    const got: string[] = [];
+    setImmediate((tag: string) => got.push(tag), 'first');
+    const second = new Promise<void>((r) => setImmediate(() => r()));
+    expect(timers).not.toHaveBeenCalled();
+    timers.mockRestore();
+    await second; // immediates run first in, first out: 'first' has run by now
+    expect(got).toEqual(['first']);
     expect(await promisify(setImmediate)('value')).toBe('value');
     await wait;
-    pending.dispose();
+    for (const t of [a, w, pending]) t.dispose();
   });
 });
