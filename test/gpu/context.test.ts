@@ -97,6 +97,33 @@ describe('GpuContext', () => {
     w.dispose();
   });
 
+  it('one pipeline per config, whatever order its keys were written in (dispatch-time lookup by JSON)', async () => {
+    const ctx = gpu();
+    const keyed = defineKernel({
+      name: 'test_keyed',
+      uniforms: defineUniforms({ n: 'u32' }),
+      bindings: () => [{ name: 'out', type: 'f32', access: 'read_write' }],
+      source: (c: { value: number; negate: boolean }) => `
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  if (g.x < u.n) { out[g.x] = ${c.negate ? '-' : ''}${c.value.toFixed(1)}; }
+}`,
+    });
+    const before = ctx.pipelines.size;
+    const p1 = ctx.pipelines.get(keyed, { value: 2, negate: true });
+    const p2 = ctx.pipelines.get(keyed, { negate: true, value: 2 });
+    const p3 = ctx.pipelines.get(keyed, { value: 2, negate: false });
+    expect(p2).toBe(p1);
+    expect(p3).not.toBe(p1);
+    expect(ctx.pipelines.size).toBe(before + 2);
+    const out = ctx.empty([4]);
+    ctx.run(keyed, { negate: true, value: 2 }, { out }, { n: 4 }, [1, 1, 1]);
+    expect(Array.from(await ctx.read(out))).toEqual([-2, -2, -2, -2]);
+    ctx.run(keyed, { value: 2, negate: false }, { out }, { n: 4 }, [1, 1, 1]);
+    expect(Array.from(await ctx.read(out))).toEqual([2, 2, 2, 2]);
+    out.dispose();
+  });
+
   it('raises WGSL compile errors with line:col, the key and the source', async () => {
     const ctx = gpu();
     const out = ctx.empty([4]);
