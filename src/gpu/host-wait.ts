@@ -28,10 +28,20 @@ const TIMER_MS = 1;
 type SetImmediate = (cb: (...args: unknown[]) => void, ...args: unknown[]) => unknown;
 
 const WRAPPED = Symbol.for('samclip-webgpu.hostPolling');
-let timerUsers = 0;
-/** True while one of Dawn's poll callbacks runs: a poll it schedules continues the same wait. */
-let inPoll = false;
-let waitStart = 0;
+
+/**
+ * Shared through the global, like the wrapper itself, so that two copies of the library in one
+ * process (two versions, or an ESM and a CommonJS build) count their contexts together.
+ */
+interface PollState {
+  /** Live contexts that asked for timer polling. */
+  timerUsers: number;
+  /** True while one of Dawn's poll callbacks runs: a poll it schedules continues the same wait. */
+  inPoll: boolean;
+  waitStart: number;
+}
+const STATE = Symbol.for('samclip-webgpu.hostPollingState');
+const state: PollState = ((globalThis as Record<symbol, PollState | undefined>)[STATE] ??= { timerUsers: 0, inPoll: false, waitStart: 0 });
 
 /** The default for an adapter: `timer` where the adapter's work runs on the host's cores. */
 export function defaultPolling(cpuAdapter: boolean): HostPolling {
@@ -52,20 +62,20 @@ function install(g: { setImmediate?: SetImmediate; setTimeout: (cb: (...args: un
   if (typeof original !== 'function') return false; // a browser: nothing polls this way
   if ((original as unknown as Record<symbol, unknown>)[WRAPPED]) return true;
   const wrapper = function setImmediate(cb: (...args: unknown[]) => void, ...args: unknown[]): unknown {
-    if (timerUsers > 0 && isDawnPoll(cb)) {
+    if (state.timerUsers > 0 && isDawnPoll(cb)) {
       const now = performance.now();
       // Dawn reschedules its poll from inside the previous one while promises are pending; a poll
       // scheduled from anywhere else starts a new wait.
-      if (!inPoll) waitStart = now;
+      if (!state.inPoll) state.waitStart = now;
       const poll = () => {
-        inPoll = true;
+        state.inPoll = true;
         try {
           cb(...args);
         } finally {
-          inPoll = false;
+          state.inPoll = false;
         }
       };
-      return now - waitStart >= SPIN_MS ? g.setTimeout(poll, TIMER_MS) : original(poll);
+      return now - state.waitStart >= SPIN_MS ? g.setTimeout(poll, TIMER_MS) : original(poll);
     }
     return original(cb, ...args);
   };
@@ -87,16 +97,16 @@ function install(g: { setImmediate?: SetImmediate; setTimeout: (cb: (...args: un
 export function adoptPolling(mode: HostPolling): () => void {
   if (mode !== 'timer') return () => {};
   if (!install(globalThis as unknown as Parameters<typeof install>[0])) return () => {};
-  timerUsers++;
+  state.timerUsers++;
   let released = false;
   return () => {
     if (released) return;
     released = true;
-    timerUsers--;
+    state.timerUsers--;
   };
 }
 
 /** Whether some live context has Dawn's polls on timers now (tests, `samclip doctor`). */
 export function timerPollingActive(): boolean {
-  return timerUsers > 0;
+  return state.timerUsers > 0;
 }

@@ -80,6 +80,21 @@ describe('host polling while waiting for Dawn', () => {
     expect(timerPollingActive()).toBe(true);
   });
 
+  it('two copies of the library in one process count their contexts together', async () => {
+    // A second instance of the module (another version, or the other of an ESM / CommonJS pair).
+    const copy = '../../src/gpu/host-wait.js?copy=2';
+    const other = (await import(/* @vite-ignore */ copy)) as typeof import('../../src/gpu/host-wait.js');
+    expect(other.timerPollingActive).not.toBe(timerPollingActive);
+    const users = () => (globalThis as Record<symbol, { timerUsers: number }>)[Symbol.for('samclip-webgpu.hostPollingState')]!.timerUsers;
+    const before = users();
+    const release = other.adoptPolling('timer');
+    expect(users()).toBe(before + 1);
+    expect(timerPollingActive()).toBe(true);
+    release();
+    release(); // idempotent
+    expect(users()).toBe(before);
+  });
+
   it('a long wait polls on 1 ms timers, and the result is right', async (t) => {
     const ctx = gpu();
     const { a, w, run } = busyWork(ctx);
