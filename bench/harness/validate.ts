@@ -1,9 +1,8 @@
 /**
  * Output check of a benchmarked variant against the reference (onnxruntime-node CPU) before it is
- * timed. Built on test/image/image-compare.ts's diffFloats (test/helpers/compare.ts pulls in vitest's
- * `expect`).
+ * timed. Built on test/helpers/comparison.ts's compare (free of vitest, unlike test/helpers/compare.ts).
  */
-import { diffFloats } from '../../test/image/image-compare.js';
+import { compare } from '../../test/helpers/comparison.js';
 
 export interface Check {
   relL2: number;
@@ -21,15 +20,15 @@ export function checkOutput(actual: ArrayLike<number>, expected: ArrayLike<numbe
   if (actual.length !== expected.length) {
     throw new Error(`output has ${actual.length} elements, the reference ${expected.length}`);
   }
-  const d = diffFloats(actual, expected);
+  const d = compare(actual, expected);
   return {
     relL2: d.relL2,
     maxAbs: d.maxAbs,
     worst: Math.max(d.worst, 0),
     actual: actual[Math.max(d.worst, 0)]!,
     expected: expected[Math.max(d.worst, 0)]!,
-    nonFinite: d.nonFinite,
-    ok: d.nonFinite === 0 && d.relL2 <= relL2Max,
+    nonFinite: d.nonFiniteMismatch,
+    ok: d.nonFiniteMismatch === 0 && d.relL2 <= relL2Max,
   };
 }
 

@@ -1,4 +1,4 @@
-/** Byte and float comparisons for the image tests, with failure messages that locate the worst pixel. */
+/** Byte comparisons for the image tests, with failure messages that locate the worst pixel (floats: test/helpers/comparison.ts). */
 
 export interface ByteDiff {
   n: number;
@@ -46,57 +46,5 @@ export function describeBytes(name: string, d: ByteDiff, width: number, channels
   return (
     `${name}: ${d.differing} of ${d.n} bytes differ (${((100 * d.differing) / d.n).toFixed(4)}%), ` +
     `max |Δ| ${d.maxAbs} at ${hwcIndex(d.worst, width, channels)} (actual ${d.worstActual}, expected ${d.worstExpected})`
-  );
-}
-
-export interface FloatDiff {
-  n: number;
-  maxAbs: number;
-  relL2: number;
-  worst: number;
-  worstActual: number;
-  worstExpected: number;
-  nonFinite: number;
-}
-
-export function diffFloats(actual: ArrayLike<number>, expected: ArrayLike<number>): FloatDiff {
-  if (actual.length !== expected.length) throw new Error(`length mismatch: actual ${actual.length}, expected ${expected.length}`);
-  let d2 = 0;
-  let r2 = 0;
-  let maxAbs = 0;
-  let worst = -1;
-  let nonFinite = 0;
-  for (let i = 0; i < expected.length; i++) {
-    const a = actual[i]!;
-    const e = expected[i]!;
-    if (!Number.isFinite(a) || !Number.isFinite(e)) {
-      if (!Object.is(a, e)) nonFinite++;
-      continue;
-    }
-    const d = Math.abs(a - e);
-    d2 += d * d;
-    r2 += e * e;
-    if (d > maxAbs) {
-      maxAbs = d;
-      worst = i;
-    }
-  }
-  return {
-    n: expected.length,
-    maxAbs,
-    relL2: r2 > 0 ? Math.sqrt(d2 / r2) : Math.sqrt(d2),
-    worst,
-    worstActual: worst >= 0 ? actual[worst]! : NaN,
-    worstExpected: worst >= 0 ? expected[worst]! : NaN,
-    nonFinite,
-  };
-}
-
-export function describeFloats(name: string, d: FloatDiff): string {
-  if (d.maxAbs === 0 && d.nonFinite === 0) return `${name}: identical (${d.n} values)`;
-  return (
-    `${name}: max abs err ${d.maxAbs.toExponential(3)} at flat index ${d.worst} ` +
-    `(actual ${d.worstActual}, expected ${d.worstExpected}), rel L2 ${d.relL2.toExponential(3)}` +
-    (d.nonFinite ? `, ${d.nonFinite} NaN/Inf mismatches` : '')
   );
 }

@@ -13,7 +13,8 @@ import { describe, expect, it } from 'vitest';
 import type { ImageU8 } from '../../src/image/image.js';
 import { clipPreprocess, samPreprocess, samclipPreprocess } from '../../src/image/preprocess.js';
 import { readSafetensorsSimple } from '../helpers/read-safetensors-simple.js';
-import { describeBytes, describeFloats, diffBytes, diffFloats } from './image-compare.js';
+import { compare, formatComparison } from '../helpers/comparison.js';
+import { describeBytes, diffBytes } from './image-compare.js';
 
 const fixture = (p: string): string => fileURLToPath(new URL(`../fixtures/${p}`, import.meta.url));
 const photos = readSafetensorsSimple(fixture('images/decoded_rgb.safetensors'));
@@ -35,10 +36,10 @@ function checkBytes(name: string, actual: ImageU8, expected: Uint8Array, shape: 
 }
 
 function checkFloats(name: string, actual: Float32Array, expected: Float32Array): void {
-  const d = diffFloats(actual, expected);
-  const msg = describeFloats(name, d);
+  const d = compare(actual, expected, { relL2: REL_L2_TOL });
+  const msg = formatComparison(name, d, { relL2: REL_L2_TOL });
   console.log(msg);
-  expect(d.nonFinite, msg).toBe(0);
+  expect(d.nonFiniteMismatch, msg).toBe(0);
   expect(d.relL2, msg).toBeLessThanOrEqual(REL_L2_TOL);
 }
 

@@ -11,10 +11,9 @@ import { readTensor } from '../../src/kernels/copy.js';
 import type { ClipModel } from '../../src/model/clip/clip.js';
 import { SamClip } from '../../src/pipelines/samclip.js';
 import { SamPredictor } from '../../src/pipelines/sam-predictor.js';
-import { diffFloats } from '../image/image-compare.js';
 import { loadTiny } from '../model/clip-helpers.js';
 import { BUNDLE, CLASSES } from '../model/samclip-fixture.js';
-import { maskIoU } from '../helpers/compare.js';
+import { compare, maskIoU } from '../helpers/compare.js';
 import { agreement } from '../helpers/reference.js';
 import { Rng } from '../helpers/random.js';
 import { usePhotos } from '../helpers/photos.js';
@@ -35,9 +34,9 @@ afterAll(() => {
 });
 
 function relL2(got: ArrayLike<number>, want: ArrayLike<number>, what: string): number {
-  const d = diffFloats(got, want);
+  const d = compare(got, want);
   console.log(`f16 rule, ${what}: rel L2 ${d.relL2.toExponential(2)} (gate 1e-2), max abs ${d.maxAbs.toExponential(2)}`);
-  expect(d.nonFinite, `${what}: NaN/Inf mismatches`).toBe(0);
+  expect(d.nonFiniteMismatch, `${what}: NaN/Inf mismatches`).toBe(0);
   return d.relL2;
 }
 
