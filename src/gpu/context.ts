@@ -57,7 +57,7 @@ type TypedData = Float32Array | Uint16Array | Int32Array | Uint32Array;
 /** A block of the uniform arena: a GPU buffer and its host staging, filled dispatch by dispatch. */
 interface UniformChunk {
   buffer: GPUBuffer;
-  data: ArrayBuffer;
+  /** Host staging (its ArrayBuffer goes to writeBuffer at flush). */
   view: DataView;
   used: number;
 }
@@ -440,7 +440,7 @@ export class GpuContext implements StorageOwner {
     this.encoder = null;
     this.profiler?.resolve(enc);
     for (const c of this.uniformChunks) {
-      if (c.used > 0) this.device.queue.writeBuffer(c.buffer, 0, c.data, 0, c.used);
+      if (c.used > 0) this.device.queue.writeBuffer(c.buffer, 0, c.view.buffer, 0, c.used);
     }
     this.device.queue.submit([enc.finish()]);
     for (const c of this.uniformChunks) {
@@ -561,9 +561,8 @@ export class GpuContext implements StorageOwner {
   }
 
   private newUniformChunk(): UniformChunk {
-    const data = new ArrayBuffer(UNIFORM_CHUNK);
     const buffer = this.device.createBuffer({ size: UNIFORM_CHUNK, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST, label: 'uniforms' });
-    return { buffer, data, view: new DataView(data), used: 0 };
+    return { buffer, view: new DataView(new ArrayBuffer(UNIFORM_CHUNK)), used: 0 };
   }
 
   private allocUniform(byteSize: number): { chunk: UniformChunk; offset: number } {

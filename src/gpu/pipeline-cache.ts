@@ -14,7 +14,6 @@ export interface CachedPipeline {
   readonly key: string;
   readonly pipeline: GPUComputePipeline;
   readonly layout: GPUBindGroupLayout;
-  readonly bindingCount: number;
   /** The kernel's storage bindings for this config, and the scalar type each holds (checked per dispatch). */
   readonly bindings: readonly { readonly name: string; readonly scalar: string }[];
 }
@@ -54,7 +53,7 @@ export class PipelineCache {
     // whatever batch happens to be open, or to the device's uncaptured-error handler.
     const t0 = performance.now();
     this.device.pushErrorScope('validation');
-    const { module, layout, count, code, bindings } = this.prepare(def, config, key);
+    const { module, layout, code, bindings } = this.prepare(def, config, key);
     const pipeline = this.device.createComputePipeline({
       label: key,
       layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout], label: key }),
@@ -64,7 +63,7 @@ export class PipelineCache {
     this.checks.push(
       scope.then((e) => (e && !/parsing WGSL|WGSL/.test(e.message) ? new WgslCompileError(key, [e.message], code) : null)),
     );
-    const entry: CachedPipeline = { key, pipeline, layout, bindingCount: count, bindings };
+    const entry: CachedPipeline = { key, pipeline, layout, bindings };
     this.cache.set(key, entry);
     this.compileMs += performance.now() - t0;
     return entry;
@@ -80,7 +79,7 @@ export class PipelineCache {
     if (hit) return hit;
     let p = this.inflight.get(key);
     if (!p) {
-      const { module, layout, count, bindings } = this.prepare(def, config, key);
+      const { module, layout, bindings } = this.prepare(def, config, key);
       p = this.device
         .createComputePipelineAsync({
           label: key,
@@ -88,7 +87,7 @@ export class PipelineCache {
           compute: { module, entryPoint: 'main' },
         })
         .then((pipeline) => {
-          const entry: CachedPipeline = { key, pipeline, layout, bindingCount: count, bindings };
+          const entry: CachedPipeline = { key, pipeline, layout, bindings };
           this.cache.set(key, entry);
           this.inflight.delete(key);
           return entry;
@@ -146,6 +145,6 @@ export class PipelineCache {
     });
     const layout = this.device.createBindGroupLayout({ entries, label: key });
     const named = bindings.map((b) => ({ name: b.name, scalar: b.holds ?? b.type.replace(/^vec[234]<(\w+)>$/, '$1') }));
-    return { module, layout, count: bindings.length, code, bindings: named };
+    return { module, layout, code, bindings: named };
   }
 }
