@@ -11,6 +11,7 @@ import { DeviceLostError, GpuError, ShapeError, fmtShape } from './errors.js';
 import type { KernelConfig, KernelDef } from './kernel.js';
 import { PipelineCache } from './pipeline-cache.js';
 import type { HostPolling } from './host-wait.js';
+import type { PlanRecorder, PlanStep } from './dispatch-plan.js';
 import { type KernelTuning, defaultTuning } from './tuning.js';
 import { type KernelCost, Profiler } from './profiler.js';
 import { Storage, type StorageOwner, Tensor, numel } from './tensor.js';
@@ -45,6 +46,12 @@ export interface ContextOptions extends DeviceOptions {
    * (env SAMCLIP_POLLING overrides the default). See src/gpu/host-wait.ts.
    */
   polling?: HostPolling;
+  /**
+   * Record the dispatches of a repeated model call (the SAM mask decoder) once and replay them,
+   * instead of running the model code again (src/gpu/dispatch-plan.ts). Default true; off while
+   * profiling, under SAMCLIP_SYNC=1 and SAMCLIP_DEBUG=2.
+   */
+  dispatchPlans?: boolean;
 }
 
 const UNIFORM_CHUNK = 64 * 1024;
@@ -104,6 +111,8 @@ export class GpuContext implements StorageOwner {
   /** How this context has the host wait for Dawn (ContextOptions.polling); null where there is no such choice (browsers). */
   polling: HostPolling | null = null;
   private releasePolling: () => void = () => {};
+  /** Set while a dispatch plan is recorded: it sees every dispatch and owns every tensor made. */
+  private recorder: PlanRecorder | null = null;
 
   constructor(
     /** Kept referenced for the device's lifetime (see AcquiredDevice.gpu). */
@@ -188,8 +197,9 @@ export class GpuContext implements StorageOwner {
         `tensor ${fmtShape(shape)} ${dtype} needs ${bytes} bytes, over the adapter's maxBufferSize ${this.limits.maxBufferSize}`,
       );
     }
-    const buffer = this.pool.acquire(bytes);
-    return new Tensor(new Storage(buffer, bytes, this), shape, dtype);
+    const rec = this.recorder;
+    if (rec) return new Tensor(new Storage(rec.reuse(bytes) ?? rec.take(this.pool.acquire(bytes)), bytes, rec), shape, dtype);
+    return new Tensor(new Storage(this.pool.acquire(bytes), bytes, this), shape, dtype);
   }
 
   /** Upload host data. f32 data into an f16 tensor is converted on the way. */
@@ -220,6 +230,7 @@ export class GpuContext implements StorageOwner {
     // writeBuffer bypasses the command stream: drain it first so a recycled buffer is not
     // overwritten before earlier, still unsubmitted commands have read it.
     this.flush();
+    this.recorder?.refuse(`it writes ${t} from the host`);
     const src = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     if (byteOffset % 4 !== 0) {
       throw new ShapeError(`write: ${t} starts at byte ${byteOffset}, not 4-byte aligned (an odd f16 offset); write the whole tensor instead`);
@@ -382,6 +393,8 @@ export class GpuContext implements StorageOwner {
 
     let key = cached.key;
     const resources: GPUBufferBinding[] = [];
+    const rec = this.recorder;
+    const boundTensors: Tensor[] | null = rec ? [] : null;
     for (const d of decls) {
       const b = bindings[d.name];
       if (!b) throw new ShapeError(`${def.name}: binding '${d.name}' not supplied`);
@@ -402,9 +415,11 @@ export class GpuContext implements StorageOwner {
       const bound = Math.min(size, buffer.size - offset);
       key += `|${this.bufferId(buffer)}:${offset}:${bound}`;
       resources.push({ buffer, offset, size: bound });
+      boundTensors?.push(t);
     }
     const u = this.allocUniform(def.uniforms.byteSize);
     def.uniforms.pack(uniforms, u.chunk.view, u.offset);
+    rec?.dispatch(def.name, cached, resources, boundTensors!, new Uint8Array(u.chunk.view.buffer, u.offset, def.uniforms.byteSize), workgroups);
     resources.push({ buffer: u.chunk.buffer, offset: 0, size: def.uniforms.byteSize });
     key += `|u${this.bufferId(u.chunk.buffer)}`;
 
@@ -461,6 +476,51 @@ export class GpuContext implements StorageOwner {
         return new GpuError(`GPU error in a batch running [${names}]: ${e.message}`);
       }),
     );
+  }
+
+  // ---------------------------------------------------------------- dispatch plans
+
+  /** Whether dispatch plans may record and replay now (not while profiling, syncing or logging dispatches, nor inside a recording). */
+  get dispatchPlansActive(): boolean {
+    return this.options.dispatchPlans !== false && !this.profiler && !debugFlags.sync && debugFlags.level < 2 && !this.recorder;
+  }
+
+  /** Run `fn` with every dispatch reported to `recorder` and every tensor made owned by it (src/gpu/dispatch-plan.ts). */
+  recordDispatches<T>(recorder: PlanRecorder, fn: () => T): T {
+    this.recorder = recorder;
+    try {
+      return fn();
+    } finally {
+      this.recorder = null;
+    }
+  }
+
+  /** Encode a plan's recorded dispatches (bind groups and uniforms are the plan's own). */
+  encodePlan(steps: readonly PlanStep[]): void {
+    this.assertUsable();
+    for (const s of steps) {
+      this.openBatch();
+      const pass = (this.pass ??= this.encoder!.beginComputePass({ label: 'samclip' }));
+      pass.setPipeline(s.pipeline);
+      pass.setBindGroup(0, s.bindGroup, s.offsets);
+      pass.dispatchWorkgroups(s.x, s.y, s.z);
+      this.batchKernels.push(s.name);
+      this.dispatchCount++;
+      if (++this.pendingDispatches >= MAX_PENDING_DISPATCHES) this.flush();
+    }
+  }
+
+  /** A new tensor of `t`'s layout over a copy of its storage (one buffer copy, no kernel). */
+  copyStorage(t: Tensor): Tensor {
+    const bytes = t.storage.byteLength;
+    const out = new Tensor(new Storage(this.pool.acquire(bytes), bytes, this), t.shape, t.dtype, t.strides, t.offset);
+    const size = Math.ceil(bytes / 4) * 4;
+    if (size > 0) {
+      this.openBatch();
+      this.endPass();
+      this.encoder!.copyBufferToBuffer(t.buffer, 0, out.buffer, 0, size);
+    }
+    return out;
   }
 
   /**

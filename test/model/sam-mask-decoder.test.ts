@@ -220,3 +220,54 @@ describe('MaskDecoder: folded and projected token-to-image attention', () => {
     });
   }
 });
+
+/**
+ * Dispatch plans (src/gpu/dispatch-plan.ts): from the third `forward` with one key the decoder's
+ * dispatches are replayed. Each call here gets new prompts and dense embeddings, and every other
+ * call a different image embedding, so replays rebind their inputs; each must give the bits of
+ * predictMasks run on the same inputs, and results kept from earlier calls must stay as they were.
+ */
+describe('MaskDecoder: replayed calls', () => {
+  for (const [B, multimask] of [[1, true], [3, false]] as const) {
+    it(`B=${B}, multimask ${multimask}: six calls, the last four replayed, each equal to predictMasks`, async () => {
+      const ctx = gpu();
+      const rng = new Rng(40 + B);
+      const N = 3;
+      const pe = ctx.upload(rng.uniformArray(C * G * G, -1, 1), [1, G * G, C]);
+      const embeddings = [0, 1].map(() => ctx.upload(rng.randn(C * G * G), [1, C, G, G]));
+      const [m0, m1] = multimask ? [1, cfg.numMultimaskOutputs + 1] : [0, 1];
+      const kept: { masks: Float32Array; tensor: Tensor }[] = [];
+      const dispatches: number[] = [];
+      for (let call = 0; call < 6; call++) {
+        await ctx.scopeAsync(async () => {
+          const inp = {
+            imageEmbeddings: embeddings[call % 2]!,
+            imagePeTokens: pe,
+            sparse: ctx.upload(rng.randn(B * N * C), [B, N, C]),
+            dense: ctx.upload(rng.randn(B * C * G * G), [B, C, G, G]),
+            batch: B,
+          };
+          const d0 = ctx.dispatchCount;
+          const bg0 = ctx.bindGroupStats.reused + ctx.bindGroupStats.created;
+          const out = dec.forward(ctx, inp, multimask);
+          dispatches.push(ctx.dispatchCount - d0);
+          // A replay encodes the plan's own bind groups: none is looked up in the context's cache.
+          if (call >= 2) expect(ctx.bindGroupStats.reused + ctx.bindGroupStats.created, `call ${call + 1} replayed`).toBe(bg0);
+          const all = dec.predictMasks(ctx, inp);
+          const masks = (await readTensor(ctx, out.masks)) as Float32Array;
+          expect(masks, `call ${call + 1}: masks`).toEqual(await readTensor(ctx, all.masksAll.slice(1, m0, m1)));
+          expect(await readTensor(ctx, out.iouPred), `call ${call + 1}: iou`).toEqual(await readTensor(ctx, all.iouAll.slice(1, m0, m1)));
+          out.masks.persistent = true; // kept past the scope, to check later calls leave it alone
+          kept.push({ masks, tensor: out.masks });
+        });
+      }
+      for (const [i, k] of kept.entries()) {
+        expect(await readTensor(ctx, k.tensor), `call ${i + 1}'s masks after the later calls`).toEqual(k.masks);
+        k.tensor.persistent = false;
+        k.tensor.dispose();
+      }
+      expect(new Set(dispatches.slice(2)).size, 'every replay encodes the same dispatches').toBe(1);
+      console.log(`decoder replays (B=${B}): dispatches per call ${dispatches.join(', ')}`);
+    });
+  }
+});

@@ -27,6 +27,7 @@
  * src/model/sam2/mask-decoder.ts configures those through the hooks marked below.
  */
 import type { GpuContext } from '../../gpu/context.js';
+import { DispatchPlans } from '../../gpu/dispatch-plan.js';
 import type { Tensor } from '../../gpu/tensor.js';
 import { concat, copy, copyInto } from '../../kernels/copy.js';
 import { activate, add, addAct } from '../../kernels/elementwise.js';
@@ -108,6 +109,8 @@ export class MaskDecoder {
   /** Hook (SAM 2): the head reading the first leading token's output. */
   protected objScoreHead: { forward(ctx: GpuContext, x: Tensor): Tensor } | null = null;
   private outputTokens: Tensor | null = null;
+  /** Recorded forward calls (src/gpu/dispatch-plan.ts). */
+  private readonly plans = new DispatchPlans();
   private readonly biasX4: [Tensor | null, Tensor | null] = [null, null];
   private readonly gemmWeights: [Tensor | null, Tensor | null] = [null, null];
 
@@ -153,6 +156,7 @@ export class MaskDecoder {
 
   /** Free the token table this decoder made (its weights belong to their Weights set). */
   dispose(): void {
+    this.plans.dispose();
     this.outputTokens?.dispose();
     this.outputTokens = null;
     for (const t of [...this.biasX4, ...this.gemmWeights]) t?.dispose();
@@ -275,20 +279,28 @@ export class MaskDecoder {
     const B = inp.batch;
     const chunk = Math.min(opts.maxBatch ?? Infinity, this.maxBatch(ctx, h, w));
     const [m0, m1] = multimaskOutput ? [1, this.numMaskTokens] : [0, 1];
+    // Everything below depends on the input layouts, B, the chunk, multimaskOutput and the fold
+    // policy only: from the third call on, its ~100 dispatches are replayed instead of re-encoded.
+    const inputs = [inp.imageEmbeddings, inp.imagePeTokens, inp.sparse, inp.dense, inp.highRes?.s0 ?? null, inp.highRes?.s1 ?? null];
+    const key = `${B}:${chunk}:${multimaskOutput}:${this.transformer.fold}`;
     return ctx.stage('mask_decoder', () =>
-      ctx.scope(() => {
-        const pick = (all: MaskDecoderAll) => ({ masks: copy(ctx, all.masksAll.slice(1, m0, m1)), iouPred: copy(ctx, all.iouAll.slice(1, m0, m1)) });
-        if (B <= chunk) return pick(this.predictMasks(ctx, inp));
-        const parts: MaskDecoderOutputs[] = [];
-        for (let b0 = 0; b0 < B; b0 += chunk) {
-          const b1 = Math.min(B, b0 + chunk);
-          const d = inp.dense;
-          const dense = d.strides[0] === 0 ? d.asStrided([b1 - b0, ...d.shape.slice(1)], d.strides, d.offset) : d.slice(0, b0, b1);
-          const sparse = inp.sparse?.slice(0, b0, b1) ?? null;
-          parts.push(ctx.scope(() => pick(this.predictMasks(ctx, { ...inp, batch: b1 - b0, sparse, dense }))));
-        }
-        return { masks: concat(ctx, parts.map((p) => p.masks), 0), iouPred: concat(ctx, parts.map((p) => p.iouPred), 0) };
-      }),
+      this.plans.run(ctx, key, inputs, () => this.forwardDirect(ctx, inp, B, chunk, m0, m1)),
     );
+  }
+
+  private forwardDirect(ctx: GpuContext, inp: MaskDecoderInputs, B: number, chunk: number, m0: number, m1: number): MaskDecoderOutputs {
+    return ctx.scope(() => {
+      const pick = (all: MaskDecoderAll) => ({ masks: copy(ctx, all.masksAll.slice(1, m0, m1)), iouPred: copy(ctx, all.iouAll.slice(1, m0, m1)) });
+      if (B <= chunk) return pick(this.predictMasks(ctx, inp));
+      const parts: MaskDecoderOutputs[] = [];
+      for (let b0 = 0; b0 < B; b0 += chunk) {
+        const b1 = Math.min(B, b0 + chunk);
+        const d = inp.dense;
+        const dense = d.strides[0] === 0 ? d.asStrided([b1 - b0, ...d.shape.slice(1)], d.strides, d.offset) : d.slice(0, b0, b1);
+        const sparse = inp.sparse?.slice(0, b0, b1) ?? null;
+        parts.push(ctx.scope(() => pick(this.predictMasks(ctx, { ...inp, batch: b1 - b0, sparse, dense }))));
+      }
+      return { masks: concat(ctx, parts.map((p) => p.masks), 0), iouPred: concat(ctx, parts.map((p) => p.iouPred), 0) };
+    });
   }
 }
