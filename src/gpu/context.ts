@@ -49,7 +49,7 @@ export interface ContextOptions extends DeviceOptions {
   /**
    * Record the dispatches of a repeated model call (the SAM mask decoder) once and replay them,
    * instead of running the model code again (src/gpu/dispatch-plan.ts). Default true; off while
-   * profiling, under SAMCLIP_SYNC=1 and SAMCLIP_DEBUG=2.
+   * profiling, under SAMCLIP_SYNC=1 and SAMCLIP_DEBUG=2, and with SAMCLIP_PLANS=0.
    */
   dispatchPlans?: boolean;
 }
@@ -482,7 +482,7 @@ export class GpuContext implements StorageOwner {
 
   /** Whether dispatch plans may record and replay now (not while profiling, syncing or logging dispatches, nor inside a recording). */
   get dispatchPlansActive(): boolean {
-    return this.options.dispatchPlans !== false && !this.profiler && !debugFlags.sync && debugFlags.level < 2 && !this.recorder;
+    return this.options.dispatchPlans !== false && debugFlags.plans && !this.profiler && !debugFlags.sync && debugFlags.level < 2 && !this.recorder;
   }
 
   /** Run `fn` with every dispatch reported to `recorder` and every tensor made owned by it (src/gpu/dispatch-plan.ts). */

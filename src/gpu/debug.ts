@@ -18,6 +18,8 @@ export interface DebugFlags {
   profile: boolean;
   /** SAMCLIP_SYNC=1: submit and validate each dispatch on its own, naming the kernel on error. */
   sync: boolean;
+  /** SAMCLIP_PLANS=0: never record or replay dispatch plans (src/gpu/dispatch-plan.ts), e.g. to compare. */
+  plans: boolean;
   /** SAMCLIP_DUMP_WGSL=dir: write every generated shader to dir/<key>.wgsl. */
   dumpWgsl: ((key: string, code: string) => void) | null;
 }
@@ -42,6 +44,7 @@ function makeFlags(env: Env): DebugFlags {
     level,
     profile: env.SAMCLIP_PROFILE === '1' || level > 0,
     sync: env.SAMCLIP_SYNC === '1',
+    plans: env.SAMCLIP_PLANS !== '0',
     dumpWgsl,
   };
 }

@@ -17,8 +17,8 @@
  *    offset, dtype, storage size) are added to it, since offsets and sizes reach the uniforms, and
  *    so are the context's kernel choices.
  * The first call with a key runs normally (lazy tables get built), the second records, later ones
- * replay. Plans are off while profiling, under SAMCLIP_SYNC or SAMCLIP_DEBUG=2, and with
- * `ContextOptions.dispatchPlans: false`.
+ * replay. Plans are off while profiling, under SAMCLIP_SYNC=1 or SAMCLIP_DEBUG=2, with
+ * SAMCLIP_PLANS=0 and with `ContextOptions.dispatchPlans: false`.
  */
 import { sizeClass } from './buffer-pool.js';
 import type { CachedPipeline } from './pipeline-cache.js';
