@@ -16,8 +16,6 @@ export interface PoolStats {
   reservedBytes: number;
   allocations: number;
   reuses: number;
-  /** Bytes of buffers lent to dispatch plans for good (counted neither live nor reserved). */
-  planBytes: number;
 }
 
 const STORAGE_USAGE = BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST;
@@ -47,7 +45,6 @@ export class BufferPool {
     reservedBytes: 0,
     allocations: 0,
     reuses: 0,
-    planBytes: 0,
   };
 
   constructor(
@@ -92,22 +89,6 @@ export class BufferPool {
       else hi = mid;
     }
     list.splice(lo, 0, buf);
-  }
-
-  /** Lend a live buffer to a dispatch plan: it leaves the live and reserved counts until `reown`. */
-  disown(buf: GPUBuffer): void {
-    const size = buf.size;
-    this.stats.liveBytes -= size;
-    this.stats.reservedBytes -= size;
-    this.stats.planBytes += size;
-  }
-
-  /** Take back, as live, a buffer that `disown` lent out (`release` it when its tensor goes). */
-  reown(buf: GPUBuffer): void {
-    const size = buf.size;
-    this.stats.planBytes -= size;
-    this.stats.reservedBytes += size;
-    this.stats.liveBytes += size;
   }
 
   /** Destroy every free buffer. The caller must have flushed work that may still use them. */

@@ -9,7 +9,7 @@ import { acquireDevice, describeAdapter, type AdapterDescription, type DeviceFea
 import { BYTES, type DType, fromF16Array, toF16Array } from './dtype.js';
 import { DeviceLostError, GpuError, ShapeError, fmtShape } from './errors.js';
 import type { KernelConfig, KernelDef } from './kernel.js';
-import { PipelineCache } from './pipeline-cache.js';
+import { type CachedPipeline, PipelineCache } from './pipeline-cache.js';
 import type { HostPolling } from './host-wait.js';
 import type { PlanRecorder, PlanStep } from './dispatch-plan.js';
 import { type KernelTuning, defaultTuning } from './tuning.js';
@@ -197,9 +197,9 @@ export class GpuContext implements StorageOwner {
         `tensor ${fmtShape(shape)} ${dtype} needs ${bytes} bytes, over the adapter's maxBufferSize ${this.limits.maxBufferSize}`,
       );
     }
-    const rec = this.recorder;
-    if (rec) return new Tensor(new Storage(rec.reuse(bytes) ?? rec.take(this.pool.acquire(bytes)), bytes, rec), shape, dtype);
-    return new Tensor(new Storage(this.pool.acquire(bytes), bytes, this), shape, dtype);
+    const storage = new Storage(this.pool.acquire(bytes), bytes, this);
+    this.recorder?.allocated(storage, bytes);
+    return new Tensor(storage, shape, dtype);
   }
 
   /** Upload host data. f32 data into an f16 tensor is converted on the way. */
@@ -287,6 +287,7 @@ export class GpuContext implements StorageOwner {
   }
 
   releaseStorage(s: Storage): void {
+    this.recorder?.released(s);
     this.pool.release(s.buffer);
   }
 
@@ -495,32 +496,23 @@ export class GpuContext implements StorageOwner {
     }
   }
 
-  /** Encode a plan's recorded dispatches (bind groups and uniforms are the plan's own). */
-  encodePlan(steps: readonly PlanStep[]): void {
-    this.assertUsable();
-    for (const s of steps) {
-      this.openBatch();
-      const pass = (this.pass ??= this.encoder!.beginComputePass({ label: 'samclip' }));
-      pass.setPipeline(s.pipeline);
-      pass.setBindGroup(0, s.bindGroup, s.offsets);
-      pass.dispatchWorkgroups(s.x, s.y, s.z);
-      this.batchKernels.push(s.name);
-      this.dispatchCount++;
-      if (++this.pendingDispatches >= MAX_PENDING_DISPATCHES) this.flush();
-    }
+  /** Encode one dispatch of a replayed plan (its bind group and uniforms are the plan's). */
+  encodeStep(pipeline: GPUComputePipeline, bindGroup: GPUBindGroup, offsets: readonly number[], wg: readonly [number, number, number], name: string): void {
+    this.openBatch();
+    const pass = (this.pass ??= this.encoder!.beginComputePass({ label: 'samclip' }));
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup, offsets);
+    pass.dispatchWorkgroups(wg[0], wg[1], wg[2]);
+    this.batchKernels.push(name);
+    this.dispatchCount++;
+    if (++this.pendingDispatches >= MAX_PENDING_DISPATCHES) this.flush();
   }
 
-  /** A new tensor of `t`'s layout over a copy of its storage (one buffer copy, no kernel). */
-  copyStorage(t: Tensor): Tensor {
-    const bytes = t.storage.byteLength;
-    const out = new Tensor(new Storage(this.pool.acquire(bytes), bytes, this), t.shape, t.dtype, t.strides, t.offset);
-    const size = Math.ceil(bytes / 4) * 4;
-    if (size > 0) {
-      this.openBatch();
-      this.endPass();
-      this.encoder!.copyBufferToBuffer(t.buffer, 0, out.buffer, 0, size);
-    }
-    return out;
+  /** A bind group of `cached`'s layout over these resources (uniforms last), from the cache when it has one. */
+  bindGroupFor(cached: CachedPipeline, resources: GPUBufferBinding[]): GPUBindGroup {
+    let key = cached.key;
+    for (const r of resources) key += `|${this.bufferId(r.buffer)}:${r.offset}:${r.size}`;
+    return this.bindGroup(key, cached.layout, resources, cached.key);
   }
 
   /**

@@ -24,6 +24,7 @@
  *    MLP + residual in the second linear's epilogue.
  */
 import type { GpuContext } from '../../gpu/context.js';
+import { DispatchPlans } from '../../gpu/dispatch-plan.js';
 import { check, fmtShape } from '../../gpu/errors.js';
 import type { Pacer } from '../../gpu/pacer.js';
 import type { Tensor } from '../../gpu/tensor.js';
@@ -281,6 +282,8 @@ export class ImageEncoderViT {
   readonly blocks: Block[];
   readonly neck: { conv1: Tensor; ln1w: Tensor; ln1b: Tensor; conv2: Tensor; ln2w: Tensor; ln2b: Tensor };
   private readonly posCache = new TensorCache();
+  /** Recorded forward calls (src/gpu/dispatch-plan.ts). */
+  private readonly plans = new DispatchPlans();
 
   constructor(
     w: Weights,
@@ -374,6 +377,16 @@ export class ImageEncoderViT {
    * position tables are resized) -> { embedding [B, outChans, S/16, S/16], tokens? [B, g, g, E] }.
    */
   forward(ctx: GpuContext, x: Tensor, opts: EncoderForwardOptions = {}): EncoderOutput {
+    // Without taps the call depends on the input layout and these options only: from the third
+    // call on, its ~460 dispatches are replayed instead of re-encoded (src/gpu/dispatch-plan.ts).
+    if (opts.taps) return this.forwardCode(ctx, x, opts);
+    return this.plans.run(ctx, `${ctx.activationDtype}:${!!opts.returnTokens}`, [x], () => {
+      const { embedding, tokens } = this.forwardCode(ctx, x, opts);
+      return tokens ? { embedding, tokens } : { embedding };
+    });
+  }
+
+  private forwardCode(ctx: GpuContext, x: Tensor, opts: EncoderForwardOptions): EncoderOutput {
     const taps: Taps | undefined = opts.taps ? {} : undefined;
     try {
       return ctx.scope(() =>
@@ -438,6 +451,7 @@ export class ImageEncoderViT {
 
   /** Free the cached resized position tables (weights belong to their Weights set). */
   dispose(): void {
+    this.plans.dispose();
     this.posCache.clear();
     for (const b of this.blocks) b.dispose();
   }
