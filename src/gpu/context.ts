@@ -47,8 +47,8 @@ export interface ContextOptions extends DeviceOptions {
    */
   polling?: HostPolling;
   /**
-   * Record the dispatches of a repeated model call (the SAM mask decoder) once and replay them,
-   * instead of running the model code again (src/gpu/dispatch-plan.ts). Default true; off while
+   * Record repeated model calls (SAM mask decoder, SAM image encoder, CLIP vision tower) once and
+   * replay their dispatches instead of running the model code again (src/gpu/dispatch-plan.ts). Default true; off while
    * profiling, under SAMCLIP_SYNC=1 and SAMCLIP_DEBUG=2, and with SAMCLIP_PLANS=0.
    */
   dispatchPlans?: boolean;

@@ -211,7 +211,12 @@ class DispatchPlan {
       }
     }
     if (same) return;
-    const resources: GPUBufferBinding[] = s.bindings.map((b, i) => ({ buffer: s.buffers[i]!, offset: b.offset, size: b.size }));
+    // An input's buffer may be smaller than the recorded one (a buffer not from the pool, sized
+    // to the tensor): bind what it has, as GpuContext.run would.
+    const resources: GPUBufferBinding[] = s.bindings.map((b, i) => {
+      const buffer = s.buffers[i]!;
+      return { buffer, offset: b.offset, size: b.from === From.Input ? Math.min(b.size, buffer.size - b.offset) : b.size };
+    });
     resources.push({ buffer: this.uniforms, offset: 0, size: s.uniform.byteLength });
     s.bindGroup = this.ctx.bindGroupFor(s.cached, resources);
   }
