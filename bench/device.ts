@@ -73,7 +73,7 @@ function steps(): Step[] {
     if (!quick) list.push({ name: 'sam-encoder-512', script: 'sam-encoder.ts', args: ['--size', '512', '--runs', '3', '--warmup', '1', '--no-ort-node', '--no-profile', '--dir', dir] });
   }
   if (only.includes('sam-decoder')) {
-    list.push({ name: 'sam-decoder', script: 'sam-decoder.ts', args: [...(quick ? ['--runs', '1', '--warmup', '0', '--ort-web-batches', '1'] : ['--runs', '5', '--warmup', '1']), '--batches', '1,16', '--no-ort-node', '--no-profile', '--dir', dir] });
+    list.push({ name: 'sam-decoder', script: 'sam-decoder.ts', args: [...(quick ? ['--runs', '1', '--warmup', '0', '--ort-web-batches', '1', '--host-runs', '3'] : ['--runs', '5', '--warmup', '1']), '--batches', '1,16', '--no-ort-node', '--no-profile', '--dir', dir] });
   }
   if (only.includes('clip')) {
     list.push({ name: 'clip', script: 'clip.ts', args: [...(quick ? ['--runs', '1', '--no-ort-web-text', '--no-full-text'] : ['--runs', '3', '--warmup', '1']), '--ort-web-io', 'gpu'] });

@@ -9,7 +9,7 @@
  * Also: image_pe, and the encoder's last stage (high_res_feats, image_embed) from the recorded
  * `preprocessed` input.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { readTensor } from '../../src/kernels/copy.js';
 import { sam2ConfigFromWeights } from '../../src/model/sam2/config.js';
 import { boxesAsPoints } from '../../src/model/sam2/prompt-encoder.js';
@@ -153,4 +153,39 @@ describe('SAM 2 image features vs official, from the recorded input', () => {
       }
     });
   }
+});
+
+/**
+ * Dispatch plans (src/gpu/dispatch-plan.ts) with SAM 2's high-resolution skips as inputs: five
+ * decodes of seven points alternating between the two photos' recorded features, the last three
+ * replayed; each must give the bits of predictMasks run on the same inputs.
+ */
+describe('SAM 2 mask decoder: replayed calls', () => {
+  it('five calls over two photos, the last three replayed, each equal to predictMasks', async () => {
+    const ctx = gpu();
+    const features = await Promise.all(SAM2_PHOTOS.map(async (p) => recordedFeatures(await Sam2Ref.open(p))));
+    const dec = model.maskDecoder;
+    const pe = model.promptEncoder;
+    try {
+      for (let call = 0; call < 5; call++) {
+        const f = features[call % features.length]!;
+        await ctx.scopeAsync(async () => {
+          // Seven points: a sparse layout no fixture case has, so this key starts with no plan.
+          const coords = Array.from({ length: 14 }, (_, i) => 60 + 37 * i + 40 * call);
+          const { sparse, dense } = pe.forward(ctx, { batch: 1, points: { coords, labels: [1, 1, 0, 1, 0, 1, 1] } });
+          const inp = { imageEmbeddings: f.imageEmbed, imagePeTokens: pe.densePeTokenMajor(), sparse, dense, batch: 1, highRes: f.highRes };
+          const code = vi.spyOn(dec, 'predictMasks');
+          const replayed = dec.predictMasksReplayed(ctx, inp);
+          expect(code.mock.calls.length, `call ${call + 1}: model code ran`).toBe(call >= 2 ? 0 : 1);
+          code.mockRestore();
+          const direct = dec.predictMasks(ctx, inp);
+          expect(await readTensor(ctx, replayed.masksAll), `call ${call + 1}: masks`).toEqual(await readTensor(ctx, direct.masksAll));
+          expect(await readTensor(ctx, replayed.iouAll), `call ${call + 1}: iou`).toEqual(await readTensor(ctx, direct.iouAll));
+          expect(await readTensor(ctx, replayed.objectScoreLogits!), `call ${call + 1}: object score`).toEqual(await readTensor(ctx, direct.objectScoreLogits!));
+        });
+      }
+    } finally {
+      for (const f of features) disposeFeatures(f);
+    }
+  });
 });

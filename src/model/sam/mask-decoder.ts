@@ -83,6 +83,11 @@ export interface MaskDecoderOutputs {
   iouPred: Tensor;
 }
 
+/** Every tensor a decoder call reads that changes from call to call (dispatch plans rebind them). */
+function planInputs(inp: MaskDecoderInputs): (Tensor | null)[] {
+  return [inp.imageEmbeddings, inp.imagePeTokens, inp.sparse, inp.dense, inp.highRes?.s0 ?? null, inp.highRes?.s1 ?? null];
+}
+
 /** [Bd, C, h, w] (h, w jointly strided) -> [Bk, h*w, C] token-major view; a stride-0 batch becomes 1. */
 function tokenMajor(t: Tensor): Tensor {
   const [B, C, h, w] = t.shape as [number, number, number, number];
@@ -281,11 +286,16 @@ export class MaskDecoder {
     const [m0, m1] = multimaskOutput ? [1, this.numMaskTokens] : [0, 1];
     // Everything below depends on the input layouts, B, the chunk, multimaskOutput and the fold
     // policy only: from the third call on, its ~100 dispatches are replayed instead of re-encoded.
-    const inputs = [inp.imageEmbeddings, inp.imagePeTokens, inp.sparse, inp.dense, inp.highRes?.s0 ?? null, inp.highRes?.s1 ?? null];
-    const key = `${B}:${chunk}:${multimaskOutput}:${this.transformer.fold}`;
-    return ctx.stage('mask_decoder', () =>
-      this.plans.run(ctx, key, inputs, () => this.forwardDirect(ctx, inp, B, chunk, m0, m1)),
-    );
+    const key = `forward:${B}:${chunk}:${multimaskOutput}:${this.transformer.fold}`;
+    return ctx.stage('mask_decoder', () => this.plans.run(ctx, key, planInputs(inp), () => this.forwardDirect(ctx, inp, B, chunk, m0, m1)));
+  }
+
+  /** `predictMasks` without captures, replayed from the third call with the same batch and input layouts. */
+  predictMasksReplayed(ctx: GpuContext, inp: MaskDecoderInputs): MaskDecoderAll {
+    return this.plans.run(ctx, `predict:${inp.batch}:${this.transformer.fold}`, planInputs(inp), () => {
+      const { masksAll, iouAll, objectScoreLogits } = this.predictMasks(ctx, inp);
+      return { masksAll, iouAll, objectScoreLogits };
+    });
   }
 
   private forwardDirect(ctx: GpuContext, inp: MaskDecoderInputs, B: number, chunk: number, m0: number, m1: number): MaskDecoderOutputs {

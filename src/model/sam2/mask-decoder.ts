@@ -105,7 +105,7 @@ export class Sam2MaskDecoder extends MaskDecoder {
 
   /** One chunk: temporaries in `task`; the returned tensors are made outside it (the caller's). */
   private async decodeChunk(ctx: GpuContext, task: TensorTask, inp: MaskDecoderInputs, multimaskOutput: boolean): Promise<Sam2DecoderOutputs> {
-    const all = task.run(() => ctx.stage('mask_decoder', () => this.predictMasks(ctx, inp)));
+    const all = task.run(() => ctx.stage('mask_decoder', () => this.predictMasksReplayed(ctx, inp)));
     const M = this.numMaskTokens;
     const B = inp.batch;
     const objectScoreLogits = ctx.scope(() => copy(ctx, all.objectScoreLogits!));
