@@ -45,6 +45,9 @@ describe('doctor', { timeout: CLI_TIMEOUT }, () => {
     // CPU adapters wait on timers (Dawn's busy poll would take a core from the driver), GPUs spin.
     const cpu = /llvmpipe|lavapipe|swiftshader/i.test(`${d.adapter.device} ${d.adapter.description}`);
     expect(d.polling).toBe(process.env.SAMCLIP_POLLING ?? (cpu ? 'timer' : 'spin'));
+    // Dispatch plans are on unless a switch turns them off (or profiling / sync / dispatch logging).
+    const off = process.env.SAMCLIP_PLANS === '0' || process.env.SAMCLIP_SYNC === '1' || process.env.SAMCLIP_PROFILE === '1' || Number(process.env.SAMCLIP_DEBUG ?? 0) > 0;
+    expect(d.dispatchPlans).toBe(!off);
   });
 
   it('without an adapter: the Mesa / driver advice and exit 1', async () => {

@@ -27,9 +27,11 @@ export interface DoctorReport {
   engine: { f16: boolean; timestamps: boolean; subgroups: boolean } | null;
   limits: Record<string, number>;
   smokeTest: { ok: boolean; maxAbsError: number | null; error: string | null } | null;
-  /** Kernel choices for this adapter and host (measured once, then cached; SAMCLIP_TUNING overrides). */
   /** How the host waits for Dawn on this adapter by default (src/gpu/host-wait.ts). */
   polling: string | null;
+  /** Whether repeated model calls replay their recorded dispatches (src/gpu/dispatch-plan.ts). */
+  dispatchPlans: boolean | null;
+  /** Kernel choices for this adapter and host (measured once, then cached; SAMCLIP_TUNING overrides). */
   tuning: { source: string; choices: Record<string, string>; key: string; timings: Record<string, Record<string, number>> } | null;
   host: string;
   vulkanDrivers: string[];
@@ -97,6 +99,7 @@ export async function runDoctor(): Promise<DoctorReport> {
     vulkanDrivers: process.platform === 'linux' ? vulkanIcds() : [],
     advice: [],
     polling: null,
+    dispatchPlans: null,
     tuning: null,
     host: hostCpu().summary,
   };
@@ -123,6 +126,7 @@ export async function runDoctor(): Promise<DoctorReport> {
     const { GpuContext } = await import('../../gpu/context.js');
     ctx = new GpuContext(acq.gpu, acq.device, acq.info, acq.features);
     report.polling = defaultPolling(ctx.tuning.cpuAdapter);
+    report.dispatchPlans = ctx.dispatchPlansActive;
   } catch (e) {
     report.adapterError = (e as Error).message.split('\n')[0]!;
     advice.push(NO_ADAPTER_HELP);
@@ -190,6 +194,9 @@ function formatReport(r: DoctorReport): string {
     lines.push(`kernels     ${r.tuning.source} choices (SAMCLIP_TUNING overrides):`, ...Object.entries(r.tuning.choices).map(([k, v]) => `  ${k.padEnd(12)} ${v}${ms(k)}`));
   }
   if (r.polling) lines.push(`host wait   ${r.polling} (${r.polling === 'timer' ? "Dawn's poll on a 1 ms timer, leaving the cores to the CPU adapter" : "Dawn's busy poll, lowest latency"}; SAMCLIP_POLLING overrides)`);
+  if (r.dispatchPlans !== null) {
+    lines.push(`plans       ${r.dispatchPlans ? 'on: repeated decoder and encoder calls replay their recorded dispatches (SAMCLIP_PLANS=0 turns them off)' : 'off (SAMCLIP_PLANS=0, SAMCLIP_SYNC=1 or profiling)'}`);
+  }
   if (r.smokeTest) {
     lines.push(`smoke test  ${r.smokeTest.ok ? `ok (5x12 @ 12x7 on the GPU, max |error| ${r.smokeTest.maxAbsError!.toExponential(1)})` : `FAILED: ${r.smokeTest.error ?? `max |error| ${r.smokeTest.maxAbsError}`}`}`);
   }
