@@ -33,8 +33,11 @@ import type { GpuContext } from './context.js';
 import { Storage, Tensor } from './tensor.js';
 import { BufferUsage } from './webgpu-constants.js';
 
-/** Keys remembered per set of plans (least recently used dropped first, with its plan). */
-const MAX_KEYS = 16;
+/**
+ * Keys remembered per set of plans (least recently used dropped first, with its plan): enough for
+ * one per block of a paced ViT-H encode (32) and the whole-call keys of a few input sizes.
+ */
+const MAX_KEYS = 64;
 const UNIFORM_ALIGN = 256;
 
 /** Where a binding's buffer comes from at replay. */

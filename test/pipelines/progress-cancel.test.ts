@@ -3,10 +3,11 @@
  * give the very same results as the unpaced ones, fractions rise to 1, and a cancelled call rejects
  * with an AbortError and leaves the pool as it was.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AbortError } from '../../src/gpu/errors.js';
 import type { Progress } from '../../src/gpu/pacer.js';
 import { cropImage } from '../../src/image/image.js';
+import { Block } from '../../src/model/sam/image-encoder.js';
 import { readTensor } from '../../src/kernels/copy.js';
 import { SamAutomaticMaskGenerator } from '../../src/pipelines/automatic-mask-generator.js';
 import { SamPredictor } from '../../src/pipelines/sam-predictor.js';
@@ -56,17 +57,27 @@ describe('SAM', () => {
   });
   afterAll(() => predictor?.dispose());
 
-  it('encode: progress per block, same embedding as the unpaced encode', async () => {
+  it('encode: progress per block, same embedding as the unpaced encode, also when the blocks are replayed', async () => {
     const ctx = gpu();
     const plain = await predictor.encode(image());
-    const rec = recorder();
-    const paced = await predictor.encode(image(), { onProgress: rec.onProgress });
-    rec.check('encode');
-    expect(rec.events.some((e) => /block/.test(e.stage))).toBe(true);
-    const [a, b] = [await readTensor(ctx, plain.tensor), await readTensor(ctx, paced.tensor)];
-    expect(Buffer.from(a.buffer).equals(Buffer.from(b.buffer))).toBe(true);
+    const a = await readTensor(ctx, plain.tensor);
     plain.dispose();
-    paced.dispose();
+    // From the third paced encode of one size on, every block replays its recorded dispatches
+    // (src/gpu/dispatch-plan.ts): the block code does not run, the embedding stays the same.
+    for (let call = 1; call <= 4; call++) {
+      const rec = recorder();
+      const blockCode = vi.spyOn(Block.prototype, 'forward');
+      const paced = await predictor.encode(image(), { onProgress: rec.onProgress });
+      const ran = blockCode.mock.calls.length;
+      blockCode.mockRestore();
+      rec.check(`encode ${call}`);
+      expect(rec.events.some((e) => /block/.test(e.stage))).toBe(true);
+      if (call >= 3) expect(ran, `paced encode ${call}: block code ran`).toBe(0);
+      else expect(ran).toBeGreaterThan(0);
+      const b = await readTensor(ctx, paced.tensor);
+      expect(Buffer.from(a.buffer).equals(Buffer.from(b.buffer)), `paced encode ${call}`).toBe(true);
+      paced.dispose();
+    }
   });
 
   it('encode: cancelled between blocks', async () => {
