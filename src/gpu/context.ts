@@ -47,8 +47,8 @@ export interface ContextOptions extends DeviceOptions {
    */
   polling?: HostPolling;
   /**
-   * Record repeated model calls (SAM and SAM 2 mask decoders, SAM image encoder, CLIP vision
-   * tower) once and replay their dispatches instead of running the model code again
+   * Record repeated model calls (SAM and SAM 2 mask decoders, SAM image encoder, CLIP
+   * towers) once and replay their dispatches instead of running the model code again
    * (src/gpu/dispatch-plan.ts). Default true; off while profiling, under SAMCLIP_SYNC=1 and
    * SAMCLIP_DEBUG=2, and with SAMCLIP_PLANS=0.
    */

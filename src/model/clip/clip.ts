@@ -159,6 +159,7 @@ export class ClipModel {
 
   dispose(): void {
     this.visual?.dispose();
+    this.text?.dispose();
     this.weights.dispose();
   }
 }

@@ -104,4 +104,9 @@ export class TextTransformer {
       }),
     );
   }
+
+  /** Free the recorded calls (weights belong to their Weights set). */
+  dispose(): void {
+    this.transformer.dispose();
+  }
 }

@@ -212,6 +212,7 @@ export class VisionTransformer {
 
   dispose(): void {
     this.plans.dispose();
+    this.transformer.dispose();
     for (const t of this.posCache.values()) t.dispose();
     this.posCache.clear();
   }

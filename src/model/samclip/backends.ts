@@ -159,6 +159,7 @@ export class MergedBackend implements SamClipBackend {
 
   dispose(): void {
     this.head.dispose();
+    this.textTower.dispose();
     this.sam.dispose(); // the encoder and the shared weight set go with it
     this.weights.dispose();
   }
