@@ -178,16 +178,26 @@ class DispatchPlan {
     const { ctx, temps } = this;
     ctx.assertUsable();
     const pool = ctx.pool;
-    for (const op of this.ops) {
-      if ('step' in op) {
-        const s = op.step;
-        this.bind(s, inputs);
-        ctx.encodeStep(s.cached.pipeline, s.bindGroup!, s.offsets, s.workgroups, s.name);
-      } else if ('take' in op) {
-        temps[op.take] = pool.acquire(op.bytes);
-      } else {
-        pool.release(temps[op.give]!);
+    const held = new Set<number>();
+    try {
+      for (const op of this.ops) {
+        if ('step' in op) {
+          const s = op.step;
+          this.bind(s, inputs);
+          ctx.encodeStep(s.cached.pipeline, s.bindGroup!, s.offsets, s.workgroups, s.name);
+        } else if ('take' in op) {
+          temps[op.take] = pool.acquire(op.bytes);
+          held.add(op.take);
+        } else {
+          pool.release(temps[op.give]!);
+          held.delete(op.give);
+        }
       }
+    } catch (e) {
+      // A failure half-way (out of memory, a lost device): give back what this replay took.
+      for (const temp of held) pool.release(temps[temp]!);
+      temps.fill(undefined as unknown as GPUBuffer);
+      throw e;
     }
     const out: Record<string, Tensor> = {};
     const storages = new Map<number, Storage>();

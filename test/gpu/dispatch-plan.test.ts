@@ -4,7 +4,7 @@
  * inputs of the same layout, with earlier results kept, and never when a rule is broken (a host
  * write, an external tensor freed, another layout, other kernel choices, over budget).
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.js';
 import { DispatchPlans } from '../../src/gpu/dispatch-plan.js';
 import type { Tensor } from '../../src/gpu/tensor.js';
@@ -192,4 +192,56 @@ describe('dispatch plans', () => {
       }
     });
   }
+});
+
+describe('dispatch plans under faults', () => {
+  it('a call that throws while recorded leaves nothing behind; the next call records again', async () => {
+    const ctx = gpu();
+    const plans = new DispatchPlans();
+    const x = ctx.upload([1, 2, 3, 4], [4]);
+    await ctx.sync();
+    const before = ctx.poolStats().liveBytes;
+    let fail = false;
+    let calls = 0;
+    const fn = () => {
+      calls++;
+      const y = add(ctx, x, x);
+      if (fail) throw new Error('model code failed');
+      return { y: add(ctx, y, x) };
+    };
+    ctx.scope(() => void plans.run(ctx, 'f', [x], fn));
+    fail = true;
+    expect(() => plans.run(ctx, 'f', [x], fn)).toThrow('model code failed');
+    await ctx.sync();
+    expect(ctx.poolStats().liveBytes, 'the failed recording freed its tensors').toBe(before);
+    fail = false;
+    for (let i = 0; i < 3; i++) {
+      const out = plans.run(ctx, 'f', [x], fn);
+      expect(Array.from((await ctx.read(out.y)) as Float32Array)).toEqual([3, 6, 9, 12]);
+      out.y.dispose();
+    }
+    expect(calls, 'call 3 recorded, calls 4-5 replayed').toBe(3);
+    plans.dispose();
+  });
+
+  it('a replay that fails half-way gives back the buffers it took', async () => {
+    const ctx = gpu();
+    const plans = new DispatchPlans();
+    const x = ctx.upload([1, 2, 3, 4], [4]);
+    const fn = () => ({ y: add(ctx, add(ctx, x, x), x) });
+    for (let i = 0; i < 2; i++) plans.run(ctx, 'f', [x], fn).y.dispose();
+    await ctx.sync();
+    const before = ctx.poolStats().liveBytes;
+    const encodeStep = vi.spyOn(ctx, 'encodeStep').mockImplementationOnce(() => {
+      throw new Error('injected encoder failure');
+    });
+    expect(() => plans.run(ctx, 'f', [x], fn)).toThrow('injected encoder failure');
+    encodeStep.mockRestore();
+    await ctx.sync();
+    expect(ctx.poolStats().liveBytes).toBe(before);
+    const out = plans.run(ctx, 'f', [x], fn);
+    expect(Array.from((await ctx.read(out.y)) as Float32Array)).toEqual([3, 6, 9, 12]);
+    out.y.dispose();
+    plans.dispose();
+  });
 });
