@@ -11,7 +11,7 @@ import { DeviceLostError, GpuError, ShapeError, fmtShape } from './errors.js';
 import type { KernelConfig, KernelDef } from './kernel.js';
 import { type CachedPipeline, PipelineCache } from './pipeline-cache.js';
 import type { HostPolling } from './host-wait.js';
-import type { PlanRecorder, PlanStep } from './dispatch-plan.js';
+import type { PlanRecorder } from './dispatch-plan.js';
 import { type KernelTuning, defaultTuning } from './tuning.js';
 import { type KernelCost, Profiler } from './profiler.js';
 import { Storage, type StorageOwner, Tensor, numel } from './tensor.js';

@@ -59,7 +59,7 @@ interface PlanBinding {
 }
 
 /** One recorded dispatch. `buffers` / `bindGroup` are the last replay's (reused when equal). */
-export interface PlanStep {
+interface PlanStep {
   readonly name: string;
   readonly cached: CachedPipeline;
   readonly bindings: readonly PlanBinding[];
