@@ -112,7 +112,7 @@ export class GpuContext implements StorageOwner {
   /** How this context has the host wait for Dawn (ContextOptions.polling); null where there is no such choice (browsers). */
   polling: HostPolling | null = null;
   private releasePolling: () => void = () => {};
-  /** Set while a dispatch plan is recorded: it sees every dispatch and owns every tensor made. */
+  /** Set while a dispatch plan is recorded: it sees every allocation, release, dispatch and host write. */
   private recorder: PlanRecorder | null = null;
 
   constructor(
@@ -487,7 +487,7 @@ export class GpuContext implements StorageOwner {
     return this.options.dispatchPlans !== false && debugFlags.plans && !this.profiler && !debugFlags.sync && debugFlags.level < 2 && !this.recorder;
   }
 
-  /** Run `fn` with every dispatch reported to `recorder` and every tensor made owned by it (src/gpu/dispatch-plan.ts). */
+  /** Run `fn` with its allocations, releases, dispatches and host writes reported to `recorder` (src/gpu/dispatch-plan.ts). */
   recordDispatches<T>(recorder: PlanRecorder, fn: () => T): T {
     this.recorder = recorder;
     try {
