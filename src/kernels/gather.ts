@@ -110,6 +110,21 @@ function planChunks(ctx: GpuContext, table: Tensor, limit: number): Chunk[] {
 }
 
 /**
+ * Host row ids for `gatherRows` on `table`, checked (an IndexError names the first bad id and its
+ * position) and uploaded as an i32 tensor. Callers that upload ids ahead of a replayed call use it.
+ */
+export function uploadRowIds(ctx: GpuContext, ids: Int32Array | readonly number[], table: Tensor): Tensor {
+  const V = table.dim(0);
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]!;
+    if (!Number.isInteger(id) || id < 0 || id >= V) {
+      throw new IndexError(`gatherRows: id ${id} at position ${i} is outside [0, ${V}) for table ${table}`);
+    }
+  }
+  return ctx.upload(ids instanceof Int32Array ? ids : Int32Array.from(ids), [ids.length], 'i32');
+}
+
+/**
  * Gather rows of `table` [V, D] (contiguous, f32 or f16) at `ids`: an i32/u32 tensor of any shape
  * (contiguous; the output is [...ids.shape, D]) or a host array (output [n, D]).
  */
@@ -134,14 +149,7 @@ export function gatherRows(
   let idT: Tensor;
   let ownIds = false;
   if (ids instanceof Int32Array || Array.isArray(ids)) {
-    const arr = ids as ArrayLike<number>;
-    for (let i = 0; i < arr.length; i++) {
-      const id = arr[i]!;
-      if (!Number.isInteger(id) || id < 0 || id >= V) {
-        throw new IndexError(`${op}: id ${id} at position ${i} is outside [0, ${V}) for table ${table}`);
-      }
-    }
-    idT = ctx.upload(arr instanceof Int32Array ? arr : Int32Array.from(arr), [arr.length], 'i32');
+    idT = uploadRowIds(ctx, ids as Int32Array | readonly number[], table);
     ownIds = true;
   } else {
     idT = ids as Tensor;

@@ -1,6 +1,6 @@
 /**
- * Dispatch plans in the CLIP towers (src/gpu/dispatch-plan.ts): the vision tower's whole call and
- * the text tower's residual stack are replayed from the third call with one input layout. Each
+ * Dispatch plans in the CLIP towers (src/gpu/dispatch-plan.ts): each tower's call (the text
+ * tower's once its ids are uploaded) is replayed from the third call with one input layout. Each
  * call here gets new data; each must give the bits of the same call run through the model code
  * (a tap, even a no-op one, always runs the code), and calls 3-4 must run no block code.
  */
