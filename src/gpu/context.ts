@@ -393,7 +393,6 @@ export class GpuContext implements StorageOwner {
     }
     if (workgroups[0] * workgroups[1] * workgroups[2] === 0) return;
 
-    let key = cached.key;
     const resources: GPUBufferBinding[] = [];
     const rec = this.recorder;
     const boundTensors: Tensor[] | null = rec ? [] : null;
@@ -415,7 +414,6 @@ export class GpuContext implements StorageOwner {
       }
       const buffer = t.buffer;
       const bound = Math.min(size, buffer.size - offset);
-      key += `|${this.bufferId(buffer)}:${offset}:${bound}`;
       resources.push({ buffer, offset, size: bound });
       boundTensors?.push(t);
     }
@@ -423,30 +421,10 @@ export class GpuContext implements StorageOwner {
     def.uniforms.pack(uniforms, u.chunk.view, u.offset);
     rec?.dispatch(def.name, cached, resources, boundTensors!, new Uint8Array(u.chunk.view.buffer, u.offset, def.uniforms.byteSize), workgroups);
     resources.push({ buffer: u.chunk.buffer, offset: 0, size: def.uniforms.byteSize });
-    key += `|u${this.bufferId(u.chunk.buffer)}`;
 
-    if (debugFlags.sync) this.flush();
-    if (this.profiler?.full) this.flush();
+    if (debugFlags.sync || this.profiler?.full) this.flush();
     this.openBatch();
-    const bindGroup = this.bindGroup(key, cached.layout, resources, cached.key);
-    let pass: GPUComputePassEncoder;
-    if (this.profiler) {
-      this.endPass();
-      pass = this.ensureEncoder().beginComputePass({
-        label: cached.key,
-        timestampWrites: this.profiler.passTimestamps(def.name, cached.key, this.stagePath.join('/'), cost),
-      });
-    } else {
-      pass = this.pass ??= this.ensureEncoder().beginComputePass({ label: 'samclip' });
-    }
-    pass.setPipeline(cached.pipeline);
-    pass.setBindGroup(0, bindGroup, [u.offset]);
-    pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
-    if (this.profiler) pass.end();
-    this.dispatchCount++;
-    this.batchKernels.push(def.name);
-    if (debugFlags.level >= 2) console.error(`[samclip] dispatch ${cached.key} ${fmtShape(workgroups)} ${this.stagePath.join('/')}`);
-    if (++this.pendingDispatches >= MAX_PENDING_DISPATCHES || debugFlags.sync) this.flush();
+    this.encodeStep(cached, this.bindGroupFor(cached, resources), [u.offset], workgroups, def.name, cost);
   }
 
   /** Submit everything encoded so far. */
@@ -497,19 +475,33 @@ export class GpuContext implements StorageOwner {
     }
   }
 
-  /** Encode one dispatch of a replayed plan (its bind group and uniforms are the plan's). */
-  encodeStep(pipeline: GPUComputePipeline, bindGroup: GPUBindGroup, offsets: readonly number[], wg: readonly [number, number, number], name: string): void {
+  /**
+   * Encode one dispatch with its bind group (uniforms at `offsets`): `run`'s last step, and each
+   * step of a replayed dispatch plan.
+   */
+  encodeStep(cached: CachedPipeline, bindGroup: GPUBindGroup, offsets: readonly number[], workgroups: readonly [number, number, number], name: string, cost: KernelCost = {}): void {
     this.openBatch();
-    const pass = (this.pass ??= this.encoder!.beginComputePass({ label: 'samclip' }));
-    pass.setPipeline(pipeline);
+    let pass: GPUComputePassEncoder;
+    if (this.profiler) {
+      this.endPass();
+      pass = this.ensureEncoder().beginComputePass({
+        label: cached.key,
+        timestampWrites: this.profiler.passTimestamps(name, cached.key, this.stagePath.join('/'), cost),
+      });
+    } else {
+      pass = this.pass ??= this.ensureEncoder().beginComputePass({ label: 'samclip' });
+    }
+    pass.setPipeline(cached.pipeline);
     pass.setBindGroup(0, bindGroup, offsets);
-    pass.dispatchWorkgroups(wg[0], wg[1], wg[2]);
-    this.batchKernels.push(name);
+    pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
+    if (this.profiler) pass.end();
     this.dispatchCount++;
-    if (++this.pendingDispatches >= MAX_PENDING_DISPATCHES) this.flush();
+    this.batchKernels.push(name);
+    if (debugFlags.level >= 2) console.error(`[samclip] dispatch ${cached.key} ${fmtShape(workgroups)} ${this.stagePath.join('/')}`);
+    if (++this.pendingDispatches >= MAX_PENDING_DISPATCHES || debugFlags.sync) this.flush();
   }
 
-  /** A bind group of `cached`'s layout over these resources (uniforms last), from the cache when it has one. */
+  /** A bind group of `cached`'s layout over these resources (uniforms last): the cached one for exactly these, or a new one. */
   bindGroupFor(cached: CachedPipeline, resources: GPUBufferBinding[]): GPUBindGroup {
     let key = cached.key;
     for (const r of resources) key += `|${this.bufferId(r.buffer)}:${r.offset}:${r.size}`;

@@ -184,7 +184,7 @@ class DispatchPlan {
         if ('step' in op) {
           const s = op.step;
           this.bind(s, inputs);
-          ctx.encodeStep(s.cached.pipeline, s.bindGroup!, s.offsets, s.workgroups, s.name);
+          ctx.encodeStep(s.cached, s.bindGroup!, s.offsets, s.workgroups, s.name);
         } else if ('take' in op) {
           temps[op.take] = pool.acquire(op.bytes);
           held.add(op.take);
@@ -289,6 +289,11 @@ export class DispatchPlans {
     if (outputs) state.plan = new DispatchPlan(ctx, recorder.ops, recorder.external, outputs);
     else state.refused = recorder.refused;
     return out;
+  }
+
+  /** `run` for a call with one output tensor. */
+  runOne(ctx: GpuContext, key: string, inputs: readonly (Tensor | null)[], fn: () => Tensor): Tensor {
+    return this.run(ctx, key, inputs, () => ({ out: fn() })).out;
   }
 
   private drop(state: KeyState): void {

@@ -33,7 +33,7 @@ describe('CLIP towers: replayed calls', () => {
       for (let b = 0; b < B; b++) ids[b * L + 3 + ((b + call) % (L - 3))] = V - 1;
       const tokens = { ids, shape: [B, L] as const };
       const blocks = vi.spyOn(ResidualAttentionBlock.prototype, 'forward');
-      // The whole call replays, gathers included (not only the residual stack's own plan).
+      // The whole call replays, gathers included: neither the text tower's code nor its blocks run.
       const textCode = vi.spyOn(model.text! as unknown as { forwardCode: () => unknown }, 'forwardCode');
       const replayed = model.encodeText(ctx, tokens);
       const [ran, textRan] = [blocks.mock.calls.length, textCode.mock.calls.length];

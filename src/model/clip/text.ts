@@ -101,7 +101,7 @@ export class TextTransformer {
         // dispatches are replayed instead of re-encoded (src/gpu/dispatch-plan.ts).
         const idT = uploadRowIds(ctx, used, this.tokenEmbedding);
         const rowT = ctx.upload(rows, [B], 'i32');
-        return this.plans.run(ctx, ctx.activationDtype, [idT, rowT], () => ({ y: this.forwardCode(ctx, idT, rowT, B, L) })).y;
+        return this.plans.runOne(ctx, ctx.activationDtype, [idT, rowT], () => this.forwardCode(ctx, idT, rowT, B, L));
       }),
     );
   }
@@ -122,6 +122,5 @@ export class TextTransformer {
   /** Free the recorded calls (weights belong to their Weights set). */
   dispose(): void {
     this.plans.dispose();
-    this.transformer.dispose();
   }
 }

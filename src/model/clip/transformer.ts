@@ -12,7 +12,6 @@
  * the output projections.
  */
 import type { GpuContext } from '../../gpu/context.js';
-import { DispatchPlans } from '../../gpu/dispatch-plan.js';
 import type { Tensor } from '../../gpu/tensor.js';
 import type { Weights } from '../../weights/weights.js';
 import { attention } from '../../kernels/attention.js';
@@ -77,8 +76,6 @@ export class ResidualAttentionBlock {
 /** `<prefix>.resblocks.{0..layers-1}`. Taps are named `<tapPrefix>resblock<i>`. */
 export class Transformer {
   readonly resblocks: ResidualAttentionBlock[];
-  /** Recorded forward calls (src/gpu/dispatch-plan.ts). */
-  private readonly plans = new DispatchPlans();
 
   constructor(w: Weights, prefix: string, readonly cfg: TowerConfig) {
     if (cfg.width % cfg.heads !== 0) throw new ClipError(`${prefix}: width ${cfg.width} is not a multiple of ${cfg.heads} heads`);
@@ -86,13 +83,6 @@ export class Transformer {
   }
 
   forward(ctx: GpuContext, x: Tensor, opts: { causal?: boolean; tap?: TapFn; tapPrefix?: string } = {}): Tensor {
-    if (opts.tap) return this.forwardCode(ctx, x, opts);
-    // Without taps the stack depends on the input layout and the mask only: from the third call
-    // on, its dispatches are replayed instead of re-encoded (src/gpu/dispatch-plan.ts).
-    return this.plans.run(ctx, `causal:${!!opts.causal}`, [x], () => ({ y: this.forwardCode(ctx, x, opts) })).y;
-  }
-
-  private forwardCode(ctx: GpuContext, x: Tensor, opts: { causal?: boolean; tap?: TapFn; tapPrefix?: string }): Tensor {
     let cur = x;
     this.resblocks.forEach((blk, i) => {
       const next = ctx.stage(`resblock${i}`, () => blk.forward(ctx, cur, opts.causal));
@@ -101,10 +91,5 @@ export class Transformer {
       opts.tap?.(`${opts.tapPrefix ?? ''}resblock${i}`, cur);
     });
     return cur;
-  }
-
-  /** Free the recorded calls (weights belong to their Weights set). */
-  dispose(): void {
-    this.plans.dispose();
   }
 }

@@ -181,7 +181,7 @@ export class VisionTransformer {
     // Without taps the call depends on the input layout only: from the third call on, its
     // dispatches are replayed instead of re-encoded (src/gpu/dispatch-plan.ts).
     if (opts.tap) return this.forwardCode(ctx, pixels, opts);
-    return this.plans.run(ctx, ctx.activationDtype, [pixels], () => ({ features: this.forwardCode(ctx, pixels, opts) })).features;
+    return this.plans.runOne(ctx, ctx.activationDtype, [pixels], () => this.forwardCode(ctx, pixels, opts));
   }
 
   private forwardCode(ctx: GpuContext, pixels: Tensor, opts: VisionForwardOptions): Tensor {
@@ -212,7 +212,6 @@ export class VisionTransformer {
 
   dispose(): void {
     this.plans.dispose();
-    this.transformer.dispose();
     for (const t of this.posCache.values()) t.dispose();
     this.posCache.clear();
   }

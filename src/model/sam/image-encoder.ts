@@ -422,8 +422,8 @@ export class ImageEncoderViT {
       for (let i = 0; i < n; i++) {
         const input = t;
         // Each block's call is replayed from the third paced encode of one size on (src/gpu/dispatch-plan.ts).
-        const block = () => ({ t: this.blocks[i]!.forward(ctx, input) });
-        t = ctx.scope(() => ctx.stage('image_encoder', () => ctx.stage(`block${i}`, () => this.plans.run(ctx, `block${i}:${ctx.activationDtype}`, [input], block).t)));
+        const block = () => this.blocks[i]!.forward(ctx, input);
+        t = ctx.scope(() => ctx.stage('image_encoder', () => ctx.stage(`block${i}`, () => this.plans.runOne(ctx, `block${i}:${ctx.activationDtype}`, [input], block))));
         input.dispose();
         await pacer.step(`image encoder block ${i + 1}/${n}`, i + 1, n);
       }

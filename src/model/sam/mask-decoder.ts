@@ -287,7 +287,7 @@ export class MaskDecoder {
     // Everything below depends on the input layouts, B, the chunk, multimaskOutput and the fold
     // policy only: from the third call on, its ~100 dispatches are replayed instead of re-encoded.
     const key = `forward:${B}:${chunk}:${multimaskOutput}:${this.transformer.fold}`;
-    return ctx.stage('mask_decoder', () => this.plans.run(ctx, key, planInputs(inp), () => this.forwardDirect(ctx, inp, B, chunk, m0, m1)));
+    return ctx.stage('mask_decoder', () => this.plans.run(ctx, key, planInputs(inp), () => this.forwardCode(ctx, inp, B, chunk, m0, m1)));
   }
 
   /** `predictMasks` without captures, replayed from the third call with the same batch and input layouts. */
@@ -298,7 +298,7 @@ export class MaskDecoder {
     });
   }
 
-  private forwardDirect(ctx: GpuContext, inp: MaskDecoderInputs, B: number, chunk: number, m0: number, m1: number): MaskDecoderOutputs {
+  private forwardCode(ctx: GpuContext, inp: MaskDecoderInputs, B: number, chunk: number, m0: number, m1: number): MaskDecoderOutputs {
     return ctx.scope(() => {
       const pick = (all: MaskDecoderAll) => ({ masks: copy(ctx, all.masksAll.slice(1, m0, m1)), iouPred: copy(ctx, all.iouAll.slice(1, m0, m1)) });
       if (B <= chunk) return pick(this.predictMasks(ctx, inp));
