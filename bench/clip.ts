@@ -49,11 +49,11 @@ import { ourContext } from './harness/dawn.js';
 import { createOrtNodeSession, ortNodeVersion } from './harness/ort-node.js';
 import { ORT_WEB_TIERUP, createOrtWebSession, ortWebAdapter } from './harness/ort-web.js';
 import { PYTHON } from './harness/cli.js';
-import { type BenchRow, type HostCost, checkFields, hostCost, timingFields } from './harness/record.js';
+import { type BenchRow, type HostCost, checkFields, hostCost, timingFields, warmHostMs } from './harness/record.js';
 import { fmtLoad } from './harness/report.js';
 import type { Runner } from './harness/runners.js';
 import type { Feeds } from './harness/session.js';
-import { type Timing, gflops, measureInterleaved, summarize } from './harness/timing.js';
+import { type Timing, gflops, measureInterleaved } from './harness/timing.js';
 import { type Check, checkOutput, fmtCheck } from './harness/validate.js';
 
 interface Args {
@@ -258,19 +258,14 @@ async function runTask(
   for (const [i, r] of runners) {
     const t = timings.get(i);
     if (t) reports[i]!.timing = t;
-    let host = lastHost.get(r);
-    if (host && plan.hostRuns > 0 && !reports[i]!.error) {
-      // Host ms once warm: the median of --host-runs more calls (in --quick the timed rounds may
-      // not get past the call that records its dispatch plan: docs/profiling.md).
-      const samples: number[] = [];
-      for (let k = 0; k < plan.hostRuns; k++) {
+    const host = lastHost.get(r);
+    if (host) {
+      const warm = reports[i]!.error ? undefined : await warmHostMs(plan.hostRuns, async () => {
         await r.run();
-        host = lastHost.get(r)!;
-        samples.push(host.hostMs);
-      }
-      host = { ...host, hostMs: summarize(samples).median };
+        return lastHost.get(r)!.hostMs;
+      });
+      Object.assign(reports[i]!, { dispatches: host.dispatches, hostMs: warm?.median ?? host.hostMs });
     }
-    if (host) Object.assign(reports[i]!, { dispatches: host.dispatches, hostMs: host.hostMs });
     await r.close().catch(() => undefined);
   }
   for (const r of reports) {

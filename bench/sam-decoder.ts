@@ -50,10 +50,10 @@ import { createOrtNodeSession } from './harness/ort-node.js';
 import { createOrtWebSession, ortWebAdapter } from './harness/ort-web.js';
 import { fmtLoad } from './harness/report.js';
 import type { Feeds } from './harness/session.js';
-import { type Timed, type Timing, measureInterleaved, summarize } from './harness/timing.js';
+import { type Timed, type Timing, measureInterleaved } from './harness/timing.js';
 import { type Check, checkOutput, fmtCheck } from './harness/validate.js';
 import { PYTHON, flag, has, runBench } from './harness/cli.js';
-import { type BenchRow, checkFields, hostCost, timingFields, writeRows } from './harness/record.js';
+import { type BenchRow, checkFields, hostCost, timingFields, warmHostMs, writeRows } from './harness/record.js';
 
 const runs = Number(flag('--runs', '5'));
 const warmup = Number(flag('--warmup', '1'));
@@ -259,17 +259,14 @@ async function main(): Promise<void> {
     const timings = await measureInterleaved(competitors, { runs, warmup }, (k, e) => {
       console.log(`${k} failed: ${(e as Error).message.split('\n')[0]}`);
     });
-    // Host ms per call once warm (--host-runs more calls, each awaited; the median is reported: one
-    // call is noisy, and the timed rounds above may be too few to get past the first calls).
-    const hostSamples: number[] = [];
-    for (let i = 0; i < hostRuns; i++) {
+    const warm = await warmHostMs(hostRuns, async () => {
       steadyHost = hostCost(ctx, () => decode(ctx, pe, dec, emb, engCoords, engLabels, B));
-      hostSamples.push(steadyHost.hostMs);
       await ctx.sync();
       steadyHost.result.masks.dispose();
       steadyHost.result.iouPred.dispose();
-    }
-    if (hostSamples.length) console.log(`host per call, ${hostRuns} more calls: median ${summarize(hostSamples).median.toFixed(2)} ms (${hostSamples.map((h) => h.toFixed(1)).join(', ')})`);
+      return steadyHost.hostMs;
+    });
+    if (warm) console.log(`host per call, ${hostRuns} more calls: median ${warm.median.toFixed(2)} ms (${warm.samples.map((h) => h.toFixed(1)).join(', ')})`);
     for (const [name, timing] of timings) {
       console.log(`${name}: ${fmt(timing)} -> ${fmtMs(timing.median / B)} per prompt set`);
       const check = name.startsWith('engine, GPU') ? engineCheck : name.startsWith('ORT') ? ortWeb?.check : undefined;
@@ -281,7 +278,7 @@ async function main(): Promise<void> {
         variant: ours ? `ours ${f16 ? 'f16' : 'f32'}, ${name.slice('engine, '.length)}` : name,
         items: B,
         ...timingFields(timing),
-        ...(gpuResident ? { firstMs, compileMs: firstHost.compileMs, dispatches: steadyHost.dispatches, hostMs: hostSamples.length ? summarize(hostSamples).median : steadyHost.hostMs } : {}),
+        ...(gpuResident ? { firstMs, compileMs: firstHost.compileMs, dispatches: steadyHost.dispatches, hostMs: warm?.median ?? steadyHost.hostMs } : {}),
         ...(ours ? {} : { firstMs: firstWebMs }),
         // Both engine rows produce the same output (the readback row reads it back): one check.
         ...checkFields(ours ? engineCheck : check, GATE, reference?.what ?? ''),

@@ -9,7 +9,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import type { GpuContext } from '../../src/gpu/context.js';
-import type { Timing } from './timing.js';
+import { type Timing, summarize } from './timing.js';
 import type { Check } from './validate.js';
 
 export interface BenchRow {
@@ -65,6 +65,17 @@ export function hostCost<T>(ctx: GpuContext, fn: () => T): HostCost<T> {
   const wall = performance.now() - t0;
   const compileMs = ctx.pipelines.compileMs - c0;
   return { result, dispatches: ctx.dispatchCount - d0, hostMs: wall - compileMs, compileMs };
+}
+
+/**
+ * Host ms of a warm call: the median over `runs` more calls of `call` (each resolving to its host
+ * ms), since one call is noisy and a bench's timed rounds may not get past the calls that record
+ * their dispatch plans (docs/profiling.md). Undefined when `runs` is 0.
+ */
+export async function warmHostMs(runs: number, call: () => Promise<number>): Promise<{ median: number; samples: number[] } | undefined> {
+  const samples: number[] = [];
+  for (let i = 0; i < runs; i++) samples.push(await call());
+  return samples.length ? { median: summarize(samples).median, samples } : undefined;
 }
 
 /** Write `{ ...context, rows }` to `path` (when given). */
