@@ -5,12 +5,15 @@
  * adapter, and onnxruntime-node on the CPU (the validation reference and a second timing).
  *
  *   node --import tsx bench/clip.ts [--only image|text] [--runs N] [--warmup N] [--host-runs N] [--no-ort-web]
- *        [--no-ort-node] [--no-ort-web-text] [--no-full-text] [--ort-web-io cpu|gpu|both] [--cache DIR] [--json out.json]
+ *        [--no-ort-node] [--no-ort-web-text] [--no-full-text] [--prompts N] [--ort-web-io cpu|gpu|both] [--cache DIR]
+ *        [--json out.json]
  *
  * `--json` also writes the rows in bench/harness/record.ts's shape (first run, dispatches and host ms
  * per call for ours: the median of `--host-runs` (default 3) more calls after the timed rounds). `--no-ort-web-text` skips ORT Web on the text tower only (its 80-prompt run
  * takes minutes on CPU adapters; bench/device.ts --quick); `--no-full-text` drops our full-77-position
- * text variant (the pipeline runs trimmed; bench/device.ts --quick).
+ * text variant (the pipeline runs trimmed). `--prompts N` encodes the first N of the 80 templates
+ * (default 80; the ONNX text graph has a fixed batch, so each N gets its own export): with 8,
+ * bench/device.ts --quick times ORT Web on the text tower in ~10 s a run instead of ~100 s.
  *
  * First run: writes the random checkpoint (600 MB, ~30 s) and exports both towers to ONNX with
  * tools/export-onnx-clip.py (`--bench` mode: the same PyTorch re-implementation of openai/CLIP the
@@ -66,13 +69,15 @@ interface Args {
   ortNode: boolean;
   ortWebText: boolean;
   fullText: boolean;
+  /** How many of the 80 ImageNet templates the text task encodes. */
+  prompts: number;
   webIo: ('cpu' | 'gpu')[];
   cache: string;
   json?: string;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { only: ['image', 'text'], warmup: 0, hostRuns: 3, ortWeb: true, ortNode: true, ortWebText: true, fullText: true, webIo: ['cpu'], cache: join(tmpdir(), 'samclip-bench-clip') };
+  const a: Args = { only: ['image', 'text'], warmup: 0, hostRuns: 3, ortWeb: true, ortNode: true, ortWebText: true, fullText: true, prompts: IMAGENET_TEMPLATES.length, webIo: ['cpu'], cache: join(tmpdir(), 'samclip-bench-clip') };
   for (let i = 0; i < argv.length; i++) {
     const f = argv[i]!;
     const value = (): string => {
@@ -96,6 +101,10 @@ function parseArgs(argv: string[]): Args {
     else if (f === '--no-ort-node') a.ortNode = false;
     else if (f === '--no-ort-web-text') a.ortWebText = false;
     else if (f === '--no-full-text') a.fullText = false;
+    else if (f === '--prompts') {
+      a.prompts = int(1);
+      if (a.prompts > IMAGENET_TEMPLATES.length) throw new Error(`--prompts takes 1 to ${IMAGENET_TEMPLATES.length}, got ${a.prompts}`);
+    }
     else if (f === '--ort-web-io') {
       const v = value();
       if (v !== 'cpu' && v !== 'gpu' && v !== 'both') throw new Error(`--ort-web-io takes cpu, gpu or both, got '${v}'`);
@@ -113,21 +122,23 @@ const FAMILY = 'clip-vit-b-16';
 const SEED = 0;
 const CLASS_NAME = 'golden retriever';
 
-async function ensureArtefacts(dir: string): Promise<{ weights: string; vision: string; text: string }> {
+/** Weights and ONNX exports (the text graph's batch is fixed: one export folder per prompt count). */
+async function ensureArtefacts(dir: string, prompts: number): Promise<{ weights: string; vision: string; text: string }> {
   await mkdir(dir, { recursive: true });
   const weights = join(dir, `${FAMILY}.seed${SEED}.f32.safetensors`);
   if (!existsSync(weights)) {
     console.log(`writing random ${FAMILY} weights (seed ${SEED}) to ${weights} ...`);
     await writeRandomWeights(weights, { family: FAMILY, seed: SEED, dtype: 'F32' });
   }
-  const onnxDir = join(dir, 'onnx');
+  const onnxDir = join(dir, prompts === IMAGENET_TEMPLATES.length ? 'onnx' : `onnx-${prompts}-prompts`);
   const vision = join(onnxDir, 'vision.onnx');
   const text = join(onnxDir, 'text.onnx');
   const stamp = join(onnxDir, 'export.json');
-  const fresh = existsSync(stamp) && existsSync(vision) && existsSync(text) && JSON.parse(readFileSync(stamp, 'utf8')).weights === weights;
+  const stamped = existsSync(stamp) ? (JSON.parse(readFileSync(stamp, 'utf8')) as { weights?: string; prompts?: number }) : {};
+  const fresh = existsSync(vision) && existsSync(text) && stamped.weights === weights && stamped.prompts === prompts;
   if (!fresh) {
     console.log('exporting both towers to ONNX with tools/export-onnx-clip.py --bench ...');
-    const r = spawnSync(PYTHON, [join(import.meta.dirname, '..', 'tools', 'export-onnx-clip.py'), '--bench', weights, onnxDir, '--prompts', '80'], {
+    const r = spawnSync(PYTHON, [join(import.meta.dirname, '..', 'tools', 'export-onnx-clip.py'), '--bench', weights, onnxDir, '--prompts', String(prompts)], {
       stdio: 'inherit',
     });
     if (r.status !== 0) throw new Error(`tools/export-onnx-clip.py --bench failed (status ${r.status}); it needs ${PYTHON} (SAMCLIP_PYTHON) with torch`);
@@ -284,7 +295,7 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const started = new Date();
   const loadStart = fmtLoad();
-  const art = await ensureArtefacts(args.cache);
+  const art = await ensureArtefacts(args.cache, args.prompts);
   const ctx = await ourContext();
   console.log(`samclip CLIP ViT-B/16 bench, ${started.toISOString()}`);
   console.log(`ours:     ${ctx.description}; f16 ${ctx.features.f16}`);
@@ -343,7 +354,7 @@ async function main(): Promise<void> {
 
   if (args.only.includes('text')) {
     const tok = await loadClipTokenizer();
-    const prompts = IMAGENET_TEMPLATES.map((t) => t.replace('{}', CLASS_NAME));
+    const prompts = IMAGENET_TEMPLATES.slice(0, args.prompts).map((t) => t.replace('{}', CLASS_NAME));
     const ids = tok.tokenize(prompts, { contextLength: T.contextLength });
     const B = prompts.length;
     let maxEot = 0;

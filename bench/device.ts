@@ -18,10 +18,12 @@
  * 4. Writes bench/results/<adapter-slug>.json and .md; `npx tsx tools/bench-tables.ts` puts the
  *    per-adapter tables at the top of bench/README.md.
  *
- * `--quick` (CPU adapters; ~10 minutes on a quiet 2-core lavapipe host with the artefacts cached):
- * one timed run per kernel variant, no end-to-end or ORT Web CPU-io columns; SAM encoder f32 and f16
- * first run only; ORT Web skipped on the SAM encoder (minutes on a CPU adapter), on the decoder's
- * B = 16 (80 s there) and on the 80-prompt text tower; SAM-CLIP first run only. Full mode: 3 runs and every competitor (<= 8 minutes on a GPU).
+ * `--quick` (CPU adapters; under 10 minutes on a quiet 2-core lavapipe host with the artefacts
+ * cached): one timed run per kernel variant, no end-to-end or ORT Web CPU-io columns; the SAM
+ * encoder at 1024 px f16 first run only, at 512 px one timed run against ORT Web; ORT Web skipped on
+ * the decoder's B = 16 (80 s there); the text tower on the first 8 prompts (ORT Web takes ~100 s a
+ * run on all 80); SAM-CLIP first run only. Every model with an ONNX peer is thus timed against ORT
+ * Web in the same run. Full mode: 3 runs and every competitor (<= 8 minutes on a GPU).
  *
  * SAM 2.1 hook: when `bench/sam2.ts` exists it is called in this process: its
  *   `sam2DeviceRows(opts: { quick: boolean; dir: string }): Promise<BenchRow[]>`
@@ -65,18 +67,21 @@ function steps(): Step[] {
   }
   if (only.includes('sam-encoder')) {
     const enc = quick ? ['--runs', '0', '--no-ort-web', '--no-ort-node', '--no-profile'] : ['--runs', '3', '--warmup', '1', '--no-ort-node', '--no-profile'];
-    list.push({ name: 'sam-encoder-f32', script: 'sam-encoder.ts', args: [...enc, '--dir', dir] });
+    // --quick keeps the f16 first run at 1024 px and drops the f32 one: the 512 px step below
+    // times f32 steady state, validated and against ORT Web, in the time it saves.
+    if (!quick) list.push({ name: 'sam-encoder-f32', script: 'sam-encoder.ts', args: [...enc, '--dir', dir] });
     list.push({ name: 'sam-encoder-f16', script: 'sam-encoder.ts', args: [...enc, '--f16', '--no-ort-web', '--dir', dir] });
     // At 512 px ORT Web's global attention (12 x 1024 x 1024 f32, 48 MiB) fits a 128 MiB binding, so
     // its output is valid even on CPU adapters, where the 1024 px graph binds 768 MiB and returns
-    // garbage. Full mode only: ORT Web takes ~75 s to its first 512 px output on lavapipe.
-    if (!quick) list.push({ name: 'sam-encoder-512', script: 'sam-encoder.ts', args: ['--size', '512', '--runs', '3', '--warmup', '1', '--no-ort-node', '--no-profile', '--dir', dir] });
+    // garbage. The encoder's only comparison with ORT Web on a CPU adapter: 145 s in --quick on
+    // lavapipe (ORT Web's first output 58 s, a run 52 s; ours 13 s).
+    list.push({ name: 'sam-encoder-512', script: 'sam-encoder.ts', args: ['--size', '512', ...r, '--no-ort-node', '--no-profile', '--dir', dir] });
   }
   if (only.includes('sam-decoder')) {
     list.push({ name: 'sam-decoder', script: 'sam-decoder.ts', args: [...(quick ? ['--runs', '1', '--warmup', '0', '--ort-web-batches', '1', '--host-runs', '3'] : ['--runs', '5', '--warmup', '1']), '--batches', '1,16', '--no-ort-node', '--no-profile', '--dir', dir] });
   }
   if (only.includes('clip')) {
-    list.push({ name: 'clip', script: 'clip.ts', args: [...(quick ? ['--runs', '1', '--no-ort-web-text', '--no-full-text'] : ['--runs', '3', '--warmup', '1']), '--ort-web-io', 'gpu'] });
+    list.push({ name: 'clip', script: 'clip.ts', args: [...(quick ? ['--runs', '1', '--prompts', '8'] : ['--runs', '3', '--warmup', '1']), '--ort-web-io', 'gpu'] });
   }
   if (only.includes('samclip')) {
     list.push({ name: 'samclip', script: 'samclip.ts', args: ['--refined-only', '--runs', quick ? '0' : '2', '--dir', dir] });

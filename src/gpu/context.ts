@@ -78,6 +78,8 @@ export class GpuContext implements StorageOwner {
 
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
+  /** The pipeline last set on `pass` (consecutive dispatches of one pipeline set it once). */
+  private passPipeline: GPUComputePipeline | null = null;
   private pendingDispatches = 0;
   private batchKernels: string[] = [];
   private readonly errorChecks: Promise<GpuError | null>[] = [];
@@ -491,7 +493,12 @@ export class GpuContext implements StorageOwner {
     } else {
       pass = this.pass ??= this.ensureEncoder().beginComputePass({ label: 'samclip' });
     }
-    pass.setPipeline(cached.pipeline);
+    // Each encoder call costs ~1-2 µs in Dawn's Node binding; a third of the SAM decoder's
+    // dispatches repeat the pipeline before them.
+    if (this.passPipeline !== cached.pipeline || this.profiler) {
+      pass.setPipeline(cached.pipeline);
+      this.passPipeline = cached.pipeline;
+    }
     pass.setBindGroup(0, bindGroup, offsets);
     pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
     if (this.profiler) pass.end();
@@ -577,6 +584,7 @@ export class GpuContext implements StorageOwner {
       this.pass.end();
       this.pass = null;
     }
+    this.passPipeline = null;
   }
 
   private bufferId(b: GPUBuffer): number {

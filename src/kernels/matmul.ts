@@ -37,6 +37,7 @@ const TILE = 64;
 const TK = 16;
 
 export interface MatmulOptions {
+  /** [N], or [batch, N] with one row per (flattened) batch entry, e.g. stacked Linear layers. */
   bias?: Tensor;
   act?: Activation;
   /** Added after the activation; same shape as the output, contiguous. */
@@ -272,9 +273,12 @@ export function matmul(ctx: GpuContext, a: Tensor, b: Tensor, opts: MatmulOption
   check(b.dim(-2) === K, () => `matmul: inner dims differ, A ${fmtShape(a.shape)} @ B ${fmtShape(b.shape)}`);
   const { dims, as, bs, batchShape } = batchLayout(a, b);
   const outShape = [...batchShape, M, N];
+  const batchCount = dims[0]! * dims[1]!;
+  const perBatchBias = opts.bias?.ndim === 2;
   if (opts.bias) {
-    check(opts.bias.ndim === 1 && opts.bias.dim(0) === N && opts.bias.isContiguous && opts.bias.offset === 0,
-      () => `matmul: bias must be contiguous [${N}], got ${opts.bias}`);
+    const ok = perBatchBias ? opts.bias.dim(0) === batchCount && opts.bias.dim(1) === N : opts.bias.ndim === 1 && opts.bias.dim(0) === N;
+    check(ok && opts.bias.isContiguous && opts.bias.offset === 0,
+      () => `matmul: bias must be contiguous [${N}] or [${batchCount}, ${N}] (one row per batch), got ${opts.bias}`);
   }
   if (opts.residual) {
     const r = opts.residual;
@@ -314,10 +318,10 @@ export function matmul(ctx: GpuContext, a: Tensor, b: Tensor, opts: MatmulOption
     b_strides: [bs[0]!, bs[1]!, b.strides[b.ndim - 2]!, b.strides[b.ndim - 1]!],
     k_split: 0,
     act: activationCode(opts.act ?? 'none'),
-    has_bias: opts.bias ? 1 : 0,
+    has_bias: opts.bias ? (perBatchBias ? 2 : 1) : 0,
     has_res: opts.residual ? 1 : 0,
   };
-  const batch = dims[0]! * dims[1]!;
+  const batch = batchCount;
   const cost = { flops: 2 * M * N * K * batch, bytes: (a.byteSize + b.byteSize + out.byteSize) };
   if (variant === 'direct_nt' || variant === 'direct_sg_nt') {
     runCpuMatmul(ctx, config, bindings, values, { M, N, batch }, cost);

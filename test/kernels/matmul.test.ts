@@ -204,6 +204,35 @@ describe('matmul vs onnxruntime', () => {
     });
   }
 
+  // Stacked Linears (the SAM decoder's hypernetworks): one bias row per batch entry, two batch dims
+  // flattened in order; A is a transposed view of [rows, n, K] token rows, as the decoder passes it.
+  for (const variant of ALL_VARIANTS) {
+    it(`${variant}: one bias row per batch entry ([batch, N])`, async (t) => {
+      const ctx = gpu();
+      if (!requires(t, !SUBGROUP_VARIANTS.includes(variant) || ctx.features.subgroups, 'subgroups')) return;
+      const rng = new Rng(11);
+      const [B0, B1, M, K, N] = [2, 3, 5, 36, 20];
+      const batch = B0 * B1;
+      const x = rng.randn(M * batch * K); // [M, batch, K]: row m of batch entry z at (m * batch + z) * K
+      const w = rng.randn(batch * N * K);
+      const bias = rng.randn(batch * N);
+      const a = ctx.upload(x, [M, B0, B1, K]).permute([1, 2, 0, 3]);
+      const y = matmul(ctx, a, ctx.upload(w, [B0, B1, N, K]).transpose(2, 3), { bias: ctx.upload(bias, [batch, N]), act: 'relu', variant });
+      expect(y.shape).toEqual([B0, B1, M, N]);
+      const want = new Float64Array(batch * M * N);
+      for (let z = 0; z < batch; z++) {
+        const az = new Float32Array(M * K);
+        for (let m = 0; m < M; m++) az.set(x.subarray((m * batch + z) * K, (m * batch + z + 1) * K), m * K);
+        const wt = new Float32Array(K * N);
+        for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) wt[k * N + n] = w[(z * N + n) * K + k]!;
+        want.set(matmulCpu(az, wt, 1, M, K, N, { bias: bias.subarray(z * N, (z + 1) * N), act: 'relu' }), z * M * N);
+      }
+      expectClose(await ctx.read(y), want, { relL2: 1e-6, atol: 1e-5, rtol: 1e-5 }, `matmul ${variant} per-batch bias`, y.shape);
+      // A bias with another row count names both shapes.
+      expect(() => matmul(ctx, a, ctx.upload(w, [B0, B1, N, K]).transpose(2, 3), { bias: ctx.empty([batch - 1, N]) })).toThrow(/bias must be contiguous \[20\] or \[6, 20\]/);
+    });
+  }
+
   it('linear on a strided view (the real tokens of a padded grid) needs no copy and matches the CPU reference', async () => {
     const ctx = gpu();
     const rng = new Rng(8);

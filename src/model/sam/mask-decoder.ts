@@ -34,7 +34,7 @@ import { activate, add, addAct } from '../../kernels/elementwise.js';
 import { layerNorm } from '../../kernels/layernorm.js';
 import { matmul } from '../../kernels/matmul.js';
 import type { Weights } from '../../weights/weights.js';
-import { LAYER_NORM_2D_EPS, Mlp } from './common.js';
+import { LAYER_NORM_2D_EPS, Mlp, StackedMlps } from './common.js';
 import type { SamConfig } from './config.js';
 import { PromptError } from './prompt-encoder.js';
 import { TwoWayTransformer, type TwoWayTransformerConfig } from './two-way-transformer.js';
@@ -108,6 +108,8 @@ export class MaskDecoder {
     convT3: { weight: Tensor; bias: Tensor };
   };
   readonly hypernetworks: Mlp[];
+  /** The hypernetworks as one batched MLP (3 dispatches for all mask tokens). */
+  private readonly stackedHypernetworks: StackedMlps;
   readonly iouHead: Mlp;
   /** Hook (SAM 2): tokens in front of the IoU token (its object-score token). */
   protected leadingTokens: Tensor[] = [];
@@ -140,6 +142,7 @@ export class MaskDecoder {
     for (let i = 0; i < this.numMaskTokens; i++) {
       this.hypernetworks.push(new Mlp(w, `${prefix}.output_hypernetworks_mlps.${i}`, C, C, C / 8, 3));
     }
+    this.stackedHypernetworks = new StackedMlps(this.hypernetworks);
     this.iouHead = new Mlp(w, `${prefix}.iou_prediction_head`, C, cfg.iouHeadHiddenDim, this.numMaskTokens, cfg.iouHeadDepth, opts.iouSigmoid);
   }
 
@@ -162,6 +165,8 @@ export class MaskDecoder {
   /** Free the token table this decoder made (its weights belong to their Weights set). */
   dispose(): void {
     this.plans.dispose();
+    this.stackedHypernetworks.dispose();
+    this.transformer.dispose();
     this.outputTokens?.dispose();
     this.outputTokens = null;
     for (const t of [...this.biasX4, ...this.gemmWeights]) t?.dispose();
@@ -234,8 +239,12 @@ export class MaskDecoder {
     return { y2, upscaledView };
   }
 
-  /** MaskDecoder.predict_masks for one chunk of prompt sets. */
-  predictMasks(ctx: GpuContext, inp: MaskDecoderInputs, opts: { capture?: boolean } = {}): MaskDecoderAll {
+  /**
+   * MaskDecoder.predict_masks for one chunk of prompt sets. `maskRange` [m0, m1) keeps only those
+   * masks in `masksAll` (forward's multimask slicing, done by the copy that puts the sub-pixel
+   * phases in place rather than by another copy).
+   */
+  predictMasks(ctx: GpuContext, inp: MaskDecoderInputs, opts: { capture?: boolean; maskRange?: readonly [number, number] } = {}): MaskDecoderAll {
     const C = this.cfg.promptEmbedDim;
     const [, , h, w] = inp.imageEmbeddings.shape as [number, number, number, number];
     const B = inp.batch;
@@ -258,13 +267,15 @@ export class MaskDecoder {
         const M = this.numMaskTokens;
         const C2 = C / 8;
         const P = 4 * h * w; // pixels of each sub-pixel phase (the 2h x 2w grid)
-        const hyper = concat(ctx, this.hypernetworks.map((mlp, i) => mlp.forward(ctx, hs.slice(1, s + 1 + i, s + 2 + i))), 1);
+        // Mask token i through hypernetwork i, all at once: [M, B, C] -> [M, B, C2], seen as [B, M, C2].
+        const hyper = this.stackedHypernetworks.forward(ctx, hs.slice(1, s + 1, s + 1 + M).transpose(0, 1)).transpose(0, 1);
         // y2 [B, 2h, 2w, C2, 2, 2] seen as [B, phase, C2, P]; out [B, phase, M, P].
         const up = y2.asStrided([B, 4, C2, P], [P * 4 * C2, 1, 4, 4 * C2], y2.offset);
         const byPhase = matmul(ctx, hyper.unsqueeze(1), up);
         // masks[b, m, 2y + a, 2x + c] = byPhase[b, 2a + c, m, y * 2w + x]
         const shuffled = byPhase.asStrided([B, M, 2 * h, 2, 2 * w, 2], [4 * M * P, P, 2 * w, 2 * M * P, 1, M * P], 0);
-        return copy(ctx, shuffled).reshape([B, M, 4 * h, 4 * w]);
+        const [m0, m1] = opts.maskRange ?? [0, M];
+        return copy(ctx, shuffled.slice(1, m0, m1)).reshape([B, m1 - m0, 4 * h, 4 * w]);
       });
       const iouAll = ctx.stage('iou_head', () => this.iouHead.forward(ctx, hs.slice(1, s, s + 1)).reshape([B, this.numMaskTokens]));
       const out: MaskDecoderAll = { masksAll, iouAll };
@@ -300,15 +311,16 @@ export class MaskDecoder {
 
   private forwardCode(ctx: GpuContext, inp: MaskDecoderInputs, B: number, chunk: number, m0: number, m1: number): MaskDecoderOutputs {
     return ctx.scope(() => {
-      const pick = (all: MaskDecoderAll) => ({ masks: copy(ctx, all.masksAll.slice(1, m0, m1)), iouPred: copy(ctx, all.iouAll.slice(1, m0, m1)) });
-      if (B <= chunk) return pick(this.predictMasks(ctx, inp));
+      const maskRange = [m0, m1] as const;
+      const pick = (all: MaskDecoderAll) => ({ masks: all.masksAll, iouPred: copy(ctx, all.iouAll.slice(1, m0, m1)) });
+      if (B <= chunk) return pick(this.predictMasks(ctx, inp, { maskRange }));
       const parts: MaskDecoderOutputs[] = [];
       for (let b0 = 0; b0 < B; b0 += chunk) {
         const b1 = Math.min(B, b0 + chunk);
         const d = inp.dense;
         const dense = d.strides[0] === 0 ? d.asStrided([b1 - b0, ...d.shape.slice(1)], d.strides, d.offset) : d.slice(0, b0, b1);
         const sparse = inp.sparse?.slice(0, b0, b1) ?? null;
-        parts.push(ctx.scope(() => pick(this.predictMasks(ctx, { ...inp, batch: b1 - b0, sparse, dense }))));
+        parts.push(ctx.scope(() => pick(this.predictMasks(ctx, { ...inp, batch: b1 - b0, sparse, dense }, { maskRange }))));
       }
       return { masks: concat(ctx, parts.map((p) => p.masks), 0), iouPred: concat(ctx, parts.map((p) => p.iouPred), 0) };
     });

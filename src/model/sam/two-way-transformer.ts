@@ -24,7 +24,7 @@
 import type { GpuContext } from '../../gpu/context.js';
 import type { Tensor } from '../../gpu/tensor.js';
 import { attention } from '../../kernels/attention.js';
-import { copy } from '../../kernels/copy.js';
+import { concat, copy } from '../../kernels/copy.js';
 import { add } from '../../kernels/elementwise.js';
 import { layerNorm } from '../../kernels/layernorm.js';
 import { matmul } from '../../kernels/matmul.js';
@@ -50,6 +50,8 @@ export class Attention {
   readonly vProj: Linear;
   readonly outProj: Linear;
   readonly internalDim: number;
+  /** [q; k] and [q; k; v] projections stacked into one Linear, made on first use (see `projectShared`). */
+  private readonly stacked = new Map<2 | 3, { weight: Tensor; bias: Tensor }>();
 
   constructor(w: Weights, prefix: string, readonly embeddingDim: number, readonly numHeads: number, downsampleRate = 1) {
     this.internalDim = Math.floor(embeddingDim / downsampleRate);
@@ -77,13 +79,46 @@ export class Attention {
    */
   forward(ctx: GpuContext, q: Tensor, k: Tensor, v: Tensor, projected: { q?: Tensor; k?: Tensor; v?: Tensor } = {}): Tensor {
     return ctx.scope(() => {
-      const qp = projected.q ?? this.qProj.forward(ctx, q);
-      const kp = projected.k ?? this.kProj.forward(ctx, k);
-      const vp = projected.v ?? this.vProj.forward(ctx, v);
+      const shared = !projected.q && !projected.k && !projected.v && q === k ? this.projectShared(ctx, q, v === q ? 3 : 2) : [];
+      const qp = projected.q ?? shared[0] ?? this.qProj.forward(ctx, q);
+      const kp = projected.k ?? shared[1] ?? this.kProj.forward(ctx, k);
+      const vp = projected.v ?? shared[2] ?? this.vProj.forward(ctx, v);
       const b = Math.max(qp.dim(0), kp.dim(0), vp.dim(0));
       const o = attention(ctx, this.heads(qp, b), this.heads(kp, b), this.heads(vp, b));
       return this.outProj.forward(ctx, o.reshape([b, qp.dim(1), this.internalDim]));
     });
+  }
+
+  /**
+   * Self-attention projects one input two or three times (q = k = tokens + PE, v = tokens; or all
+   * three from the tokens in the first block): one matmul against the stacked weights instead,
+   * whose [.., 2 or 3 x Ci] output is sliced into views. One dispatch instead of two or three,
+   * the same products and epilogue per output.
+   */
+  private projectShared(ctx: GpuContext, x: Tensor, parts: 2 | 3): Tensor[] {
+    let t = this.stacked.get(parts);
+    if (!t) {
+      const layers = [this.qProj, this.kProj, this.vProj].slice(0, parts);
+      t = ctx.scope(() => {
+        const weight = concat(ctx, layers.map((l) => l.weight), 0);
+        const bias = concat(ctx, layers.map((l) => l.bias), 0);
+        weight.persistent = bias.persistent = true;
+        return { weight, bias };
+      });
+      this.stacked.set(parts, t);
+    }
+    const y = matmul(ctx, x, t.weight.transpose(0, 1), { bias: t.bias }); // [B, N, parts * Ci]
+    const ci = this.internalDim;
+    return Array.from({ length: parts }, (_, i) => y.slice(-1, i * ci, (i + 1) * ci));
+  }
+
+  /** Free the stacked projection weights (the Linears' own weights belong to their Weights set). */
+  dispose(): void {
+    for (const t of this.stacked.values()) {
+      t.weight.dispose();
+      t.bias.dispose();
+    }
+    this.stacked.clear();
   }
 
   /**
@@ -167,6 +202,11 @@ export class TwoWayAttentionBlock {
     this.crossAttnImageToToken = new Attention(w, `${prefix}.cross_attn_image_to_token`, C, H, 2);
   }
 
+  /** Free what the attentions made on first use. */
+  dispose(): void {
+    for (const a of [this.selfAttn, this.crossAttnTokenToImage, this.crossAttnImageToToken]) a.dispose();
+  }
+
   /** queries [B, T, C], keys [Bk, HW, C] (Bk 1 or B), queryPe [B, T, C], keyPe [1, HW, C]. */
   forward(ctx: GpuContext, queries: Tensor, keys: Tensor, queryPe: Tensor, keyPe: Tensor, fold: FoldPolicy = 'auto'): { queries: Tensor; keys: Tensor } {
     return ctx.scope(() => {
@@ -219,6 +259,12 @@ export class TwoWayTransformer {
     }
     this.finalAttnTokenToImage = new Attention(w, `${prefix}.final_attn_token_to_image`, cfg.promptEmbedDim, cfg.decoderHeads, 2);
     this.normFinalAttn = new LayerNormParams(w, `${prefix}.norm_final_attn`, cfg.promptEmbedDim);
+  }
+
+  /** Free what the attentions made on first use. */
+  dispose(): void {
+    for (const l of this.layers) l.dispose();
+    this.finalAttnTokenToImage.dispose();
   }
 
   /**
