@@ -50,8 +50,10 @@ export function defaultTuning(cpuAdapter: boolean, features: DeviceFeatures): Ke
     rowReduce: cpuAdapter ? 'lane' : features.subgroups ? 'subgroup' : 'tree',
     // CPU adapters: the barrier-free kernels, A through subgroup shuffles where offered (lavapipe,
     // AVX2 host: 4096x768 -> 2304 in 1.31 s against 3.80 s for direct_nt and 4.3 s for ORT Web).
-    // GPUs: 8x8 register blocks; tensor cores where the adapter exposes them.
-    matmulNt: cpuAdapter ? cpuMatmul : features.subgroupMatrix ? 'subgroup_matrix' : 'tiled8_nt',
+    // GPUs: 8x8 register blocks. Tensor cores (subgroup_matrix) are a tuning candidate where the
+    // adapter exposes them, chosen only once they matched the tuner's host reference and won its
+    // timing (or when pinned): this fixed rule must never pick a kernel nothing has checked here.
+    matmulNt: cpuAdapter ? cpuMatmul : 'tiled8_nt',
     matmulSmall: cpuAdapter ? cpuMatmul : features.subgroups ? 'rows_sg' : 'rows',
     attention: cpuAdapter ? 'chunked' : 'flash',
     source: 'default',

@@ -37,7 +37,8 @@ export const uniforms = defineUniforms({
   // splitk: K elements per split
   k_split: 'u32',
   // The epilogue's choices (see EPILOGUE_WGSL): activation code, whether bias / residual are real
-  // (has_bias: 0 none, 1 one [N] row, 2 one row per batch, [batch, N]).
+  // (has_bias: 0 none, 1 one [N] row, 2 one row per batch, [batch, N], the batch being o / (M * N)
+  // since every variant's output index o is batch * M * N + row * N + col).
   act: 'u32',
   has_bias: 'u32',
   has_res: 'u32',
@@ -74,7 +75,7 @@ fn epilogue_value(x: f32, col: u32, o: u32) -> f32 {
   if (u.has_bias == 1u) {
     y += f32(bias[col]);
   } else if (u.has_bias == 2u) {
-    y += f32(bias[(o / (u.M * u.N)) * u.N + col]); // one bias row per batch (o = batch * M * N + ...)
+    y += f32(bias[(o / (u.M * u.N)) * u.N + col]);
   }
   y = act_by_code(u.act, y);
   if (u.has_res != 0u) { y += f32(residual[u.r_offset + o]); }

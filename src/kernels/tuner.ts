@@ -8,9 +8,13 @@
  *
  * Deterministic where timing is not: `mode: 'default'` (or a measurement that fails or gives no
  * finite time) keeps `defaultTuning`'s rule; `override` pins any choice whatever was measured or
- * cached. Candidates are validated against each other before they are timed: one whose output
- * differs from the default's (rel L2 > 1e-3) is never chosen. Timing is wall clock around a drained
- * queue (median of 3 after a warm-up), so on a busy machine it picks what is fastest now.
+ * cached. Every candidate is checked before it is timed, against a float64 reference computed on
+ * the host for a sample of output rows (rows spread over tiles and edges): one that misses it (rel
+ * L2 > 1e-4, 1e-2 for f16 operands) or fails to run is never chosen, and the report says why. The
+ * reference is independent of every kernel, so a broken variant, the deterministic default
+ * included, cannot become the yardstick (kernels that only run on GPUs, e.g. tensor cores, are
+ * tested nowhere else before their first use). Timing is wall clock around a drained queue (median
+ * of 3 after a warm-up), so on a busy machine it picks what is fastest now.
  *
  * Browser-safe: no `node:` import; the Node store is injected by the caller.
  */
@@ -47,6 +51,92 @@ export interface TuneReport {
   source: KernelTuning['source'];
   /** Median ms per candidate, where measured. */
   timings: Partial<Record<TunableKey, Record<string, number>>>;
+  /** Candidates never chosen, and why (wrong against the host reference, or an error), where measured. */
+  rejected?: Partial<Record<TunableKey, Record<string, string>>>;
+}
+
+/** Rows of an output checked against the host reference: the first, the last and tile edges between. */
+function sampleRows(rows: number): number[] {
+  const pick = [0, 1, 2, 3, 7, 8, 15, 16, 31, 32, 63, 64, 65, 127, 128, 129, 255, 256, 300, 383, 447, rows - 2, rows - 1];
+  return [...new Set(pick.filter((r) => r >= 0 && r < rows))];
+}
+
+/** The host reference of one micro-benchmark: `cols` values for each of `rows` (row-major output). */
+interface Expected {
+  rows: number[];
+  cols: number;
+  values: Float64Array;
+  tol: number;
+}
+
+function expectedRows(rows: number[], cols: number, tol: number, row: (r: number, out: Float64Array) => void): Expected {
+  const values = new Float64Array(rows.length * cols);
+  rows.forEach((r, i) => row(r, values.subarray(i * cols, (i + 1) * cols)));
+  return { rows, cols, values, tol };
+}
+
+/** rel L2 of `out`'s sampled rows against the reference. */
+function missBy(out: ArrayLike<number>, e: Expected): number {
+  let num = 0;
+  let den = 0;
+  e.rows.forEach((r, i) => {
+    for (let c = 0; c < e.cols; c++) {
+      const want = e.values[i * e.cols + c]!;
+      const d = out[r * e.cols + c]! - want;
+      num += d * d;
+      den += want * want;
+    }
+  });
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}
+
+/** y[r] = x[r] . W^T (x [rows, K], W [N, K]) for the sampled rows. */
+function linearReference(x: Float32Array, w: Float32Array, rows: number, K: number, N: number, tol: number): Expected {
+  return expectedRows(sampleRows(rows), N, tol, (r, out) => {
+    for (let n = 0; n < N; n++) {
+      let acc = 0;
+      for (let k = 0; k < K; k++) acc += x[r * K + k]! * w[n * K + k]!;
+      out[n] = acc;
+    }
+  });
+}
+
+/** LayerNorm over C with weight = bias = g. */
+function layerNormReference(x: Float32Array, g: Float32Array, rows: number, C: number, eps: number): Expected {
+  return expectedRows(sampleRows(rows), C, 1e-4, (r, out) => {
+    let mean = 0;
+    for (let c = 0; c < C; c++) mean += x[r * C + c]!;
+    mean /= C;
+    let v = 0;
+    for (let c = 0; c < C; c++) v += (x[r * C + c]! - mean) ** 2;
+    const inv = 1 / Math.sqrt(v / C + eps);
+    for (let c = 0; c < C; c++) out[c] = (x[r * C + c]! - mean) * inv * g[c]! + g[c]!;
+  });
+}
+
+/** softmax(q k^T / sqrt(D)) v with q = k = v [H, N, D]; output rows are tokens of [N, H, D]. */
+function selfAttentionReference(q: Float32Array, H: number, N: number, D: number): Expected {
+  const scale = 1 / Math.sqrt(D);
+  const p = new Float64Array(N);
+  return expectedRows(sampleRows(N), H * D, 1e-4, (i, out) => {
+    for (let h = 0; h < H; h++) {
+      const base = h * N * D;
+      let max = -Infinity;
+      for (let j = 0; j < N; j++) {
+        let dot = 0;
+        for (let d = 0; d < D; d++) dot += q[base + i * D + d]! * q[base + j * D + d]!;
+        p[j] = dot * scale;
+        max = Math.max(max, p[j]!);
+      }
+      let sum = 0;
+      for (let j = 0; j < N; j++) sum += p[j] = Math.exp(p[j]! - max);
+      for (let d = 0; d < D; d++) {
+        let acc = 0;
+        for (let j = 0; j < N; j++) acc += p[j]! * q[base + j * D + d]!;
+        out[h * D + d] = acc / sum;
+      }
+    }
+  });
 }
 
 /** Bump when kernels change enough that cached choices should be re-measured. */
@@ -99,17 +189,6 @@ async function timeIt(ctx: GpuContext, run: () => Tensor): Promise<number> {
   return samples[1]!;
 }
 
-function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = a[i]! - b[i]!;
-    num += d * d;
-    den += b[i]! * b[i]!;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
-}
-
 /** Deterministic pseudo-random data (no Math.random: the same inputs every time). */
 function data(n: number, seed: number): Float32Array {
   const out = new Float32Array(n);
@@ -123,17 +202,18 @@ function data(n: number, seed: number): Float32Array {
 
 /**
  * One choice: run each candidate with the tuning field set to it, check its output against the
- * default candidate's, time it; returns the fastest valid candidate and every timing.
+ * host reference, time it; returns the fastest valid candidate, every timing and every rejection.
  */
 async function measureChoice<K extends TunableKey>(
   ctx: GpuContext,
   key: K,
   candidates: readonly KernelTuning[K][],
   run: () => Tensor,
-): Promise<{ best: KernelTuning[K] | null; timings: Record<string, number> }> {
+  expected: Expected,
+): Promise<{ best: KernelTuning[K] | null; timings: Record<string, number>; rejected: Record<string, string> }> {
   const saved = ctx.tuning[key];
   const timings: Record<string, number> = {};
-  let reference: Float32Array | null = null;
+  const rejected: Record<string, string> = {};
   let best: KernelTuning[K] | null = null;
   try {
     const order = [saved, ...candidates.filter((c) => c !== saved)];
@@ -141,62 +221,79 @@ async function measureChoice<K extends TunableKey>(
       ctx.tuning[key] = c;
       try {
         const y = ctx.scope(run);
-        const out = (await ctx.read(y)) as Float32Array;
+        const out = await ctx.read(y);
         y.dispose();
-        if (reference === null) reference = out;
-        else if (!(relL2(out, reference) <= 1e-3)) continue;
+        const miss = missBy(out, expected);
+        if (!(miss <= expected.tol)) {
+          rejected[c] = `rel L2 ${miss.toExponential(1)} against the host reference (tolerance ${expected.tol})`;
+          continue;
+        }
         const ms = await timeIt(ctx, run);
         if (!Number.isFinite(ms)) continue;
         timings[c] = ms;
         if (best === null || ms < timings[best]!) best = c;
-      } catch {
+      } catch (e) {
+        rejected[c] = `failed: ${(e as Error).message.split('\n')[0]}`;
         await ctx.sync().catch(() => undefined);
       }
     }
   } finally {
     ctx.tuning[key] = saved;
   }
-  return { best, timings };
+  return { best, timings, rejected };
 }
 
 /** Micro-benchmarks at shapes the models run (small enough for a second or two on a CPU adapter). */
-async function measureAll(ctx: GpuContext): Promise<{ choices: TunedChoices; timings: TuneReport['timings'] }> {
+async function measureAll(ctx: GpuContext): Promise<{ choices: TunedChoices; timings: TuneReport['timings']; rejected: NonNullable<TuneReport['rejected']> }> {
   const cand = tuningCandidates(ctx.tuning.cpuAdapter, ctx.features);
   const choices = pick(ctx.tuning);
   const timings: TuneReport['timings'] = {};
+  const rejected: NonNullable<TuneReport['rejected']> = {};
   const tensors: Tensor[] = [];
-  const up = (n: number, shape: number[], seed: number) => {
-    const t = ctx.upload(data(n, seed), shape);
+  const up = (values: Float32Array, shape: number[], dtype: 'f32' | 'f16' = 'f32') => {
+    const t = ctx.upload(values, shape, dtype);
     tensors.push(t);
     return t;
   };
   try {
     // ViT-B token rows: layernorm over 768 channels.
-    const x = up(512 * 768, [512, 768], 1);
-    const g = up(768, [768], 2);
-    const r = await measureChoice(ctx, 'rowReduce', cand.rowReduce, () => layerNorm(ctx, x, g, g, 1e-6));
+    const [xv, gv] = [data(512 * 768, 1), data(768, 2)];
+    const x = up(xv, [512, 768]);
+    const g = up(gv, [768]);
+    const r = await measureChoice(ctx, 'rowReduce', cand.rowReduce, () => layerNorm(ctx, x, g, g, 1e-6), layerNormReference(xv, gv, 512, 768, 1e-6));
     // nn.Linear 768 -> 768 on 512 tokens; and on 8 tokens (decoder, pooled vectors) to 2048. Where
     // tensor cores are a candidate they take f16 operands only, so every candidate runs f16 there.
     const half = cand.matmulNt.includes('subgroup_matrix');
-    const w = half ? ctx.upload(data(768 * 768, 3), [768, 768], 'f16') : up(768 * 768, [768, 768], 3);
-    const xh = half ? ctx.upload(data(512 * 768, 1), [512, 768], 'f16') : x;
-    if (half) tensors.push(w, xh);
-    const mNt = await measureChoice(ctx, 'matmulNt', cand.matmulNt, () => linear(ctx, xh, w));
-    const xs = up(8 * 768, [8, 768], 4);
-    const ws = up(2048 * 768, [2048, 768], 5);
-    const mSmall = await measureChoice(ctx, 'matmulSmall', cand.matmulSmall, () => linear(ctx, xs, ws));
+    const wv = data(768 * 768, 3);
+    const w = up(wv, [768, 768], half ? 'f16' : 'f32');
+    const xh = half ? up(xv, [512, 768], 'f16') : x;
+    const mNt = await measureChoice(ctx, 'matmulNt', cand.matmulNt, () => linear(ctx, xh, w), linearReference(xv, wv, 512, 768, 768, half ? 1e-2 : 1e-4));
+    const [xsv, wsv] = [data(8 * 768, 4), data(2048 * 768, 5)];
+    const xs = up(xsv, [8, 768]);
+    const ws = up(wsv, [2048, 768]);
+    const mSmall = await measureChoice(ctx, 'matmulSmall', cand.matmulSmall, () => linear(ctx, xs, ws), linearReference(xsv, wsv, 8, 768, 2048, 1e-4));
     // Global self-attention, 1024 tokens x 64 (SAM at 512 px; CLIP-sized problems are smaller).
-    const q = up(2 * 1024 * 64, [1, 2, 1024, 64], 6);
-    const at = await measureChoice(ctx, 'attention', cand.attention, () => attention(ctx, q, q, q));
+    const qv = data(2 * 1024 * 64, 6);
+    const q = up(qv, [1, 2, 1024, 64]);
+    const at = await measureChoice(ctx, 'attention', cand.attention, () => attention(ctx, q, q, q), selfAttentionReference(qv, 2, 1024, 64));
     for (const [k, m] of [['rowReduce', r], ['matmulNt', mNt], ['matmulSmall', mSmall], ['attention', at]] as const) {
       timings[k] = m.timings;
+      if (Object.keys(m.rejected).length) rejected[k] = m.rejected;
       if (m.best !== null) (choices as Record<string, string>)[k] = m.best;
+      // The default itself missed the reference and nothing else passed: keep no broken choice.
+      else if (m.rejected[choices[k]]) (choices as Record<string, string>)[k] = safeFallback(k, cand[k] as string[], m.rejected);
     }
   } finally {
     for (const t of tensors) t.dispose();
     await ctx.sync().catch(() => undefined);
   }
-  return { choices, timings };
+  return { choices, timings, rejected };
+}
+
+/** When no candidate of a choice passed: the first not rejected, else the most general kernel. */
+function safeFallback(key: TunableKey, candidates: string[], rejected: Record<string, string>): string {
+  const general: Record<TunableKey, string> = { rowReduce: 'tree', matmulNt: 'tiled_nt', matmulSmall: 'rows', attention: 'fused' };
+  return candidates.find((c) => !rejected[c]) ?? general[key];
 }
 
 /**
@@ -210,6 +307,7 @@ export async function tuneKernels(ctx: GpuContext, opts: TuneOptions = {}): Prom
   let choices: TunedChoices = pick(base);
   let source: KernelTuning['source'] = 'default';
   let timings: TuneReport['timings'] = {};
+  let rejected: TuneReport['rejected'];
   if (opts.mode !== 'default') {
     const cached = opts.refresh ? null : parseCached(ctx, (await opts.store?.get(key)) ?? null);
     if (cached) {
@@ -220,6 +318,7 @@ export async function tuneKernels(ctx: GpuContext, opts: TuneOptions = {}): Prom
       const m = await measureAll(ctx);
       choices = m.choices;
       timings = m.timings;
+      rejected = m.rejected;
       source = Object.values(timings).some((t) => t && Object.keys(t).length > 0) ? 'measured' : 'default';
       if (source === 'measured') await opts.store?.set(key, JSON.stringify(choices));
     }
@@ -229,7 +328,7 @@ export async function tuneKernels(ctx: GpuContext, opts: TuneOptions = {}): Prom
     source = 'override';
   }
   Object.assign(ctx.tuning, choices, { source });
-  return { key, choices, source, timings };
+  return { key, choices, source, timings, ...(rejected && Object.keys(rejected).length ? { rejected } : {}) };
 }
 
 /**

@@ -41,11 +41,12 @@ const MIN_AGREEMENT = 0.999;
  * pipeline lookup by config JSON, reused uniform staging, oldest-first buffer reuse, packed f16
  * loads: decoder host time per call 6.3 -> 5.0 ms, 1.4x faster waits on lavapipe), 69.0 kB with
  * dispatch plans (src/gpu/dispatch-plan.ts, ~1.9 kB gzip on its own: recorded decoder and encoder
- * calls replayed, decoder host time per call 5.5 -> 1.3 ms). This guard catches growth beyond that,
- * it does not claim the goal.
+ * calls replayed, decoder host time per call 5.5 -> 1.3 ms), 69.7 kB with the decoder's dispatches
+ * cut from 99 to 82 (hypernetworks as one batched MLP with per-batch bias, stacked self-attention
+ * projections). This guard catches growth beyond that, it does not claim the goal.
  */
 const SAM_ONLY_GZIP_GOAL = 60_000;
-const SAM_ONLY_GZIP_BUDGET = 69_500;
+const SAM_ONLY_GZIP_BUDGET = 70_000;
 
 if (!HAVE_CHROMIUM) console.warn(`test/consumers/vite-app.test.ts: the Chromium parts skip, ${CHROMIUM} not found (tools/setup.sh installs it)`);
 

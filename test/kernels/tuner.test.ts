@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { defaultTuning, tuningCandidates } from '../../src/gpu/tuning.js';
 import { type TuningStore, parseTuningSetting, tuneKernels, tuningKey } from '../../src/kernels/tuner.js';
 import { fileTuningStore } from '../../src/node/tuning-store.js';
@@ -52,6 +52,29 @@ describe('per-adapter kernel tuning', () => {
       expect((await tuneKernels(ctx, { store: bad, host: 'h3' })).source).toBe('cached');
       expect(ctx.tuning.matmulNt).toBe(cfg.matmulNt[0]);
     } finally {
+      Object.assign(ctx.tuning, saved);
+    }
+  });
+
+  it('never chooses a candidate that misses the host reference, the deterministic default included', async () => {
+    const ctx = gpu();
+    const saved = { ...ctx.tuning };
+    // Break the default nn.Linear kernel the way a miscompiled variant would: every product doubled.
+    const broken = defaultTuning(ctx.tuning.cpuAdapter, ctx.features).matmulNt;
+    const run = ctx.run.bind(ctx);
+    const spy = vi.spyOn(ctx, 'run').mockImplementation((kernel, config, bindings, values, ...rest) =>
+      run(kernel, config, bindings, config.variant === broken ? ({ ...values, alpha: 2 } as unknown as typeof values) : values, ...rest));
+    try {
+      const r = await tuneKernels(ctx, { store: memoryStore(), host: 'broken-kernel' });
+      expect(r.rejected?.matmulNt?.[broken]).toMatch(/^rel L2 \S+ against the host reference \(tolerance 0\.0001\)$/);
+      expect(r.timings.matmulNt?.[broken]).toBeUndefined();
+      expect(r.choices.matmulNt).not.toBe(broken);
+      expect(ctx.tuning.matmulNt).toBe(r.choices.matmulNt);
+      // Kernels that do not run through the broken one pass (chunked attention runs on matmuls, so
+      // it may be rejected too on CPU adapters).
+      expect(r.rejected?.rowReduce).toBeUndefined();
+    } finally {
+      spy.mockRestore();
       Object.assign(ctx.tuning, saved);
     }
   });

@@ -32,7 +32,7 @@ export interface DoctorReport {
   /** Whether repeated model calls replay their recorded dispatches (src/gpu/dispatch-plan.ts). */
   dispatchPlans: boolean | null;
   /** Kernel choices for this adapter and host (measured once, then cached; SAMCLIP_TUNING overrides). */
-  tuning: { source: string; choices: Record<string, string>; key: string; timings: Record<string, Record<string, number>> } | null;
+  tuning: { source: string; choices: Record<string, string>; key: string; timings: Record<string, Record<string, number>>; rejected: Record<string, Record<string, string>> } | null;
   host: string;
   vulkanDrivers: string[];
   advice: string[];
@@ -141,7 +141,7 @@ export async function runDoctor(): Promise<DoctorReport> {
     report.smokeTest = { ok: err < 1e-3, maxAbsError: err, error: null };
     if (report.smokeTest.ok) {
       const t = await tuneForCli(ctx);
-      report.tuning = { source: t.source, choices: { ...t.choices }, key: t.key, timings: t.timings as Record<string, Record<string, number>> };
+      report.tuning = { source: t.source, choices: { ...t.choices }, key: t.key, timings: t.timings as Record<string, Record<string, number>>, rejected: (t.rejected ?? {}) as Record<string, Record<string, string>> };
     }
   } catch (e) {
     report.smokeTest = { ok: false, maxAbsError: null, error: (e as Error).message.split('\n')[0]! };
@@ -192,6 +192,9 @@ function formatReport(r: DoctorReport): string {
       return t && Object.keys(t).length ? ` (${Object.entries(t).map(([c, v]) => `${c} ${v.toFixed(1)} ms`).join(', ')})` : '';
     };
     lines.push(`kernels     ${r.tuning.source} choices (SAMCLIP_TUNING overrides):`, ...Object.entries(r.tuning.choices).map(([k, v]) => `  ${k.padEnd(12)} ${v}${ms(k)}`));
+    for (const [k, rej] of Object.entries(r.tuning.rejected)) {
+      for (const [c, why] of Object.entries(rej)) lines.push(`  ${k.padEnd(12)} ${c} REJECTED: ${why}`);
+    }
   }
   if (r.polling) lines.push(`host wait   ${r.polling} (${r.polling === 'timer' ? "Dawn's poll on a 1 ms timer, leaving the cores to the CPU adapter" : "Dawn's busy poll, lowest latency"}; SAMCLIP_POLLING overrides)`);
   if (r.dispatchPlans !== null) {
