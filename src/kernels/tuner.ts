@@ -139,8 +139,12 @@ function selfAttentionReference(q: Float32Array, H: number, N: number, D: number
   });
 }
 
-/** Bump when kernels change enough that cached choices should be re-measured. */
-const TUNING_VERSION = 3;
+/**
+ * Bump when kernels change enough that cached choices should be re-measured. 4: candidates are
+ * checked against a host reference (entries cached before could name a kernel checked only against
+ * the default's output).
+ */
+const TUNING_VERSION = 4;
 const KEYS: TunableKey[] = ['rowReduce', 'matmulNt', 'matmulSmall', 'attention'];
 
 /** Cache key: the adapter as it describes itself (not how it was reached), the host, the version. */
