@@ -12,7 +12,8 @@
 #
 # Time: the device tool allows 10 minutes a command and 15 minutes of device time a session.
 # `all` runs the tests first (~1-2 min on a GPU), then the full bench with what is left; on a
-# timeout everything written so far under $OUT still comes back.
+# timeout everything written so far under $OUT still comes back, the results file included (the
+# bench rewrites it after every step, listing the steps it did not reach as `pending`).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/samclip-device-out}"

@@ -200,7 +200,24 @@ async function main(): Promise<void> {
     models: [],
     steps: [],
   };
-  for (const s of steps()) {
+  const slug = adapterSlug(doc.adapter, doc.cpuAdapter ? doc.host.summary : null);
+  const base = join(outDir, `${slug}${quick ? '.quick' : ''}`);
+  const all = steps();
+  const withSam2 = only.includes('sam2') && existsSync(join(import.meta.dirname, 'sam2.ts'));
+  // Written after every step (with what is still pending), so a run stopped half-way keeps its rows.
+  const save = (): string => {
+    const done = new Set(report.steps.map((s) => s.name));
+    const pending = [...all.map((s) => s.name), ...(withSam2 ? ['sam2'] : [])].filter((n) => !done.has(n));
+    report.loadEnd = fmtLoad();
+    report.wallS = (performance.now() - t0) / 1000;
+    if (pending.length) report.pending = pending;
+    else delete report.pending;
+    writeFileSync(`${base}.json`, JSON.stringify(report, null, 1));
+    const md = deviceMarkdown(report);
+    writeFileSync(`${base}.md`, md);
+    return md;
+  };
+  for (const s of all) {
     const json = join(tmp, `${s.name}.json`);
     if (existsSync(json)) writeFileSync(json, '');
     const ts = performance.now();
@@ -209,15 +226,13 @@ async function main(): Promise<void> {
     const wallS = (performance.now() - ts) / 1000;
     report.steps.push({ name: s.name, code, wallS });
     const text = existsSync(json) ? readFileSync(json, 'utf8') : '';
-    if (!text) {
-      console.log(`${s.name}: no results (exit code ${code})`);
-      continue;
-    }
-    if (s.name === 'kernels') report.kernels = kernelRows(json);
+    if (!text) console.log(`${s.name}: no results (exit code ${code})`);
+    else if (s.name === 'kernels') report.kernels = kernelRows(json);
     else report.models.push(...(JSON.parse(text) as { rows: BenchRow[] }).rows);
+    save();
   }
   const sam2 = join(import.meta.dirname, 'sam2.ts');
-  if (only.includes('sam2') && existsSync(sam2)) {
+  if (withSam2) {
     const ts = performance.now();
     try {
       report.models.push(...(await sam2Rows(sam2)));
@@ -227,13 +242,7 @@ async function main(): Promise<void> {
       report.steps.push({ name: 'sam2', code: 1, wallS: (performance.now() - ts) / 1000, error: (e as Error).message });
     }
   }
-  report.loadEnd = fmtLoad();
-  report.wallS = (performance.now() - t0) / 1000;
-  const slug = adapterSlug(doc.adapter, doc.cpuAdapter ? doc.host.summary : null);
-  const base = join(outDir, `${slug}${quick ? '.quick' : ''}`);
-  writeFileSync(`${base}.json`, JSON.stringify(report, null, 1));
-  const md = deviceMarkdown(report);
-  writeFileSync(`${base}.md`, md);
+  const md = save();
   console.log(`\n${md}\nwrote ${base}.json and ${base}.md in ${report.wallS.toFixed(0)} s`);
 }
 

@@ -41,6 +41,11 @@ export interface DeviceReport {
   kernels: KernelRow[];
   models: BenchRow[];
   steps: { name: string; code: number; wallS: number; error?: string }[];
+  /**
+   * Steps not run yet: set in the copies written after each step, so a run stopped half-way (the
+   * device tool's 10-minute command limit) still leaves its results so far; absent when complete.
+   */
+  pending?: string[];
 }
 
 /** File name for an adapter: lower-case words joined by '-'; CPU adapters add the host CPU. */
@@ -114,5 +119,6 @@ export function deviceMarkdown(r: DeviceReport): string {
   ];
   const failed = r.steps.filter((s) => s.code !== 0);
   if (failed.length) lines.push('', `Failed steps: ${failed.map((s) => `${s.name} (exit ${s.code}${s.error ? `: ${s.error}` : ''})`).join(', ')}`);
+  if (r.pending?.length) lines.push('', `**Incomplete run**: stopped before ${r.pending.join(', ')} (the file was last written after ${r.steps.at(-1)?.name ?? 'the doctor line'}).`);
   return lines.join('\n');
 }
