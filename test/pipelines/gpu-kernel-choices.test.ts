@@ -1,5 +1,5 @@
 /**
- * The tiny models end to end under a GPU adapter's kernel choices, against the official reference
+ * The tiny models (SAM, CLIP, SAM 2.1, SAM-CLIP) end to end under a GPU adapter's kernel choices, against the official reference
  * fixtures, on whatever adapter runs the tests.
  *
  * On a GPU the engine runs `defaultTuning(false)`'s rule: 8x8-block and few-row subgroup matmuls
@@ -12,7 +12,8 @@
  * biases). On a GPU adapter it repeats what the other files check.
  *
  * The same fixtures' rules as the model tests: encoder outputs and logits under the recorded
- * rel L2 / max-abs gates, masks >= 99.99 % of pixels, CLIP features under their gates; and SAM's
+ * rel L2 / max-abs gates, masks and SAM-CLIP's refined label map >= 99.99 % of pixels, CLIP
+ * features and SAM-CLIP's class probabilities under their gates; and SAM's
  * f16 activations under the f16 rule against this f32 path (rel L2 <= 1e-2, mask IoU >= 0.99).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,15 +22,17 @@ import { debugFlags } from '../../src/gpu/debug.js';
 import { defaultTuning } from '../../src/gpu/tuning.js';
 import { readTensor } from '../../src/kernels/copy.js';
 import type { ClipModel } from '../../src/model/clip/clip.js';
+import { SamClip } from '../../src/pipelines/samclip.js';
 import { SamPredictor } from '../../src/pipelines/sam-predictor.js';
 import type { SamPrompt } from '../../src/pipelines/prompt-sets.js';
 import { Sam2Predictor } from '../../src/pipelines/sam2-predictor.js';
 import { compare, maskIoU } from '../helpers/compare.js';
 import { useGpu } from '../helpers/gpu.js';
 import { usePhotos } from '../helpers/photos.js';
-import { expectMasksAgree, expectReference, openReference } from '../helpers/reference.js';
+import { agreement, expectMasksAgree, expectReference, openReference } from '../helpers/reference.js';
 import { CLIP_MANIFEST, loadTiny, pickRows, readF32 } from '../model/clip-helpers.js';
 import { SAM2_PHOTOS, SAM2_WEIGHTS, Sam2Ref, checkAgainst, tinyOverrides } from '../model/sam2-fixture.js';
+import { BUNDLE, CLASSES, PHOTOS as SAMCLIP_PHOTOS, decodeBitPlanes } from '../model/samclip-fixture.js';
 import { PhotoRef, SAM_PHOTOS, type SamCase, TINY_WEIGHTS, logStage } from './sam-fixture.js';
 
 const gpu = useGpu();
@@ -145,6 +148,26 @@ describe("a GPU's kernel choices on the whole tiny models", () => {
     } finally {
       emb.dispose();
       predictor.dispose();
+    }
+  });
+
+  it('SAM-CLIP: classification and the refined label map of the dog photo', async () => {
+    const ctx = gpu();
+    const model = await SamClip.load(ctx, BUNDLE);
+    const p = SAMCLIP_PHOTOS.find((x) => x.name === 'dog')!;
+    const [H, W] = p.original_size;
+    const f = await openReference(`samclip/${p.file}`);
+    try {
+      const c = await model.classify(photoImage(p.name), CLASSES);
+      expectReference(c.probs, await f.readF32('r112.cls_probs'), p.tensors['r112.cls_probs']!, 'GPU choices: samclip dog cls_probs');
+      const r = await model.segmentSemantic(photoImage(p.name), CLASSES, { refine: true });
+      expect(r.decodedClasses).toEqual(Array.from(await f.readI32('refine.decoded_classes')));
+      const a = agreement(r.labelMap, decodeBitPlanes(new Uint8Array(await f.readRaw('refine.label_map')), 3, H, W));
+      console.log(`GPU choices: samclip dog refined label map agreement ${(100 * a).toFixed(4)}%`);
+      expect(a).toBeGreaterThanOrEqual(0.9999);
+    } finally {
+      await f.close();
+      model.dispose();
     }
   });
 
