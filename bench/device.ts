@@ -20,7 +20,7 @@
  *
  * `--quick` (CPU adapters; under 10 minutes on a quiet 2-core lavapipe host with the artefacts
  * cached): one timed run per kernel variant, no end-to-end or ORT Web CPU-io columns; the SAM
- * encoder at 1024 px f16 first run only, at 512 px one timed run against ORT Web; ORT Web skipped on
+ * encoder at 512 px only, one timed run f16 and one f32 against ORT Web; ORT Web skipped on
  * the decoder's B = 16 (80 s there); the text tower on the first 8 prompts (ORT Web takes ~100 s a
  * run on all 80); SAM-CLIP first run only. Every model with an ONNX peer is thus timed against ORT
  * Web in the same run. Full mode: 3 runs and every competitor (<= 8 minutes on a GPU).
@@ -67,10 +67,11 @@ function steps(): Step[] {
   }
   if (only.includes('sam-encoder')) {
     const enc = quick ? ['--runs', '0', '--no-ort-web', '--no-ort-node', '--no-profile'] : ['--runs', '3', '--warmup', '1', '--no-ort-node', '--no-profile'];
-    // --quick keeps the f16 first run at 1024 px and drops the f32 one: the 512 px step below
-    // times f32 steady state, validated and against ORT Web, in the time it saves.
+    // --quick times the encoder at 512 px only (a 1024 px first run alone takes 45-65 s on a 2-core
+    // lavapipe host): f16 steady state, validated against PyTorch, and below f32 against ORT Web.
     if (!quick) list.push({ name: 'sam-encoder-f32', script: 'sam-encoder.ts', args: [...enc, '--dir', dir] });
-    list.push({ name: 'sam-encoder-f16', script: 'sam-encoder.ts', args: [...enc, '--f16', '--no-ort-web', '--dir', dir] });
+    const f16Args = quick ? ['--size', '512', ...r, '--no-ort-web', '--no-ort-node', '--no-profile'] : [...enc, '--no-ort-web'];
+    list.push({ name: 'sam-encoder-f16', script: 'sam-encoder.ts', args: [...f16Args, '--f16', '--dir', dir] });
     // At 512 px ORT Web's global attention (12 x 1024 x 1024 f32, 48 MiB) fits a 128 MiB binding, so
     // its output is valid even on CPU adapters, where the 1024 px graph binds 768 MiB and returns
     // garbage. The encoder's only comparison with ORT Web on a CPU adapter: 145 s in --quick on
