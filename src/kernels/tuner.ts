@@ -9,7 +9,7 @@
  * Deterministic where timing is not: `mode: 'default'` (or a measurement that fails or gives no
  * finite time) keeps `defaultTuning`'s rule; `override` pins any choice whatever was measured or
  * cached. Every candidate is checked before it is timed, against a float64 reference computed on
- * the host for a sample of output rows (rows spread over tiles and edges): one that misses it (rel
+ * the host (the double-precision kernels of src/kernels/cpu) for a sample of output rows (rows spread over tiles and edges): one that misses it (rel
  * L2 > 1e-4, 1e-2 for f16 operands) or fails to run is never chosen, and the report says why. The
  * reference is independent of every kernel, so a broken variant, the deterministic default
  * included, cannot become the yardstick (kernels that only run on GPUs, e.g. tensor cores, are
@@ -22,6 +22,9 @@ import type { GpuContext } from '../gpu/context.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { ALL_CHOICES, type KernelTuning, type TunableKey, defaultTuning, tuningCandidates } from '../gpu/tuning.js';
 import { attention } from './attention.js';
+import { attentionCpu } from './cpu/attention.js';
+import { layerNormCpu } from './cpu/layernorm.js';
+import { matmulCpu } from './cpu/matmul.js';
 import { layerNorm } from './layernorm.js';
 import { linear } from './matmul.js';
 
@@ -69,13 +72,7 @@ interface Expected {
   tol: number;
 }
 
-function expectedRows(rows: number[], cols: number, tol: number, row: (r: number, out: Float64Array) => void): Expected {
-  const values = new Float64Array(rows.length * cols);
-  rows.forEach((r, i) => row(r, values.subarray(i * cols, (i + 1) * cols)));
-  return { rows, cols, values, tol };
-}
-
-/** rel L2 of `out`'s sampled rows against the reference. */
+/** rel L2 of `out`'s sampled rows against the reference (`values`: the sampled rows, packed). */
 function missBy(out: ArrayLike<number>, e: Expected): number {
   let num = 0;
   let den = 0;
@@ -90,53 +87,34 @@ function missBy(out: ArrayLike<number>, e: Expected): number {
   return Math.sqrt(num / Math.max(den, 1e-30));
 }
 
-/** y[r] = x[r] . W^T (x [rows, K], W [N, K]) for the sampled rows. */
+/** The sampled rows of a row-major [rows, cols] array, packed. */
+function rowsOf(x: Float32Array, rows: readonly number[], cols: number): Float32Array {
+  const out = new Float32Array(rows.length * cols);
+  rows.forEach((r, i) => out.set(x.subarray(r * cols, (r + 1) * cols), i * cols));
+  return out;
+}
+
+/** y = x . W^T (x [rows, K], W [N, K]) for the sampled rows, by the double-precision reference matmul. */
 function linearReference(x: Float32Array, w: Float32Array, rows: number, K: number, N: number, tol: number): Expected {
-  return expectedRows(sampleRows(rows), N, tol, (r, out) => {
-    for (let n = 0; n < N; n++) {
-      let acc = 0;
-      for (let k = 0; k < K; k++) acc += x[r * K + k]! * w[n * K + k]!;
-      out[n] = acc;
-    }
-  });
+  const picked = sampleRows(rows);
+  const wt = new Float32Array(K * N);
+  for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) wt[k * N + n] = w[n * K + k]!;
+  return { rows: picked, cols: N, values: matmulCpu(rowsOf(x, picked, K), wt, 1, picked.length, K, N), tol };
 }
 
-/** LayerNorm over C with weight = bias = g. */
+/** LayerNorm over C with weight = bias = g, for the sampled rows. */
 function layerNormReference(x: Float32Array, g: Float32Array, rows: number, C: number, eps: number): Expected {
-  return expectedRows(sampleRows(rows), C, 1e-4, (r, out) => {
-    let mean = 0;
-    for (let c = 0; c < C; c++) mean += x[r * C + c]!;
-    mean /= C;
-    let v = 0;
-    for (let c = 0; c < C; c++) v += (x[r * C + c]! - mean) ** 2;
-    const inv = 1 / Math.sqrt(v / C + eps);
-    for (let c = 0; c < C; c++) out[c] = (x[r * C + c]! - mean) * inv * g[c]! + g[c]!;
-  });
+  const picked = sampleRows(rows);
+  return { rows: picked, cols: C, values: layerNormCpu(rowsOf(x, picked, C), picked.length, C, g, g, eps), tol: 1e-4 };
 }
 
-/** softmax(q k^T / sqrt(D)) v with q = k = v [H, N, D]; output rows are tokens of [N, H, D]. */
+/** softmax(q k^T / sqrt(D)) v with q = k = v [1, H, N, D], for the sampled queries: rows of [N, H * D]. */
 function selfAttentionReference(q: Float32Array, H: number, N: number, D: number): Expected {
-  const scale = 1 / Math.sqrt(D);
-  const p = new Float64Array(N);
-  return expectedRows(sampleRows(N), H * D, 1e-4, (i, out) => {
-    for (let h = 0; h < H; h++) {
-      const base = h * N * D;
-      let max = -Infinity;
-      for (let j = 0; j < N; j++) {
-        let dot = 0;
-        for (let d = 0; d < D; d++) dot += q[base + i * D + d]! * q[base + j * D + d]!;
-        p[j] = dot * scale;
-        max = Math.max(max, p[j]!);
-      }
-      let sum = 0;
-      for (let j = 0; j < N; j++) sum += p[j] = Math.exp(p[j]! - max);
-      for (let d = 0; d < D; d++) {
-        let acc = 0;
-        for (let j = 0; j < N; j++) acc += p[j]! * q[base + j * D + d]!;
-        out[h * D + d] = acc / sum;
-      }
-    }
-  });
+  const picked = sampleRows(N);
+  const qs = new Float32Array(H * picked.length * D);
+  for (let h = 0; h < H; h++) qs.set(rowsOf(q.subarray(h * N * D, (h + 1) * N * D), picked, D), h * picked.length * D);
+  const values = attentionCpu({ q: qs, k: q, v: q, B: 1, H, Nq: picked.length, Nk: N, D, scale: 1 / Math.sqrt(D) });
+  return { rows: picked, cols: H * D, values, tol: 1e-4 };
 }
 
 /**

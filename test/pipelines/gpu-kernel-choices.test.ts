@@ -33,7 +33,7 @@ import { agreement, expectMasksAgree, expectReference, openReference } from '../
 import { CLIP_MANIFEST, loadTiny, pickRows, readF32 } from '../model/clip-helpers.js';
 import { SAM2_PHOTOS, SAM2_WEIGHTS, Sam2Ref, checkAgainst, tinyOverrides } from '../model/sam2-fixture.js';
 import { BUNDLE, CLASSES, PHOTOS as SAMCLIP_PHOTOS, decodeBitPlanes } from '../model/samclip-fixture.js';
-import { PhotoRef, SAM_PHOTOS, type SamCase, TINY_WEIGHTS, logStage } from './sam-fixture.js';
+import { PhotoRef, SAM_PHOTOS, TINY_WEIGHTS, casePrompts, logStage } from './sam-fixture.js';
 
 const gpu = useGpu();
 const photoImage = usePhotos();
@@ -55,18 +55,6 @@ afterAll(() => {
   debugFlags.dumpWgsl = dump;
 });
 
-function samPrompts(c: SamCase, mask?: Float32Array): SamPrompt[] {
-  if (c.boxes) return c.boxes.map((b) => ({ box: b as [number, number, number, number] }));
-  const p: SamPrompt = {};
-  if (c.point_coords) {
-    p.points = c.point_coords.map((q) => [q[0]!, q[1]!] as [number, number]);
-    p.labels = c.point_labels!;
-  }
-  if (c.box) p.box = c.box as [number, number, number, number];
-  if (mask) p.maskInput = mask;
-  return [p];
-}
-
 describe("a GPU's kernel choices on the whole tiny models", () => {
   it('SAM: encode the truck photo, then every recorded case (low-res logits, IoU, masks)', async () => {
     const ctx = gpu();
@@ -80,7 +68,7 @@ describe("a GPU's kernel choices on the whole tiny models", () => {
       for (const c of photo.cases) {
         const label = `GPU choices: truck/${c.name}`;
         const mask = c.mask_input ? await ref.f32(c.mask_input) : undefined;
-        const preds = await predictor.predictBatch(emb, samPrompts(c, mask), { multimaskOutput: c.multimask_output });
+        const preds = await predictor.predictBatch(emb, casePrompts(c, mask), { multimaskOutput: c.multimask_output });
         const low = new Float32Array(preds.flatMap((p) => Array.from(p.lowResLogits)));
         const iou = new Float32Array(preds.flatMap((p) => Array.from(p.iouPredictions)));
         const ln = ref.caseTensor(c, 'low_res_logits');

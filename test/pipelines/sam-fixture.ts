@@ -5,6 +5,7 @@
  */
 import type { GpuContext } from '../../src/gpu/context.js';
 import type { Tensor } from '../../src/gpu/tensor.js';
+import type { SamPrompt } from '../../src/pipelines/prompt-sets.js';
 import { SafetensorsFile } from '../../src/weights/safetensors.js';
 import { Weights } from '../../src/weights/weights.js';
 import { type ManifestTensor, FIXTURES, manifest, openReference } from '../helpers/reference.js';
@@ -135,4 +136,17 @@ export function transformedPrompts(c: SamCase) {
 /** Multi-line rel-L2 log for the closing notes. */
 export function logStage(what: string, r: { relL2: number; maxAbs: number; relL2Gate: number }): void {
   console.log(`${what}: rel_l2 ${r.relL2.toExponential(2)} (gate ${r.relL2Gate.toExponential(1)}), max_abs ${r.maxAbs.toExponential(2)}`);
+}
+
+/** A recorded case's raw prompts (original-image pixels) as SamPredictor prompt sets. */
+export function casePrompts(c: SamCase, mask?: Float32Array): SamPrompt[] {
+  if (c.boxes) return c.boxes.map((b) => ({ box: b as [number, number, number, number] }));
+  const p: SamPrompt = {};
+  if (c.point_coords) {
+    p.points = c.point_coords.map((q) => [q[0]!, q[1]!] as [number, number]);
+    p.labels = c.point_labels!;
+  }
+  if (c.box) p.box = c.box as [number, number, number, number];
+  if (mask) p.maskInput = mask;
+  return [p];
 }

@@ -22,7 +22,7 @@ import { PromptError, SamPredictor, type SamImageEmbedding, type SamPrediction, 
 import { expectClose } from '../helpers/compare.js';
 import { useGpu } from '../helpers/gpu.js';
 import { REFERENCE, agreement, expectMasksAgree, expectReference, unpackBits } from '../helpers/reference.js';
-import { PhotoRef, SAM_PHOTOS, type SamCase, type SamPhoto, TINY_WEIGHTS, logStage } from './sam-fixture.js';
+import { PhotoRef, SAM_PHOTOS, type SamCase, type SamPhoto, TINY_WEIGHTS, casePrompts, logStage } from './sam-fixture.js';
 import { usePhotos } from '../helpers/photos.js';
 
 const gpu = useGpu();
@@ -34,22 +34,10 @@ beforeAll(async () => {
   predictor = await SamPredictor.load(gpu(), TINY_WEIGHTS);
 });
 
-function promptOf(c: SamCase, mask?: Float32Array): SamPrompt[] {
-  if (c.boxes) return c.boxes.map((b) => ({ box: b as [number, number, number, number] }));
-  const p: SamPrompt = {};
-  if (c.point_coords) {
-    p.points = c.point_coords.map((q) => [q[0]!, q[1]!] as [number, number]);
-    p.labels = c.point_labels!;
-  }
-  if (c.box) p.box = c.box as [number, number, number, number];
-  if (mask) p.maskInput = mask;
-  return [p];
-}
-
 async function checkCase(photo: SamPhoto, c: SamCase, emb: SamImageEmbedding, label: string, opts: { logits: boolean }): Promise<SamPrediction[]> {
   const ref = await PhotoRef.open(photo);
   const mask = c.mask_input ? await ref.f32(c.mask_input) : undefined;
-  const preds = await predictor.predictBatch(emb, promptOf(c, mask), { multimaskOutput: c.multimask_output });
+  const preds = await predictor.predictBatch(emb, casePrompts(c, mask), { multimaskOutput: c.multimask_output });
   if (opts.logits) {
     const low = new Float32Array(preds.flatMap((p) => Array.from(p.lowResLogits)));
     const iou = new Float32Array(preds.flatMap((p) => Array.from(p.iouPredictions)));
@@ -168,7 +156,7 @@ describe('SamPredictor: current image and f16 weights', () => {
     try {
       for (const c of photo.cases) {
         const mask = c.mask_input ? await ref.f32(c.mask_input) : undefined;
-        const preds = await p16.predictBatch(emb, promptOf(c, mask), { multimaskOutput: c.multimask_output });
+        const preds = await p16.predictBatch(emb, casePrompts(c, mask), { multimaskOutput: c.multimask_output });
         const low = new Float32Array(preds.flatMap((p) => Array.from(p.lowResLogits)));
         const ln = ref.caseTensor(c, 'low_res_logits');
         const cmp = expectClose(low, await ref.f32(ln), { relL2: 1e-2 }, `f16 ${c.name} low_res_logits`);
