@@ -92,8 +92,8 @@ export class Attention {
   /**
    * Self-attention projects one input two or three times (q = k = tokens + PE, v = tokens; or all
    * three from the tokens in the first block): one matmul against the stacked weights instead,
-   * whose [.., 2 or 3 x Ci] output is sliced into views. One dispatch instead of two or three,
-   * the same products and epilogue per output.
+   * whose [.., 2 or 3 x Ci] output is sliced into views. One dispatch instead of two or three;
+   * the same maths, up to the summation order of the matmul variant the wider output picks.
    */
   private projectShared(ctx: GpuContext, x: Tensor, parts: 2 | 3): Tensor[] {
     let t = this.stacked.get(parts);
