@@ -66,12 +66,11 @@ function steps(): Step[] {
     list.push({ name: 'kernels', script: 'kernels.ts', args: ['--only', KERNEL_CASES, '--f16', ...r, ...(quick ? ['--light-runs', '5', '--no-e2e', '--ort-web-io', 'gpu'] : ['--ort-web-io', 'gpu'])] });
   }
   if (only.includes('sam-encoder')) {
-    const enc = quick ? ['--runs', '0', '--no-ort-web', '--no-ort-node', '--no-profile'] : ['--runs', '3', '--warmup', '1', '--no-ort-node', '--no-profile'];
     // --quick times the encoder at 512 px only (a 1024 px first run alone takes 45-65 s on a 2-core
     // lavapipe host): f16 steady state, validated against PyTorch, and below f32 against ORT Web.
-    if (!quick) list.push({ name: 'sam-encoder-f32', script: 'sam-encoder.ts', args: [...enc, '--dir', dir] });
-    const f16Args = quick ? ['--size', '512', ...r, '--no-ort-web', '--no-ort-node', '--no-profile'] : [...enc, '--no-ort-web'];
-    list.push({ name: 'sam-encoder-f16', script: 'sam-encoder.ts', args: [...f16Args, '--f16', '--dir', dir] });
+    const enc = ['--no-ort-node', '--no-profile', '--dir', dir];
+    if (!quick) list.push({ name: 'sam-encoder-f32', script: 'sam-encoder.ts', args: [...r, ...enc] });
+    list.push({ name: 'sam-encoder-f16', script: 'sam-encoder.ts', args: [...(quick ? ['--size', '512'] : []), ...r, ...enc, '--f16', '--no-ort-web'] });
     // At 512 px ORT Web's global attention (12 x 1024 x 1024 f32, 48 MiB) fits a 128 MiB binding, so
     // its output is valid even on CPU adapters, where the 1024 px graph binds 768 MiB and returns
     // garbage. The encoder's only comparison with ORT Web on a CPU adapter: 145 s in --quick on

@@ -494,8 +494,8 @@ export class GpuContext implements StorageOwner {
       pass = this.pass ??= this.ensureEncoder().beginComputePass({ label: 'samclip' });
     }
     // Each encoder call costs ~1-2 µs in Dawn's Node binding; a third of the SAM decoder's
-    // dispatches repeat the pipeline before them.
-    if (this.passPipeline !== cached.pipeline || this.profiler) {
+    // dispatches repeat the pipeline before them. (A profiled step's new pass starts unset.)
+    if (this.passPipeline !== cached.pipeline) {
       pass.setPipeline(cached.pipeline);
       this.passPipeline = cached.pipeline;
     }

@@ -9,11 +9,12 @@
  * Deterministic where timing is not: `mode: 'default'` (or a measurement that fails or gives no
  * finite time) keeps `defaultTuning`'s rule; `override` pins any choice whatever was measured or
  * cached. Every candidate is checked before it is timed, against a float64 reference computed on
- * the host (the double-precision kernels of src/kernels/cpu) for a sample of output rows (rows spread over tiles and edges): one that misses it (rel
- * L2 > 1e-4, 1e-2 for f16 operands) or fails to run is never chosen, and the report says why. The
- * reference is independent of every kernel, so a broken variant, the deterministic default
- * included, cannot become the yardstick (kernels that only run on GPUs, e.g. tensor cores, are
- * tested nowhere else before their first use). Timing is wall clock around a drained queue (median
+ * the host (the double-precision kernels of src/kernels/cpu) for output rows spread over tiles and
+ * edges: one that misses it (rel L2 > 1e-4, 1e-2 for f16 operands) or fails to run is not chosen,
+ * and the report says why. The reference is independent of every kernel, so a broken variant, the
+ * deterministic default included, cannot become the yardstick (kernels that only run on GPUs, e.g.
+ * tensor cores, are tested nowhere else before their first use). Where no candidate passes, the
+ * rule's choice stays and every rejection is reported. Timing is wall clock around a drained queue (median
  * of 3 after a warm-up), so on a busy machine it picks what is fastest now.
  *
  * Browser-safe: no `node:` import; the Node store is injected by the caller.
@@ -54,7 +55,7 @@ export interface TuneReport {
   source: KernelTuning['source'];
   /** Median ms per candidate, where measured. */
   timings: Partial<Record<TunableKey, Record<string, number>>>;
-  /** Candidates never chosen, and why (wrong against the host reference, or an error), where measured. */
+  /** Candidates that missed the host reference or failed, and why, where measured. */
   rejected?: Partial<Record<TunableKey, Record<string, string>>>;
 }
 
@@ -262,20 +263,12 @@ async function measureAll(ctx: GpuContext): Promise<{ choices: TunedChoices; tim
       timings[k] = m.timings;
       if (Object.keys(m.rejected).length) rejected[k] = m.rejected;
       if (m.best !== null) (choices as Record<string, string>)[k] = m.best;
-      // The default itself missed the reference and nothing else passed: keep no broken choice.
-      else if (m.rejected[choices[k]]) (choices as Record<string, string>)[k] = safeFallback(k, cand[k] as string[], m.rejected);
     }
   } finally {
     for (const t of tensors) t.dispose();
     await ctx.sync().catch(() => undefined);
   }
   return { choices, timings, rejected };
-}
-
-/** When no candidate of a choice passed: the first not rejected, else the most general kernel. */
-function safeFallback(key: TunableKey, candidates: string[], rejected: Record<string, string>): string {
-  const general: Record<TunableKey, string> = { rowReduce: 'tree', matmulNt: 'tiled_nt', matmulSmall: 'rows', attention: 'fused' };
-  return candidates.find((c) => !rejected[c]) ?? general[key];
 }
 
 /**

@@ -104,12 +104,22 @@ export class Mlp {
   }
 }
 
+/** Several Linears' weights and biases concatenated once, by rows: [sum of out, in] and [sum of out] (persistent). */
+export function stackLinears(ctx: GpuContext, layers: readonly Linear[]): { weight: Tensor; bias: Tensor } {
+  return ctx.scope(() => {
+    const weight = concat(ctx, layers.map((l) => l.weight), 0);
+    const bias = concat(ctx, layers.map((l) => l.bias), 0);
+    weight.persistent = bias.persistent = true;
+    return { weight, bias };
+  });
+}
+
 /**
  * Same-shaped `Mlp`s applied each to its own rows (the decoder's hypernetworks, one per mask
  * token), as one batched matmul per layer instead of one per MLP and layer: 3 dispatches instead
- * of 12 (+ a concat) for SAM's four. The stacked weights [n, out, in] and biases [n, out] (one
- * bias row per batch entry of the matmul) are copies made on first use: 2.1 MB in all for SAM's
- * decoder in f32. The same maths as the separate Linears; the matmul variant, picked by shape, may
+ * of 12 (+ a concat) for SAM's four. The stacked weights (seen as [n, out, in]) and biases
+ * ([n, out], one bias row per batch entry of the matmul) are copies made on first use
+ * (`stackLinears`): 2.1 MB in all for SAM's decoder in f32. The same maths as the separate Linears; the matmul variant, picked by shape, may
  * sum in another order (SAM ViT-B's decoder: rel L2 against PyTorch 4.1e-6 before, 7.3e-6 after).
  */
 export class StackedMlps {
@@ -128,24 +138,21 @@ export class StackedMlps {
     const tables = this.stacked(ctx);
     const last = tables.length - 1;
     const sigmoid = this.mlps[0]!.sigmoidOutput;
+    const n = this.mlps.length;
     return ctx.scope(() => {
       let h = x;
       tables.forEach((t, l) => {
-        h = matmul(ctx, h, t.weight.transpose(1, 2), { bias: t.bias, act: l < last ? 'relu' : sigmoid ? 'sigmoid' : 'none' });
+        const { inDim, outDim } = this.mlps[0]!.layers[l]!;
+        // The stacked rows seen as [n, out, in] (weights) and [n, out] (one bias row per batch entry).
+        const w = t.weight.reshape([n, outDim, inDim]).transpose(1, 2);
+        h = matmul(ctx, h, w, { bias: t.bias.reshape([n, outDim]), act: l < last ? 'relu' : sigmoid ? 'sigmoid' : 'none' });
       });
       return h;
     });
   }
 
   private stacked(ctx: GpuContext): { weight: Tensor; bias: Tensor }[] {
-    this.tables ??= this.mlps[0]!.layers.map((_, l) =>
-      ctx.scope(() => {
-        const weight = concat(ctx, this.mlps.map((m) => m.layers[l]!.weight.unsqueeze(0)), 0);
-        const bias = concat(ctx, this.mlps.map((m) => m.layers[l]!.bias.unsqueeze(0)), 0);
-        weight.persistent = bias.persistent = true;
-        return { weight, bias };
-      }),
-    );
+    this.tables ??= this.mlps[0]!.layers.map((_, l) => stackLinears(ctx, this.mlps.map((m) => m.layers[l]!)));
     return this.tables;
   }
 

@@ -204,6 +204,7 @@ export class Block {
       // the branches (norms, q/k/v, attention, MLP hidden) are stored in the context's activation
       // dtype. Storing the stream in f16 too gave SAM ViT-B rel L2 1.25e-2 against PyTorch at
       // 512 px (random weights), over the f16 rule's 1e-2; the stream is 1/8 of a block's traffic.
+      // The tapped path (parity tests) runs in the stream's dtype throughout.
       const n1 = layerNorm(ctx, x, this.norm1Weight, this.norm1Bias, this.eps, taps ? {} : { outDtype: ctx.activationDtype });
       if (taps) {
         const a = this.attention(ctx, n1);

@@ -162,7 +162,7 @@ export class MaskDecoder {
     return this.outputTokens;
   }
 
-  /** Free the token table this decoder made (its weights belong to their Weights set). */
+  /** Free what this decoder made (token table, stacked and GEMM-layout weights, plans); its weights belong to their Weights set. */
   dispose(): void {
     this.plans.dispose();
     this.stackedHypernetworks.dispose();

@@ -24,13 +24,13 @@
 import type { GpuContext } from '../../gpu/context.js';
 import type { Tensor } from '../../gpu/tensor.js';
 import { attention } from '../../kernels/attention.js';
-import { concat, copy } from '../../kernels/copy.js';
+import { copy } from '../../kernels/copy.js';
 import { add } from '../../kernels/elementwise.js';
 import { layerNorm } from '../../kernels/layernorm.js';
 import { matmul } from '../../kernels/matmul.js';
 import { softmax } from '../../kernels/softmax.js';
 import type { Weights } from '../../weights/weights.js';
-import { LayerNormParams, Linear, MlpBlock } from './common.js';
+import { LayerNormParams, Linear, MlpBlock, stackLinears } from './common.js';
 import type { SamConfig } from './config.js';
 
 /** The fields of SamConfig the transformer reads. */
@@ -98,13 +98,7 @@ export class Attention {
   private projectShared(ctx: GpuContext, x: Tensor, parts: 2 | 3): Tensor[] {
     let t = this.stacked.get(parts);
     if (!t) {
-      const layers = [this.qProj, this.kProj, this.vProj].slice(0, parts);
-      t = ctx.scope(() => {
-        const weight = concat(ctx, layers.map((l) => l.weight), 0);
-        const bias = concat(ctx, layers.map((l) => l.bias), 0);
-        weight.persistent = bias.persistent = true;
-        return { weight, bias };
-      });
+      t = stackLinears(ctx, [this.qProj, this.kProj, this.vProj].slice(0, parts));
       this.stacked.set(parts, t);
     }
     const y = matmul(ctx, x, t.weight.transpose(0, 1), { bias: t.bias }); // [B, N, parts * Ci]
